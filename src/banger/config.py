@@ -1,0 +1,177 @@
+"""Settings, resolved once from defaults, the config file and the environment.
+
+The result is a frozen ``Settings`` passed down explicitly; nothing else in
+banger reads the environment for configuration.
+
+Precedence, lowest first: built-in defaults, ``$XDG_CONFIG_HOME/banger/config.toml``
+(or the file named by ``BANGER_CONFIG``), then ``BANGER_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from banger.errors import UserError
+
+# Every host resource banger creates carries this prefix; the helper refuses
+# names without it.
+NAME_PREFIX = "bg"
+
+_ENV = {
+    "home": "BANGER_HOME",
+    "runtime_dir": "BANGER_RUNTIME_DIR",
+    "helper_socket": "BANGER_HELPER_SOCKET",
+    "bridge": "BANGER_BRIDGE",
+    "subnet": "BANGER_SUBNET",
+    "accel": "BANGER_ACCEL",
+    "vmm": "BANGER_VMM",
+    "debian_mirror": "BANGER_DEBIAN_MIRROR",
+}
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "banger"
+
+
+def _default_runtime_dir() -> Path:
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and Path(xdg).is_dir():
+        return Path(xdg) / "banger"
+    return Path(f"/tmp/banger-{os.getuid()}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=_default_home)
+    runtime_dir: Path = field(default_factory=_default_runtime_dir)
+    # Empty means "next to the daemon socket" (user mode, where the daemon
+    # starts the helper itself when it runs as root).
+    helper_socket: Path | None = None
+    bridge: str = "bg0"
+    subnet: str = "10.77.0.0/24"
+    vmm: str = "auto"
+    accel: str = "auto"
+    # Empty means "the first Debian mirror in the host's apt sources".
+    debian_mirror: str = ""
+    default_vcpus: int = 0
+    default_memory_mib: int = 0
+
+    # Derived locations; one definition so every layer agrees.
+    @property
+    def socket(self) -> Path:
+        return self.runtime_dir / "bangerd.sock"
+
+    @property
+    def helper_socket_path(self) -> Path:
+        return self.helper_socket or self.runtime_dir / "helper.sock"
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "banger.db"
+
+    @property
+    def kernels_dir(self) -> Path:
+        return self.home / "kernels"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    @property
+    def vms_dir(self) -> Path:
+        return self.home / "vms"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def ssh_dir(self) -> Path:
+        return self.home / "ssh"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet, strict=False)
+
+    def validate(self) -> Settings:
+        try:
+            net = ipaddress.IPv4Network(self.subnet, strict=True)
+        except ValueError as exc:
+            raise UserError(
+                f"subnet {self.subnet!r} is not an IPv4 network: {exc}",
+                hint="set subnet to a private range such as 10.77.0.0/24",
+            ) from exc
+        if not net.is_private or net.prefixlen > 29:
+            raise UserError(
+                f"subnet {self.subnet} must be a private range of at least 8 addresses",
+                hint="use something like 10.77.0.0/24",
+            )
+        if not re.fullmatch(rf"{NAME_PREFIX}[a-z0-9-]{{1,11}}", self.bridge):
+            raise UserError(
+                f"bridge name {self.bridge!r} must start with {NAME_PREFIX!r} and be at most"
+                " 13 lowercase letters, digits or dashes",
+                hint="the default is bg0",
+            )
+        if self.accel not in ("auto", "kvm", "tcg"):
+            raise UserError(f"accel {self.accel!r} is not one of auto, kvm, tcg")
+        if self.vmm not in ("auto", "qemu", "firecracker"):
+            raise UserError(f"vmm {self.vmm!r} is not one of auto, qemu, firecracker")
+        return self
+
+
+def config_file() -> Path:
+    explicit = os.environ.get("BANGER_CONFIG")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "banger" / "config.toml"
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    if name in ("home", "runtime_dir", "helper_socket"):
+        return Path(str(value)).expanduser() if value else None
+    if kind == "int":
+        try:
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"setting {name} must be a whole number, not {value!r}") from exc
+    return str(value)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve settings: defaults < config file < environment < ``overrides``."""
+    values: dict[str, Any] = {}
+    path = config_file()
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(
+                f"config file {path} is not valid TOML: {exc}", hint="fix or remove the file"
+            ) from exc
+        known = {f.name for f in fields(Settings)}
+        for key, value in data.items():
+            if key not in known:
+                raise UserError(
+                    f"config file {path} has an unknown setting {key!r}",
+                    hint="known settings: " + ", ".join(sorted(known)),
+                )
+            values[key] = _coerce(key, value)
+    for name, env in _ENV.items():
+        if os.environ.get(env):
+            values[name] = _coerce(name, os.environ[env])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = replace(Settings(), **{k: v for k, v in values.items() if v is not None})
+    return settings.validate()

@@ -1,0 +1,76 @@
+"""The small interface every VMM driver implements.
+
+Nothing outside ``banger.vmm`` knows which VMM runs a VM: the daemon builds a
+``VmmConfig`` and hands it to whichever driver ``select_vmm`` picked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    path: Path
+    # The guest finds its disks by this serial (/sys/block/vdX/serial), not by
+    # probe order, which differs between VMMs.
+    serial: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    tap: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class VmmConfig:
+    name: str
+    vcpus: int
+    memory_mib: int
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    disks: tuple[DiskSpec, ...]
+    net: NetSpec | None
+    # Per-VM directory for the VMM's pidfile, control socket and console log.
+    run_dir: Path
+    accel: str = "tcg"  # "kvm" or "tcg"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "vmm.pid"
+
+    @property
+    def console_log(self) -> Path:
+        return self.run_dir / "console.log"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run_dir / "vmm.sock"
+
+
+class Vmm(Protocol):
+    """A VMM driver. Implementations must make ``kill`` idempotent."""
+
+    name: str
+
+    def argv(self, config: VmmConfig) -> list[str]:
+        """The command line that would launch this VM; pure, touches nothing."""
+        ...
+
+    def launch(self, config: VmmConfig) -> int:
+        """Start the VM detached from the caller (it outlives the daemon); return its pid."""
+        ...
+
+    def pid(self, run_dir: Path) -> int | None:
+        """The pid of the VMM running from ``run_dir``, or None when none runs."""
+        ...
+
+    def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:
+        """Stop the VMM at once and wait for it to go; safe when already gone."""
+        ...
