@@ -124,3 +124,23 @@ def spawn(
     finally:
         if stdout is not None and hasattr(out, "close"):
             out.close()  # type: ignore[union-attr]
+
+
+def interactive(argv: Sequence[str | os.PathLike[str]]) -> int:
+    """Run argv attached to this terminal (stdin, stdout, stderr); return its exit code."""
+    args = [os.fspath(a) for a in argv]
+    log.debug("+ %s", shlex.join(args))
+    try:
+        return subprocess.call(args, env=clean_env())
+    except FileNotFoundError as exc:
+        raise HostError(f"{args[0]} is not installed", hint="run `banger doctor`") from exc
+
+
+def replace_process(argv: Sequence[str | os.PathLike[str]]) -> None:
+    """Hand this process over to argv (exec); returns only on failure."""
+    args = [os.fspath(a) for a in argv]
+    log.debug("+ exec %s", shlex.join(args))
+    try:
+        os.execvpe(args[0], args, clean_env())
+    except FileNotFoundError as exc:
+        raise HostError(f"{args[0]} is not installed", hint="run `banger doctor`") from exc

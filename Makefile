@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+BANGER := $(VENV)/bin/banger
+
+.PHONY: demo test lint unit e2e deps venv clean
+
+deps:
+	scripts/install-host-deps
+
+venv:
+	scripts/install-venv
+
+# Pull the default kernel and image (once), then run a command in a fresh VM.
+demo: deps venv
+	$(BANGER) doctor || true
+	$(BANGER) image show debian-bookworm >/dev/null 2>&1 || $(BANGER) image pull debian-bookworm
+	$(BANGER) vm run -- uname -a
+
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(VENV)/bin/pytest -m "not e2e" tests
+
+e2e: deps venv
+	$(VENV)/bin/pytest -m e2e tests
+
+# The whole suite: linters, unit tests, end-to-end tests booting real VMs.
+test: deps venv lint
+	$(VENV)/bin/pytest tests
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

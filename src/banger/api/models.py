@@ -1,0 +1,136 @@
+"""Wire models: what the daemon's HTTP API accepts and returns.
+
+The store persists these same shapes, so a field is defined once.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    hint: str | None = None
+
+
+class Kernel(BaseModel):
+    name: str
+    version: str
+    dir: str
+    vmlinuz: str
+    initrd: str
+    source: str
+    created_at: str
+
+
+class Image(BaseModel):
+    name: str
+    kernel: str
+    rootfs: str
+    size_bytes: int
+    source: str
+    created_at: str
+
+
+class VmState(StrEnum):
+    CREATING = "creating"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+class Vm(BaseModel):
+    id: str
+    name: str
+    image: str
+    state: VmState
+    vcpus: int
+    memory_mib: int
+    overlay_bytes: int
+    ip: str
+    tap: str
+    mac: str
+    vmm: str
+    dir: str
+    created_at: str
+    pid: int | None = None
+
+
+class SshTarget(BaseModel):
+    """Everything a client needs to hand the terminal to OpenSSH."""
+
+    host: str
+    user: str = "root"
+    identity_file: str
+    known_hosts_file: str
+    host_key_alias: str
+
+
+class OpState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Operation(BaseModel):
+    id: str
+    kind: str
+    target: str
+    state: OpState
+    stage: str = ""
+    error: ErrorBody | None = None
+    result: dict[str, Any] | None = None
+    created_at: str
+    finished_at: str | None = None
+
+
+class EventType(StrEnum):
+    STAGE = "stage"
+    INFO = "info"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Event(BaseModel):
+    """One line of an operation's progress stream."""
+
+    seq: int
+    type: EventType
+    stage: str = ""
+    message: str = ""
+    time: float
+    operation: Operation | None = None
+
+
+class VmCreate(BaseModel):
+    name: str | None = None
+    image: str | None = None
+    vcpus: int | None = Field(default=None, ge=1, le=64)
+    memory_mib: int | None = Field(default=None, ge=128, le=1 << 20)
+    system_overlay_size: str | None = None
+    nat: bool = False
+    no_start: bool = False
+
+
+class KernelPull(BaseModel):
+    name: str
+
+
+class ImagePull(BaseModel):
+    name: str
+    kernel: str | None = None
+
+
+class DaemonStatus(BaseModel):
+    version: str
+    pid: int
+    socket: str
+    home: str
+    uid: int
+    vmm: str
+    accel: str
+    accel_reason: str

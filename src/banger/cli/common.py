@@ -1,0 +1,92 @@
+"""What every command shares: settings, the daemon connection, output helpers.
+
+Heavy modules (httpx, rich, pydantic) load inside these functions, so
+``--help`` and completion stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from banger.api.client import Client
+    from banger.api.models import Event, Operation
+    from banger.config import Settings
+
+
+def settings() -> Settings:
+    from banger.config import load_settings
+
+    return load_settings()
+
+
+@contextmanager
+def client(*, autostart: bool = True) -> Iterator[Client]:
+    from banger.api.client import connect
+
+    conn = connect(settings(), autostart=autostart)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def progress_printer(quiet: bool = False) -> Callable[[Event], None]:
+    """Print an operation's stages to stderr, one line each, with elapsed time."""
+    from banger.api.models import EventType
+
+    start = time.monotonic()
+
+    def show(event: Event) -> None:
+        if quiet or event.type in (EventType.DONE, EventType.FAILED):
+            return
+        elapsed = time.monotonic() - start
+        if event.type == EventType.STAGE:
+            text = f"[{elapsed:5.1f}s] {event.stage}" + (f": {event.message}" if event.message else "")
+        else:
+            text = f"         {event.message}"
+        click.echo(text, err=True)
+
+    return show
+
+
+def run_operation(conn: Client, op_data: Any, *, quiet: bool = False) -> Operation:
+    from banger.api.models import Operation
+
+    op = Operation.model_validate(op_data)
+    return conn.follow(op, progress_printer(quiet))
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, empty: str) -> None:
+    if not rows:
+        click.echo(empty, err=True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for header in headers:
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def print_fields(pairs: Sequence[tuple[str, Any]]) -> None:
+    width = max(len(k) for k, _ in pairs)
+    for key, value in pairs:
+        click.echo(f"{key.ljust(width)}  {value}")
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

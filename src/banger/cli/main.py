@@ -1,0 +1,77 @@
+"""The ``banger`` command: a thin client of bangerd."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from banger import __version__
+from banger.cli.artifacts import image, kernel
+from banger.cli.daemon import daemon, doctor
+from banger.cli.vm import vm
+from banger.errors import BangerError
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Start here:
+  banger image pull debian-bookworm      # build the default image (once)
+  banger vm run -- uname -a              # a fresh VM runs one command, then goes
+  banger vm create --name dev            # a VM that stays; then `banger vm ssh dev`
+  banger doctor                          # what this host can and cannot do
+""",
+)
+@click.option("--debug", is_flag=True, help="Show debug logs and tracebacks.")
+@click.version_option(__version__, prog_name="banger")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """banger: disposable Linux microVMs for developers and coding agents.
+
+    Each VM boots from an image in one command, gets its own copy-on-write
+    disk, an address on banger's bridge and SSH with pinned keys.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+
+
+@cli.command()
+def version() -> None:
+    """Print banger's version."""
+    click.echo(__version__)
+
+
+cli.add_command(vm)
+cli.add_command(image)
+cli.add_command(kernel)
+cli.add_command(daemon)
+cli.add_command(doctor)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except BangerError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,166 @@
+"""The daemon's HTTP/JSON API: thin routes over the services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from banger import __version__
+from banger.api.models import (
+    DaemonStatus,
+    Image,
+    ImagePull,
+    Kernel,
+    KernelPull,
+    Operation,
+    SshTarget,
+    Vm,
+    VmCreate,
+)
+from banger.daemon.artifacts import ArtifactService
+from banger.daemon.context import Context
+from banger.daemon.operations import Operations
+from banger.daemon.vms import VmService
+from banger.errors import BangerError, NotFound
+
+
+def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAPI:
+    app = FastAPI(
+        title="bangerd",
+        version=__version__,
+        description="banger's daemon: disposable microVMs over HTTP/JSON on a unix socket.",
+    )
+    vms = VmService(ctx)
+    artifacts = ArtifactService(ctx)
+
+    @app.exception_handler(BangerError)
+    async def banger_error(_: Request, exc: BangerError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        body = {
+            "code": "invalid",
+            "message": f"{where or 'request'}: {first.get('msg', 'invalid request')}",
+            "hint": "see /openapi.json for the request's shape",
+        }
+        return JSONResponse(body, status_code=400)
+
+    @app.get("/status")
+    async def status() -> DaemonStatus:
+        return DaemonStatus(
+            version=__version__,
+            pid=os.getpid(),
+            socket=str(ctx.settings.socket),
+            home=str(ctx.settings.home),
+            uid=ctx.uid,
+            vmm=ctx.vmm.name,
+            accel=ctx.accel.kind,
+            accel_reason=ctx.accel.reason,
+        )
+
+    @app.post("/shutdown", status_code=202)
+    async def stop_daemon() -> dict[str, str]:
+        shutdown.set()
+        return {"status": "stopping"}
+
+    # kernels
+
+    @app.get("/kernels")
+    async def list_kernels() -> list[Kernel]:
+        return ctx.store.list_kernels()
+
+    @app.get("/kernels/{name}")
+    async def show_kernel(name: str) -> Kernel:
+        return ctx.store.get_kernel(name)
+
+    @app.post("/kernels/pull", status_code=202)
+    async def pull_kernel(req: KernelPull) -> Operation:
+        artifacts.check_kernel_pull(req.name)
+        return ops.start(
+            "kernel.pull", req.name, lambda p: artifacts.pull_kernel(req.name, p).model_dump()
+        )
+
+    # images
+
+    @app.get("/images")
+    async def list_images() -> list[Image]:
+        return ctx.store.list_images()
+
+    @app.get("/images/{name}")
+    async def show_image(name: str) -> Image:
+        return ctx.store.get_image(name)
+
+    @app.post("/images/pull", status_code=202)
+    async def pull_image(req: ImagePull) -> Operation:
+        artifacts.check_image_pull(req.name, req.kernel)
+        return ops.start(
+            "image.pull",
+            req.name,
+            lambda p: artifacts.pull_image(req.name, req.kernel, p).model_dump(),
+        )
+
+    # VMs
+
+    @app.get("/vms")
+    async def list_vms() -> list[Vm]:
+        return await asyncio.to_thread(vms.list)
+
+    @app.get("/vms/{name}")
+    async def show_vm(name: str) -> Vm:
+        return await asyncio.to_thread(vms.show, name)
+
+    @app.post("/vms", status_code=202)
+    async def create_vm(req: VmCreate) -> Operation:
+        checked = vms.validate(req)
+        return ops.start(
+            "vm.create", checked.name or "", lambda p: vms.create(checked, p).model_dump(mode="json")
+        )
+
+    @app.delete("/vms/{name}", status_code=202)
+    async def delete_vm(name: str) -> Operation:
+        vm = ctx.store.get_vm(name)
+        return ops.start("vm.delete", vm.name, lambda p: vms.delete(vm.name, p).model_dump())
+
+    @app.get("/vms/{name}/ssh")
+    async def ssh_target(name: str) -> SshTarget:
+        return await asyncio.to_thread(vms.ssh_target, name)
+
+    # operations
+
+    @app.get("/operations")
+    async def list_operations() -> list[Operation]:
+        return ctx.store.list_operations()
+
+    @app.get("/operations/{op_id}")
+    async def show_operation(op_id: str) -> Operation:
+        return ops.get(op_id)
+
+    @app.get(
+        "/operations/{op_id}/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/x-ndjson": {}}}},
+    )
+    async def operation_events(op_id: str) -> StreamingResponse:
+        """Progress events as newline-delimited JSON, replayed from the start."""
+        run = ops.run_of(op_id)
+        if run is None:
+            op = ops.get(op_id)  # finished before this daemon started, or unknown
+            raise NotFound(
+                f"operation {op_id} ({op.state}) has no live event stream",
+                hint=f"GET /operations/{op_id} gives its outcome",
+            )
+
+        async def lines() -> AsyncIterator[bytes]:
+            async for event in run.follow():
+                yield event.model_dump_json().encode() + b"\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    return app

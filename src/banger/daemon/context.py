@@ -1,0 +1,39 @@
+"""What every daemon service shares: settings, store, the VMM and the helper."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+from banger.config import Settings
+from banger.helper.client import HelperClient
+from banger.store import Store
+from banger.vmm.accel import AccelChoice
+from banger.vmm.base import Vmm
+
+DEFAULT_KERNEL = "debian-bookworm-cloud"
+DEFAULT_IMAGE = "debian-bookworm"
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    vmm: Vmm
+    accel: AccelChoice
+    tsc_khz: int | None
+    uid: int = field(default_factory=os.getuid)
+    default_image: str = DEFAULT_IMAGE
+    default_kernel: str = DEFAULT_KERNEL
+    _helper: HelperClient | None = None
+    _helper_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def helper(self) -> HelperClient:
+        """The root helper, started on first use where banger runs as root."""
+        with self._helper_lock:
+            if self._helper is None:
+                from banger.helper.launch import ensure_helper
+
+                self._helper = ensure_helper(self.settings)
+            return self._helper

@@ -1,0 +1,124 @@
+"""``bangerd``: bind the socket, open the store, serve the API until told to stop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from banger import __version__
+from banger.config import Settings, load_settings
+from banger.errors import BangerError, DaemonUnavailable
+
+log = logging.getLogger("banger.daemon")
+
+
+def bind_socket(path: Path) -> socket.socket:
+    """Bind the API socket, refusing to steal one another daemon still serves."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.exists():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale: its daemon is gone
+        else:
+            raise DaemonUnavailable(
+                f"another bangerd already serves {path}",
+                hint="stop it with `banger daemon stop`, or use it",
+            )
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    sock.listen(128)
+    return sock
+
+
+async def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from banger.daemon.app import create_app
+    from banger.daemon.context import Context
+    from banger.daemon.operations import Operations
+    from banger.store import Database, Store
+    from banger.vmm import select_vmm
+    from banger.vmm.accel import detect_accel, host_tsc_khz
+
+    sock = bind_socket(settings.socket)
+    pidfile = settings.runtime_dir / "bangerd.pid"
+    store = Store(Database(settings.db_path))
+    interrupted = store.fail_interrupted_operations()
+    if interrupted:
+        log.warning("marked %d operation(s) of a previous daemon as interrupted", interrupted)
+    accel = detect_accel(settings.accel)
+    if accel.kind == "tcg":
+        log.warning("guests run under software emulation (TCG): %s", accel.reason)
+    ctx = Context(
+        settings=settings,
+        store=store,
+        vmm=select_vmm(settings),
+        accel=accel,
+        tsc_khz=host_tsc_khz(),
+    )
+    ops = Operations(store)
+    shutdown = asyncio.Event()
+    app = create_app(ctx, ops, shutdown)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    # uvicorn's own signal handlers would kill in-flight operations abruptly.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, shutdown.set)
+
+    async def stop_when_asked() -> None:
+        await shutdown.wait()
+        log.info("stopping: waiting for running operations")
+        await ops.wait_all()
+        server.should_exit = True
+
+    pidfile.write_text(f"{os.getpid()}\n")
+    log.info("bangerd %s serving %s (vmm %s, %s)", __version__, settings.socket, ctx.vmm.name, accel.kind)
+    stopper = asyncio.create_task(stop_when_asked())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        stopper.cancel()
+        with contextlib.suppress(FileNotFoundError):
+            settings.socket.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            pidfile.unlink()
+        store.db.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="bangerd",
+        description="banger's daemon. The banger CLI starts it on demand; run it by hand to debug.",
+    )
+    parser.add_argument("--debug", action="store_true", help="log debug detail")
+    parser.add_argument("--version", action="version", version=__version__)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+        asyncio.run(serve(settings))
+    except BangerError as exc:
+        print(f"bangerd: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,160 @@
+"""Long work as operations: staged, persisted, followed as an event stream.
+
+The work itself runs in a worker thread; clients follow its events over
+HTTP. A client that goes away stops reading, nothing more: the operation
+carries on and its outcome is in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from banger.api.models import ErrorBody, Event, EventType, Operation, OpState
+from banger.errors import BangerError
+from banger.store import Store
+
+log = logging.getLogger("banger.daemon")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Progress:
+    """What a running operation reports through; safe to call from any thread."""
+
+    def __init__(self, run: OperationRun) -> None:
+        self._run = run
+
+    def stage(self, stage: str, message: str = "") -> None:
+        self._run.emit(EventType.STAGE, stage=stage, message=message)
+
+    def info(self, message: str) -> None:
+        self._run.emit(EventType.INFO, stage=self._run.op.stage, message=message)
+
+
+class OperationRun:
+    def __init__(self, op: Operation, loop: asyncio.AbstractEventLoop, store: Store) -> None:
+        self.op = op
+        self.events: list[Event] = []
+        self._loop = loop
+        self._store = store
+        self._lock = threading.Lock()
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def finished(self) -> bool:
+        return self.op.state != OpState.RUNNING
+
+    def emit(self, type_: EventType, *, stage: str = "", message: str = "") -> None:
+        with self._lock:
+            if type_ == EventType.STAGE:
+                self.op = self.op.model_copy(update={"stage": stage})
+                log.info("%s %s: %s %s", self.op.kind, self.op.target, stage, message)
+            event = Event(
+                seq=len(self.events),
+                type=type_,
+                stage=stage,
+                message=message,
+                time=time.time(),
+                operation=self.op if type_ in (EventType.DONE, EventType.FAILED) else None,
+            )
+            self.events.append(event)
+        self._loop.call_soon_threadsafe(self._wake)
+
+    def finish(self, result: dict[str, Any] | None, error: BangerError | None) -> None:
+        with self._lock:
+            update: dict[str, Any] = {"finished_at": now_iso()}
+            if error is None:
+                update.update(state=OpState.SUCCEEDED, result=result)
+            else:
+                update.update(state=OpState.FAILED, error=ErrorBody(**error.to_dict()))
+            self.op = self.op.model_copy(update=update)
+        self._store.save_operation(self.op)
+        if error is None:
+            self.emit(EventType.DONE, stage=self.op.stage, message="done")
+        else:
+            self.emit(EventType.FAILED, stage=self.op.stage, message=error.message)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def follow(self, start: int = 0) -> AsyncIterator[Event]:
+        index = start
+        while True:
+            with self._lock:
+                fresh = self.events[index:]
+            for event in fresh:
+                yield event
+            index += len(fresh)
+            if fresh and fresh[-1].type in (EventType.DONE, EventType.FAILED):
+                return
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._waiters.append(fut)
+            with self._lock:
+                pending = len(self.events) > index
+            if not pending:
+                await fut
+
+
+Work = Callable[[Progress], dict[str, Any] | None]
+
+
+class Operations:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._runs: dict[str, OperationRun] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, kind: str, target: str, work: Work) -> Operation:
+        """Start ``work`` in a worker thread and return its operation at once."""
+        loop = asyncio.get_running_loop()
+        op = Operation(
+            id=uuid.uuid4().hex[:12],
+            kind=kind,
+            target=target,
+            state=OpState.RUNNING,
+            created_at=now_iso(),
+        )
+        self._store.save_operation(op)
+        run = OperationRun(op, loop, self._store)
+        self._runs[op.id] = run
+        task = loop.create_task(self._execute(run, work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return op
+
+    async def _execute(self, run: OperationRun, work: Work) -> None:
+        progress = Progress(run)
+        try:
+            result = await asyncio.to_thread(work, progress)
+        except BangerError as exc:
+            log.warning("%s %s failed: %s", run.op.kind, run.op.target, exc.message)
+            await asyncio.to_thread(run.finish, None, exc)
+        except Exception as exc:
+            log.exception("%s %s crashed", run.op.kind, run.op.target)
+            err = BangerError(f"internal error: {exc}", hint="see the daemon log; run with --debug")
+            await asyncio.to_thread(run.finish, None, err)
+        else:
+            await asyncio.to_thread(run.finish, result, None)
+
+    def get(self, op_id: str) -> Operation:
+        run = self._runs.get(op_id)
+        return run.op if run else self._store.get_operation(op_id)
+
+    def run_of(self, op_id: str) -> OperationRun | None:
+        return self._runs.get(op_id)
+
+    async def wait_all(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,131 @@
+"""SSH keys, pinned host keys and OpenSSH command lines for guests.
+
+banger holds one client key per user and gives every VM its own host key,
+generated on the host and pinned in a per-VM known_hosts file, so no
+connection ever asks to trust a key on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from banger import proc
+from banger.api.models import SshTarget
+from banger.errors import VmmError
+
+log = logging.getLogger("banger.guest")
+
+
+def ensure_user_key(ssh_dir: Path) -> Path:
+    """banger's own client key (created once); returns the private key's path."""
+    key = ssh_dir / "id_ed25519"
+    if not key.exists():
+        ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = ssh_dir / "id_ed25519.tmp"
+        for stale in (tmp, tmp.with_suffix(".tmp.pub")):
+            stale.unlink(missing_ok=True)
+        proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "banger", "-f", tmp])
+        tmp.with_suffix(".tmp.pub").rename(key.with_suffix(".pub"))
+        tmp.rename(key)
+    return key
+
+
+def make_host_key(directory: Path, comment: str) -> tuple[bytes, str]:
+    """Generate a VM's ed25519 host key in ``directory``; return (private, public)."""
+    key = directory / "ssh_host_ed25519_key"
+    key.unlink(missing_ok=True)
+    key.with_suffix(".pub").unlink(missing_ok=True)
+    proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", key])
+    return key.read_bytes(), Path(f"{key}.pub").read_text().strip()
+
+
+def write_known_hosts(path: Path, alias: str, public_key: str) -> None:
+    kind, blob = public_key.split()[:2]
+    path.write_text(f"{alias} {kind} {blob}\n")
+
+
+def ssh_argv(target: SshTarget, command: Sequence[str] = (), *, tty: bool | None = None) -> list[str]:
+    """The OpenSSH command line for ``target``; the host key is pinned, never learned."""
+    argv = [
+        "ssh",
+        "-i",
+        target.identity_file,
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={target.known_hosts_file}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"HostKeyAlias={target.host_key_alias}",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "ServerAliveInterval=15",
+    ]
+    if tty is True:
+        argv.append("-tt")
+    elif tty is False:
+        argv.append("-T")
+    argv.append(f"{target.user}@{target.host}")
+    if command:
+        # ssh joins its arguments with spaces for the remote shell; quote each
+        # so the guest sees exactly the argv the user typed.
+        argv.append(shlex.join(command))
+    return argv
+
+
+async def _try_ssh(host: str, identity: Path, host_key: str, timeout: float) -> bool:
+    import asyncssh
+
+    trusted = asyncssh.import_public_key(host_key)
+    try:
+        async with asyncssh.connect(
+            host,
+            username="root",
+            client_keys=[str(identity)],
+            known_hosts=([trusted], [], []),
+            connect_timeout=timeout,
+            agent_path=None,
+        ) as conn:
+            result = await conn.run("true", check=False, timeout=timeout)
+            return result.exit_status == 0
+    except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+        log.debug("ssh to %s not ready: %s", host, exc)
+        return False
+
+
+def wait_for_ssh(
+    host: str,
+    identity: Path,
+    host_key: str,
+    *,
+    timeout: float,
+    alive: Callable[[], bool],
+    what: str,
+) -> float:
+    """Wait until the guest runs a command over SSH with its pinned key; return seconds."""
+    start = time.monotonic()
+    deadline = start + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise VmmError(
+                f"{what} stopped while booting",
+                hint="see its console with `banger vm logs`, or the tail printed above",
+            )
+        if asyncio.run(_try_ssh(host, identity, host_key, timeout=5)):
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise VmmError(
+        f"{what} did not accept SSH within {timeout:.0f}s",
+        hint="the guest may still be booting under software emulation; see `banger vm logs`",
+    )

@@ -1,0 +1,59 @@
+"""Numbered schema migrations; ``PRAGMA user_version`` records the last applied.
+
+Append only: a released migration is never edited, a change is a new entry.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the first schema.
+    (
+        """CREATE TABLE kernels (
+            name TEXT PRIMARY KEY,
+            version TEXT NOT NULL,
+            dir TEXT NOT NULL,
+            vmlinuz TEXT NOT NULL,
+            initrd TEXT NOT NULL,
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE images (
+            name TEXT PRIMARY KEY,
+            kernel TEXT NOT NULL REFERENCES kernels(name),
+            rootfs TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE vms (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            image TEXT NOT NULL REFERENCES images(name),
+            state TEXT NOT NULL,
+            vcpus INTEGER NOT NULL,
+            memory_mib INTEGER NOT NULL,
+            overlay_bytes INTEGER NOT NULL,
+            tap TEXT NOT NULL UNIQUE,
+            mac TEXT NOT NULL,
+            vmm TEXT NOT NULL,
+            dir TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE leases (
+            ip TEXT PRIMARY KEY,
+            vm_id TEXT NOT NULL UNIQUE REFERENCES vms(id) ON DELETE CASCADE,
+            leased_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE operations (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            target TEXT NOT NULL,
+            state TEXT NOT NULL,
+            stage TEXT NOT NULL DEFAULT '',
+            error TEXT,
+            result TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+        )""",
+    ),
+)

@@ -1,0 +1,209 @@
+"""Typed queries over the store; the only code that writes SQL rows."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sqlite3
+from collections.abc import Iterable
+
+from banger.api.models import ErrorBody, Image, Kernel, Operation, OpState, Vm, VmState
+from banger.errors import Conflict, HostError, NotFound
+from banger.store.db import Database
+
+
+def _kernel(row: sqlite3.Row) -> Kernel:
+    return Kernel(**dict(row))
+
+
+def _image(row: sqlite3.Row) -> Image:
+    return Image(**dict(row))
+
+
+def _vm(row: sqlite3.Row) -> Vm:
+    return Vm(**dict(row))
+
+
+def _operation(row: sqlite3.Row) -> Operation:
+    data = dict(row)
+    data["error"] = ErrorBody(**json.loads(data["error"])) if data["error"] else None
+    data["result"] = json.loads(data["result"]) if data["result"] else None
+    return Operation(**data)
+
+
+def name_taken(name: str) -> Conflict:
+    return Conflict(
+        f"a VM named {name!r} already exists",
+        hint=f"pick another --name, or delete it with `banger vm delete {name}`",
+    )
+
+
+_VM_SELECT = "SELECT vms.*, leases.ip AS ip FROM vms JOIN leases ON leases.vm_id = vms.id"
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # kernels
+
+    def add_kernel(self, kernel: Kernel) -> None:
+        try:
+            with self.db.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO kernels (name, version, dir, vmlinuz, initrd, source, created_at)"
+                    " VALUES (:name, :version, :dir, :vmlinuz, :initrd, :source, :created_at)",
+                    kernel.model_dump(),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(
+                f"a kernel named {kernel.name!r} already exists",
+                hint=f"delete it first with `banger kernel delete {kernel.name}`",
+            ) from exc
+
+    def get_kernel(self, name: str) -> Kernel:
+        rows = self.db.query("SELECT * FROM kernels WHERE name = ?", (name,))
+        if not rows:
+            raise NotFound(
+                f"no kernel named {name!r}",
+                hint="see `banger kernel list`, or fetch one with `banger kernel pull`",
+            )
+        return _kernel(rows[0])
+
+    def find_kernel(self, name: str) -> Kernel | None:
+        rows = self.db.query("SELECT * FROM kernels WHERE name = ?", (name,))
+        return _kernel(rows[0]) if rows else None
+
+    def list_kernels(self) -> list[Kernel]:
+        return [_kernel(r) for r in self.db.query("SELECT * FROM kernels ORDER BY name")]
+
+    # images
+
+    def add_image(self, image: Image) -> None:
+        try:
+            with self.db.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO images (name, kernel, rootfs, size_bytes, source, created_at)"
+                    " VALUES (:name, :kernel, :rootfs, :size_bytes, :source, :created_at)",
+                    image.model_dump(),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(
+                f"an image named {image.name!r} already exists",
+                hint=f"delete it first with `banger image delete {image.name}`",
+            ) from exc
+
+    def get_image(self, name: str) -> Image:
+        rows = self.db.query("SELECT * FROM images WHERE name = ?", (name,))
+        if not rows:
+            raise NotFound(
+                f"no image named {name!r}",
+                hint="see `banger image list`, or build one with `banger image pull debian-bookworm`",
+            )
+        return _image(rows[0])
+
+    def find_image(self, name: str) -> Image | None:
+        rows = self.db.query("SELECT * FROM images WHERE name = ?", (name,))
+        return _image(rows[0]) if rows else None
+
+    def list_images(self) -> list[Image]:
+        return [_image(r) for r in self.db.query("SELECT * FROM images ORDER BY name")]
+
+    # VMs and their address leases
+
+    def create_vm(
+        self,
+        vm: Vm,
+        network: ipaddress.IPv4Network,
+        reserved: Iterable[ipaddress.IPv4Address] = (),
+    ) -> Vm:
+        """Insert a VM and lease it the lowest free address, atomically.
+
+        The lease table's primary key makes a double lease impossible even if
+        two daemons raced on one store.
+        """
+        skip = {network.network_address, network.broadcast_address, *reserved}
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM vms WHERE name = ?", (vm.name,)).fetchone():
+                raise name_taken(vm.name)
+            used = {ipaddress.IPv4Address(r[0]) for r in conn.execute("SELECT ip FROM leases")}
+            free = next((ip for ip in network.hosts() if ip not in skip | used), None)
+            if free is None:
+                raise HostError(
+                    f"no free address left in {network}",
+                    hint="delete VMs you no longer need, or configure a larger subnet",
+                )
+            row = vm.model_dump(exclude={"ip", "pid"})
+            row["state"] = str(vm.state)
+            conn.execute(
+                "INSERT INTO vms (id, name, image, state, vcpus, memory_mib, overlay_bytes,"
+                " tap, mac, vmm, dir, created_at) VALUES (:id, :name, :image, :state, :vcpus,"
+                " :memory_mib, :overlay_bytes, :tap, :mac, :vmm, :dir, :created_at)",
+                row,
+            )
+            conn.execute(
+                "INSERT INTO leases (ip, vm_id, leased_at) VALUES (?, ?, ?)",
+                (str(free), vm.id, vm.created_at),
+            )
+        return vm.model_copy(update={"ip": str(free)})
+
+    def get_vm(self, name: str) -> Vm:
+        rows = self.db.query(f"{_VM_SELECT} WHERE vms.name = ? OR vms.id = ?", (name, name))
+        if not rows:
+            raise NotFound(
+                f"no VM named {name!r}", hint="see `banger vm list` for the VMs that exist"
+            )
+        return _vm(rows[0])
+
+    def list_vms(self) -> list[Vm]:
+        return [_vm(r) for r in self.db.query(f"{_VM_SELECT} ORDER BY vms.created_at")]
+
+    def set_vm_state(self, vm_id: str, state: VmState) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE vms SET state = ? WHERE id = ?", (str(state), vm_id))
+
+    def delete_vm(self, vm_id: str) -> None:
+        """Remove a VM and, by cascade, its lease; no-op when already gone."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM vms WHERE id = ?", (vm_id,))
+
+    def vms_using_image(self, image: str) -> list[str]:
+        return [r[0] for r in self.db.query("SELECT name FROM vms WHERE image = ?", (image,))]
+
+    def lease_count(self) -> int:
+        return int(self.db.query("SELECT COUNT(*) FROM leases")[0][0])
+
+    # operations
+
+    def save_operation(self, op: Operation) -> None:
+        row = op.model_dump(exclude={"error", "result"})
+        row["state"] = str(op.state)
+        row["error"] = op.error.model_dump_json() if op.error else None
+        row["result"] = json.dumps(op.result) if op.result is not None else None
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO operations (id, kind, target, state, stage, error, result,"
+                " created_at, finished_at) VALUES (:id, :kind, :target, :state, :stage, :error,"
+                " :result, :created_at, :finished_at)",
+                row,
+            )
+
+    def get_operation(self, op_id: str) -> Operation:
+        rows = self.db.query("SELECT * FROM operations WHERE id = ?", (op_id,))
+        if not rows:
+            raise NotFound(f"no operation {op_id!r}", hint="see `GET /operations`")
+        return _operation(rows[0])
+
+    def list_operations(self, limit: int = 50) -> list[Operation]:
+        rows = self.db.query("SELECT * FROM operations ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [_operation(r) for r in rows]
+
+    def fail_interrupted_operations(self) -> int:
+        """Operations a previous daemon left running can never finish: mark them failed."""
+        err = ErrorBody(code="interrupted", message="the daemon stopped during this operation")
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE operations SET state = ?, error = ? WHERE state = ?",
+                (str(OpState.FAILED), err.model_dump_json(), str(OpState.RUNNING)),
+            )
+            return cur.rowcount

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import ipaddress
+import sqlite3
+import threading
+
+import pytest
+
+from banger.api.models import Image, Kernel, Operation, OpState, Vm, VmState
+from banger.errors import Conflict, HostError, NotFound
+from banger.store import Database, Store
+from banger.store.migrations import MIGRATIONS
+
+NET = ipaddress.IPv4Network("10.77.0.0/29")  # six hosts: .1 - .6
+GATEWAY = ipaddress.IPv4Address("10.77.0.1")
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    store = Store(Database(tmp_path / "banger.db"))
+    store.add_kernel(
+        Kernel(name="k", version="6.1", dir="/k", vmlinuz="/k/v", initrd="/k/i", source="t", created_at="t")
+    )
+    store.add_image(Image(name="img", kernel="k", rootfs="/r", size_bytes=1, source="t", created_at="t"))
+    return store
+
+
+def draft(name: str, vm_id: str | None = None) -> Vm:
+    vm_id = vm_id or f"id{name}"
+    return Vm(
+        id=vm_id, name=name, image="img", state=VmState.CREATING, vcpus=1, memory_mib=256,
+        overlay_bytes=1, ip="", tap=f"bgt{vm_id}", mac="02:00:00:00:00:01", vmm="qemu",
+        dir=f"/vms/{vm_id}", created_at="t",
+    )
+
+
+def test_schema_is_migrated_in_wal_mode(tmp_path):
+    db = Database(tmp_path / "b.db")
+    assert db.schema_version == len(MIGRATIONS)
+    assert db.query("PRAGMA journal_mode")[0][0] == "wal"
+    tables = {r[0] for r in db.query("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"kernels", "images", "vms", "leases", "operations"} <= tables
+    db.close()
+    # Reopening applies nothing twice.
+    assert Database(tmp_path / "b.db").schema_version == len(MIGRATIONS)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    conn = sqlite3.connect(tmp_path / "b.db")
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(HostError, match="newer"):
+        Database(tmp_path / "b.db")
+
+
+def test_leases_skip_gateway_and_are_never_shared(store):
+    ips = [store.create_vm(draft(f"v{i}"), NET, reserved=[GATEWAY]).ip for i in range(5)]
+    assert ips == [f"10.77.0.{i}" for i in range(2, 7)]
+    with pytest.raises(HostError, match="no free address"):
+        store.create_vm(draft("full"), NET, reserved=[GATEWAY])
+    # A deleted VM's lease goes with it and is handed out again.
+    store.delete_vm(store.get_vm("v0").id)
+    assert store.create_vm(draft("again"), NET, reserved=[GATEWAY]).ip == "10.77.0.2"
+
+
+def test_concurrent_creates_get_distinct_addresses(store):
+    results: list[str] = []
+
+    def create(i: int) -> None:
+        results.append(store.create_vm(draft(f"c{i}"), NET, reserved=[GATEWAY]).ip)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 5
+
+
+def test_name_collision_is_a_conflict_and_leaves_nothing(store):
+    store.create_vm(draft("dev", "a1"), NET)
+    with pytest.raises(Conflict, match="already exists") as err:
+        store.create_vm(draft("dev", "b2"), NET)
+    assert "banger vm delete dev" in (err.value.hint or "")
+    assert store.lease_count() == 1
+
+
+def test_missing_things_are_not_found_with_hints(store):
+    with pytest.raises(NotFound) as err:
+        store.get_vm("nope")
+    assert err.value.hint
+    with pytest.raises(NotFound):
+        store.get_image("nope")
+    with pytest.raises(NotFound):
+        store.get_kernel("nope")
+
+
+def test_interrupted_operations_are_marked_failed(store):
+    op = Operation(id="o1", kind="vm.create", target="x", state=OpState.RUNNING, created_at="t")
+    store.save_operation(op)
+    assert store.fail_interrupted_operations() == 1
+    saved = store.get_operation("o1")
+    assert saved.state == OpState.FAILED
+    assert saved.error is not None and saved.error.code == "interrupted"
