@@ -1,0 +1,139 @@
+"""End-to-end fixtures: a real bangerd, real helper, real QEMU guests.
+
+Layered like a VM's life: ``banger_env`` (daemon, bridge, helper) ->
+``image`` (default kernel and image pulled) -> the tests' own VMs. Teardown
+deletes every VM, stops the daemon and helper and removes the bridge, and
+keeps the daemon log of a failed run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+BRIDGE = "bge2e0"
+SUBNET = "10.78.0.0/24"
+# Kernels and images are slow to make and safe to reuse between runs; VMs are not.
+ARTIFACTS = Path(os.environ.get("BANGER_E2E_HOME", "/var/tmp/banger-e2e"))
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "end-to-end tests need root (bridge and taps through banger-helper)"
+    if not shutil.which("qemu-system-x86_64"):
+        return "qemu-system-x86_64 is not installed (make deps)"
+    if not Path("/dev/net/tun").exists():
+        return "/dev/net/tun is missing"
+    return None
+
+
+@dataclass
+class Banger:
+    env: dict[str, str]
+    home: Path
+    runtime: Path
+    created: list[str] = field(default_factory=list)
+
+    def run(self, *args: str, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "banger"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=check,
+        )
+
+    def json(self, *args: str) -> object:
+        result = self.run(*args, "--json", check=True)
+        return json.loads(result.stdout)
+
+    def create(self, name: str, *extra: str) -> dict[str, object]:
+        self.created.append(name)
+        self.run("vm", "create", "--name", name, *extra, check=True)
+        vm = self.json("vm", "show", name)
+        assert isinstance(vm, dict)
+        return vm
+
+
+def _kill_matching(needle: str) -> None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in cmdline and int(entry.name) != os.getpid():
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="session")
+def banger_env(tmp_path_factory) -> Banger:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    runtime = tmp_path_factory.mktemp("run")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "BANGER_HOME": str(ARTIFACTS),
+        "BANGER_RUNTIME_DIR": str(runtime),
+        "BANGER_BRIDGE": BRIDGE,
+        "BANGER_SUBNET": SUBNET,
+        "BANGER_CONFIG": str(runtime / "no-config.toml"),
+    }
+    banger = Banger(env=env, home=ARTIFACTS, runtime=runtime)
+    # A run that crashed may have left VMs in the shared store.
+    for vm in banger.json("vm", "list"):  # type: ignore[union-attr]
+        banger.run("vm", "delete", vm["name"])  # type: ignore[index]
+    yield banger
+    for vm in banger.json("vm", "list"):  # type: ignore[union-attr]
+        banger.run("vm", "delete", vm["name"])  # type: ignore[index]
+    banger.run("daemon", "stop")
+    _kill_matching(str(runtime))
+    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
+    log = ARTIFACTS / "logs" / "bangerd.log"
+    if log.exists():
+        shutil.copy(log, runtime / "bangerd.log")
+
+
+@pytest.fixture(scope="session")
+def image(banger_env: Banger) -> str:
+    """The default kernel and image, pulled once (and reused across runs)."""
+    if banger_env.run("image", "show", "debian-bookworm").returncode != 0:
+        result = banger_env.run("image", "pull", "debian-bookworm", timeout=1200)
+        assert result.returncode == 0, result.stderr
+    return "debian-bookworm"
+
+
+@pytest.fixture
+def banger(banger_env: Banger, image: str) -> Banger:
+    """The environment with an image; VMs a test creates are deleted after it."""
+    banger_env.created = []
+    yield banger_env
+    for name in banger_env.created:
+        banger_env.run("vm", "delete", name)
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists():
+            return True
+        time.sleep(0.1)
+    return False

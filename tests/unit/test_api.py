@@ -1,0 +1,81 @@
+"""The daemon's HTTP surface, in process: shapes of answers and errors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from banger.daemon.app import create_app
+from banger.daemon.context import Context
+from banger.daemon.operations import Operations
+from banger.store import Database, Store
+from banger.vmm.accel import AccelChoice
+from banger.vmm.base import VmmConfig
+
+
+class NoVmm:
+    name = "none"
+
+    def argv(self, config: VmmConfig) -> list[str]:
+        return []
+
+    def launch(self, config: VmmConfig) -> int:
+        raise AssertionError("not in these tests")
+
+    def pid(self, run_dir: Path) -> int | None:
+        return None
+
+    def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:
+        return None
+
+
+@pytest.fixture
+def api(settings):
+    store = Store(Database(settings.db_path))
+    ctx = Context(
+        settings=settings, store=store, vmm=NoVmm(), accel=AccelChoice("tcg", "test"), tsc_khz=None
+    )
+
+    async def call(method: str, path: str, **kw) -> httpx.Response:
+        app = create_app(ctx, Operations(store), asyncio.Event())
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.request(method, path, **kw)
+
+    return lambda method, path, **kw: asyncio.run(call(method, path, **kw))
+
+
+def test_status_names_socket_pid_and_version(api, settings):
+    body = api("GET", "/status").json()
+    assert body["socket"] == str(settings.socket)
+    assert body["version"] and body["pid"] > 0
+
+
+def test_not_found_is_code_message_hint(api):
+    resp = api("GET", "/vms/ghost")
+    assert resp.status_code == 404
+    body = resp.json()
+    assert body["code"] == "not_found"
+    assert body["message"] == "no VM named 'ghost'"
+    assert body["hint"]
+
+
+def test_malformed_request_is_invalid(api):
+    resp = api("POST", "/vms", json={"vcpus": 0})
+    assert resp.status_code == 400
+    assert resp.json()["code"] == "invalid"
+    assert "vcpus" in resp.json()["message"]
+
+
+def test_create_with_unknown_image_fails_before_any_operation(api):
+    resp = api("POST", "/vms", json={"name": "dev", "image": "nope"})
+    assert resp.status_code == 404
+    assert api("GET", "/operations").json() == []
+
+
+def test_openapi_lists_the_api(api):
+    paths = api("GET", "/openapi.json").json()["paths"]
+    assert {"/vms", "/vms/{name}", "/images/pull", "/kernels/pull", "/operations/{op_id}/events"} <= set(paths)
