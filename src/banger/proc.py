@@ -122,8 +122,8 @@ def spawn(
     except FileNotFoundError as exc:
         raise HostError(f"{args[0]} is not installed", hint="run `banger doctor`") from exc
     finally:
-        if stdout is not None and hasattr(out, "close"):
-            out.close()  # type: ignore[union-attr]
+        if not isinstance(out, int):
+            out.close()
 
 
 def interactive(argv: Sequence[str | os.PathLike[str]]) -> int:
@@ -141,6 +141,6 @@ def replace_process(argv: Sequence[str | os.PathLike[str]]) -> None:
     args = [os.fspath(a) for a in argv]
     log.debug("+ exec %s", shlex.join(args))
     try:
-        os.execvpe(args[0], args, clean_env())
+        os.execvpe(args[0], args, clean_env())  # noqa: S606 - argv list, no shell
     except FileNotFoundError as exc:
         raise HostError(f"{args[0]} is not installed", hint="run `banger doctor`") from exc

@@ -8,6 +8,7 @@ keeps the daemon log of a failed run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -44,7 +45,9 @@ class Banger:
     runtime: Path
     created: list[str] = field(default_factory=list)
 
-    def run(self, *args: str, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = False, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(BIN / "banger"), *args],
             env=self.env,
@@ -76,10 +79,8 @@ def _kill_matching(needle: str) -> None:
         except OSError:
             continue
         if needle in cmdline and int(entry.name) != os.getpid():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.fixture(scope="session")

@@ -58,7 +58,9 @@ def test_openapi_over_the_socket(banger_env: Banger):
     assert {"socket", "pid", "version"} <= set(status)  # type: ignore[arg-type]
     out = subprocess.run(
         ["curl", "-sf", "--unix-socket", status["socket"], "http://localhost/openapi.json"],  # type: ignore[index]
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert '"/vms"' in out and '"/operations/{op_id}/events"' in out
 

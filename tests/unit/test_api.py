@@ -7,12 +7,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from banger.vmm.accel import AccelChoice
 
 from banger.daemon.app import create_app
 from banger.daemon.context import Context
 from banger.daemon.operations import Operations
 from banger.store import Database, Store
-from banger.vmm.accel import AccelChoice
 from banger.vmm.base import VmmConfig
 
 
@@ -78,4 +78,10 @@ def test_create_with_unknown_image_fails_before_any_operation(api):
 
 def test_openapi_lists_the_api(api):
     paths = api("GET", "/openapi.json").json()["paths"]
-    assert {"/vms", "/vms/{name}", "/images/pull", "/kernels/pull", "/operations/{op_id}/events"} <= set(paths)
+    assert {
+        "/vms",
+        "/vms/{name}",
+        "/images/pull",
+        "/kernels/pull",
+        "/operations/{op_id}/events",
+    } <= set(paths)

@@ -27,7 +27,10 @@ def test_events_stream_and_outcome_is_stored(tmp_path):
 
     events = asyncio.run(main())
     assert [e.type for e in events] == [
-        EventType.STAGE, EventType.INFO, EventType.STAGE, EventType.DONE,
+        EventType.STAGE,
+        EventType.INFO,
+        EventType.STAGE,
+        EventType.DONE,
     ]
     assert [e.seq for e in events] == [0, 1, 2, 3]
     final = events[-1].operation
@@ -51,7 +54,9 @@ def test_failure_carries_code_message_and_hint(tmp_path):
     last = asyncio.run(main())
     assert last.type == EventType.FAILED
     assert last.operation.error.model_dump() == {
-        "code": "not_found", "message": "no such thing", "hint": "try another",
+        "code": "not_found",
+        "message": "no such thing",
+        "hint": "try another",
     }
 
 

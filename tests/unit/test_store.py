@@ -19,18 +19,38 @@ GATEWAY = ipaddress.IPv4Address("10.77.0.1")
 def store(tmp_path) -> Store:
     store = Store(Database(tmp_path / "banger.db"))
     store.add_kernel(
-        Kernel(name="k", version="6.1", dir="/k", vmlinuz="/k/v", initrd="/k/i", source="t", created_at="t")
+        Kernel(
+            name="k",
+            version="6.1",
+            dir="/k",
+            vmlinuz="/k/v",
+            initrd="/k/i",
+            source="t",
+            created_at="t",
+        )
     )
-    store.add_image(Image(name="img", kernel="k", rootfs="/r", size_bytes=1, source="t", created_at="t"))
+    store.add_image(
+        Image(name="img", kernel="k", rootfs="/r", size_bytes=1, source="t", created_at="t")
+    )
     return store
 
 
 def draft(name: str, vm_id: str | None = None) -> Vm:
     vm_id = vm_id or f"id{name}"
     return Vm(
-        id=vm_id, name=name, image="img", state=VmState.CREATING, vcpus=1, memory_mib=256,
-        overlay_bytes=1, ip="", tap=f"bgt{vm_id}", mac="02:00:00:00:00:01", vmm="qemu",
-        dir=f"/vms/{vm_id}", created_at="t",
+        id=vm_id,
+        name=name,
+        image="img",
+        state=VmState.CREATING,
+        vcpus=1,
+        memory_mib=256,
+        overlay_bytes=1,
+        ip="",
+        tap=f"bgt{vm_id}",
+        mac="02:00:00:00:00:01",
+        vmm="qemu",
+        dir=f"/vms/{vm_id}",
+        created_at="t",
     )
 
 

@@ -49,7 +49,9 @@ def progress_printer(quiet: bool = False) -> Callable[[Event], None]:
             return
         elapsed = time.monotonic() - start
         if event.type == EventType.STAGE:
-            text = f"[{elapsed:5.1f}s] {event.stage}" + (f": {event.message}" if event.message else "")
+            text = f"[{elapsed:5.1f}s] {event.stage}" + (
+                f": {event.message}" if event.message else ""
+            )
         else:
             text = f"         {event.message}"
         click.echo(text, err=True)

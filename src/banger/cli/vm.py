@@ -32,10 +32,23 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--name", help="VM name, also its DNS name NAME.vm (default: generated)."),
         click.option("--image", help="Image to boot (default: debian-bookworm)."),
-        click.option("--vcpus", type=click.IntRange(1, 64), help="vCPUs (default: half the host's cores, at most 4)."),
-        click.option("--memory", type=click.IntRange(128), help="Memory in MiB (default: an eighth of the host's, 256-2048)."),
-        click.option("--system-overlay-size", help="Size of the VM's copy-on-write layer over the image (default 4G)."),
-        click.option("--nat", is_flag=True, help="Give the VM a route to the outside (not available yet)."),
+        click.option(
+            "--vcpus",
+            type=click.IntRange(1, 64),
+            help="vCPUs (default: half the host's cores, at most 4).",
+        ),
+        click.option(
+            "--memory",
+            type=click.IntRange(128),
+            help="Memory in MiB (default: an eighth of the host's, 256-2048).",
+        ),
+        click.option(
+            "--system-overlay-size",
+            help="Size of the VM's copy-on-write layer over the image (default 4G).",
+        ),
+        click.option(
+            "--nat", is_flag=True, help="Give the VM a route to the outside (not available yet)."
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -110,7 +123,9 @@ def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
         finally:
             if keep:
                 if not quiet:
-                    click.echo(f"kept {name}: `banger vm ssh {name}`, `banger vm delete {name}`", err=True)
+                    click.echo(
+                        f"kept {name}: `banger vm ssh {name}`, `banger vm delete {name}`", err=True
+                    )
             else:
                 common.run_operation(conn, conn.delete(f"/vms/{name}"), quiet=True)
     raise SystemExit(code)
@@ -128,7 +143,15 @@ def list_(as_json: bool) -> None:
     common.print_table(
         ["NAME", "STATE", "IP", "IMAGE", "VCPUS", "MEMORY", "CREATED"],
         [
-            (v["name"], v["state"], v["ip"], v["image"], v["vcpus"], f"{v['memory_mib']} MiB", v["created_at"])
+            (
+                v["name"],
+                v["state"],
+                v["ip"],
+                v["image"],
+                v["vcpus"],
+                f"{v['memory_mib']} MiB",
+                v["created_at"],
+            )
             for v in vms
         ],
         empty="no VMs: create one with `banger vm create` or `banger vm run`",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -120,7 +121,9 @@ def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAP
     async def create_vm(req: VmCreate) -> Operation:
         checked = vms.validate(req)
         return ops.start(
-            "vm.create", checked.name or "", lambda p: vms.create(checked, p).model_dump(mode="json")
+            "vm.create",
+            checked.name or "",
+            lambda p: vms.create(checked, p).model_dump(mode="json"),
         )
 
     @app.delete("/vms/{name}", status_code=202)

@@ -10,7 +10,9 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from banger import __version__
 from banger.config import Settings, load_settings
@@ -45,8 +47,23 @@ def bind_socket(path: Path) -> socket.socket:
     return sock
 
 
+def _server_class() -> type[Any]:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        # bangerd handles SIGTERM itself: it lets running operations finish
+        # before the server goes, where uvicorn's handlers would just exit.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server
+
+
 async def serve(settings: Settings) -> None:
     import uvicorn
+
+    _Server = _server_class()
 
     from banger.daemon.app import create_app
     from banger.daemon.context import Context
@@ -75,9 +92,7 @@ async def serve(settings: Settings) -> None:
     shutdown = asyncio.Event()
     app = create_app(ctx, ops, shutdown)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    # uvicorn's own signal handlers would kill in-flight operations abruptly.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _Server(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.set)
@@ -89,7 +104,9 @@ async def serve(settings: Settings) -> None:
         server.should_exit = True
 
     pidfile.write_text(f"{os.getpid()}\n")
-    log.info("bangerd %s serving %s (vmm %s, %s)", __version__, settings.socket, ctx.vmm.name, accel.kind)
+    log.info(
+        "bangerd %s serving %s (vmm %s, %s)", __version__, settings.socket, ctx.vmm.name, accel.kind
+    )
     stopper = asyncio.create_task(stop_when_asked())
     try:
         await server.serve(sockets=[sock])

@@ -18,7 +18,18 @@ from banger.vmm.base import DiskSpec, NetSpec, VmmConfig
 
 NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?")
 
-_ADJECTIVES = ("brisk", "calm", "eager", "fuzzy", "jolly", "keen", "lucid", "merry", "quiet", "swift")
+_ADJECTIVES = (
+    "brisk",
+    "calm",
+    "eager",
+    "fuzzy",
+    "jolly",
+    "keen",
+    "lucid",
+    "merry",
+    "quiet",
+    "swift",
+)
 _NOUNS = ("otter", "heron", "lynx", "marten", "osprey", "puffin", "stoat", "tern", "vole", "wren")
 
 

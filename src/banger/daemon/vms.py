@@ -23,9 +23,9 @@ from banger.daemon.plan import (
 )
 from banger.disk.overlay import create_overlay_disk
 from banger.errors import UserError
-from banger.store.repo import name_taken
 from banger.guest import boot, ssh
 from banger.net import plan as netplan
+from banger.store.repo import name_taken
 from banger.units import format_size, parse_size
 
 log = logging.getLogger("banger.daemon")
@@ -66,7 +66,8 @@ class VmService:
         if vm.state != VmState.RUNNING:
             raise UserError(
                 f"VM {vm.name!r} is {vm.state}, not running",
-                hint=f"start a new one with `banger vm run`, or delete it with `banger vm delete {vm.name}`",
+                hint="start a new one with `banger vm run`, or delete it with"
+                f" `banger vm delete {vm.name}`",
             )
         return SshTarget(
             host=vm.ip,
@@ -106,7 +107,9 @@ class VmService:
                 image=image.name,
                 state=VmState.CREATING,
                 vcpus=req.vcpus or ctx.settings.default_vcpus or default_vcpus(),
-                memory_mib=req.memory_mib or ctx.settings.default_memory_mib or default_memory_mib(),
+                memory_mib=req.memory_mib
+                or ctx.settings.default_memory_mib
+                or default_memory_mib(),
                 overlay_bytes=parse_size(req.system_overlay_size or DEFAULT_OVERLAY),
                 ip="",
                 tap=netplan.tap_name(vm_id),

@@ -49,7 +49,9 @@ def write_known_hosts(path: Path, alias: str, public_key: str) -> None:
     path.write_text(f"{alias} {kind} {blob}\n")
 
 
-def ssh_argv(target: SshTarget, command: Sequence[str] = (), *, tty: bool | None = None) -> list[str]:
+def ssh_argv(
+    target: SshTarget, command: Sequence[str] = (), *, tty: bool | None = None
+) -> list[str]:
     """The OpenSSH command line for ``target``; the host key is pinned, never learned."""
     argv = [
         "ssh",
@@ -99,7 +101,7 @@ async def _try_ssh(host: str, identity: Path, host_key: str, timeout: float) -> 
         ) as conn:
             result = await conn.run("true", check=False, timeout=timeout)
             return result.exit_status == 0
-    except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncssh.Error) as exc:
         log.debug("ssh to %s not ready: %s", host, exc)
         return False
 

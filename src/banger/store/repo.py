@@ -98,7 +98,8 @@ class Store:
         if not rows:
             raise NotFound(
                 f"no image named {name!r}",
-                hint="see `banger image list`, or build one with `banger image pull debian-bookworm`",
+                hint="see `banger image list`, or build one with"
+                " `banger image pull debian-bookworm`",
             )
         return _image(rows[0])
 
