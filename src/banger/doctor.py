@@ -1,0 +1,325 @@
+"""``banger doctor``: every host prerequisite, each with a sentence of remedy.
+
+Checks only look: they read /dev, /sys and /boot, look programs up on PATH
+and ask them their version. Nothing is created, loaded or changed. Every
+host access goes through ``Host`` so tests can point it at a fake tree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from banger import proc
+from banger.config import Settings
+from banger.errors import HostError
+
+log = logging.getLogger("banger.doctor")
+
+GIB = 1 << 30
+WARN_FREE_BYTES = 5 * GIB
+FAIL_FREE_BYTES = 1 * GIB
+# sun_path is 108 bytes, including the terminating NUL.
+MAX_SOCKET_PATH = 107
+TCG_NOTE = "banger uses QEMU with software emulation (TCG), slower but real"
+
+Status = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    remedy: str = ""
+
+
+def _version(binary: str) -> str:
+    try:
+        result = proc.run([binary, "--version"], check=False, timeout=10)
+    except HostError:
+        return ""
+    text = (result.stdout or result.stderr).decode(errors="replace").strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _can_open(path: Path) -> bool:
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+    except OSError:
+        return False
+    return True
+
+
+def _free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+@dataclass(frozen=True)
+class Host:
+    """Where the checks look; every field can be replaced in tests."""
+
+    dev: Path = Path("/dev")
+    sys_module: Path = Path("/sys/module")
+    boot: Path = Path("/boot")
+    release: str = field(default_factory=lambda: os.uname().release)
+    which: Callable[[str], str | None] = proc.which
+    version: Callable[[str], str] = _version
+    can_open: Callable[[Path], bool] = _can_open
+    free_bytes: Callable[[Path], int] = _free_bytes
+
+
+def run_checks(settings: Settings, host: Host | None = None) -> list[Check]:
+    """Run every check, in the order a person would fix them."""
+    host = host or Host()
+    checks = [
+        check_kvm(host),
+        check_qemu(host),
+        check_tool(host, "qemu-img", "qemu-utils", "warn", "makes copy-on-write disks"),
+        *check_firecracker(host),
+        check_tun(host),
+        check_bridge(host),
+        check_loop(host),
+        check_device_mapper(host),
+        check_tool(host, "nft", "nftables", "warn", "--nat will not work"),
+        check_tool(host, "mkfs.ext4", "e2fsprogs", "fail", "banger cannot make disks"),
+        check_tool(host, "debugfs", "e2fsprogs", "warn", "disks made as non-root keep your uid"),
+        check_tool(host, "debootstrap", "debootstrap", "warn", "cannot build debian-bookworm"),
+        check_busybox(host),
+        check_tool(host, "apt-get", "apt", "warn", "`banger kernel pull` cannot fetch kernels"),
+        check_tool(host, "dpkg-deb", "dpkg", "warn", "`banger kernel pull` cannot unpack"),
+        check_tool(host, "ssh", "openssh-client", "fail", "`banger vm ssh` cannot connect"),
+        check_tool(host, "ssh-keygen", "openssh-client", "fail", "banger cannot make keys"),
+        check_disk(settings, host),
+        check_sockets(settings),
+    ]
+    for check in checks:
+        log.debug("doctor %s: %s (%s)", check.name, check.status, check.detail)
+    return checks
+
+
+def kvm_is_pvm(host: Host) -> bool:
+    """True when /dev/kvm is PVM, para-virtualized nested KVM: stock guest kernels die there."""
+    if (host.sys_module / "kvm_pvm").exists():
+        return True
+    config = host.boot / f"config-{host.release}"
+    try:
+        text = config.read_text(errors="replace")
+    except OSError:
+        return False
+    return any(
+        line.strip() in ("CONFIG_KVM_PVM=y", "CONFIG_KVM_PVM=m") for line in text.splitlines()
+    )
+
+
+def check_kvm(host: Host) -> Check:
+    kvm = host.dev / "kvm"
+    if not kvm.exists():
+        return Check(
+            "kvm",
+            "warn",
+            f"{kvm} is missing; {TCG_NOTE}",
+            "Enable virtualization in the firmware and load kvm_intel or kvm_amd (modprobe).",
+        )
+    if not host.can_open(kvm):
+        return Check(
+            "kvm",
+            "warn",
+            f"{kvm} exists but cannot be opened; {TCG_NOTE}",
+            "Add your user to the kvm group (`sudo adduser $USER kvm`) and log in again.",
+        )
+    if kvm_is_pvm(host):
+        return Check(
+            "kvm",
+            "warn",
+            f"{kvm} is PVM (para-virtualized nested KVM): stock guest kernels fail under it;"
+            f" {TCG_NOTE}",
+            "Nothing to fix here; on a host with hardware KVM guests run at full speed.",
+        )
+    return Check("kvm", "ok", f"{kvm} is usable (hardware virtualization)")
+
+
+def check_qemu(host: Host) -> Check:
+    binary = host.which("qemu-system-x86_64")
+    if binary is None:
+        has_firecracker = host.which("firecracker") is not None
+        return Check(
+            "qemu",
+            "warn" if has_firecracker else "fail",
+            "qemu-system-x86_64 not found"
+            + ("; Firecracker is used" if has_firecracker else ": no VMM to run guests with"),
+            "Install the Debian package qemu-system-x86.",
+        )
+    return Check("qemu", "ok", host.version(binary) or binary)
+
+
+def check_firecracker(host: Host) -> list[Check]:
+    checks = []
+    for name in ("firecracker", "jailer"):
+        binary = host.which(name)
+        if binary is None:
+            checks.append(
+                Check(
+                    name,
+                    "warn",
+                    f"{name} not found: QEMU is used instead",
+                    "Install Firecracker's release binaries (firecracker, jailer) on PATH,"
+                    ' or set vmm = "qemu" to silence this.',
+                )
+            )
+        else:
+            checks.append(Check(name, "ok", host.version(binary) or binary))
+    return checks
+
+
+def check_tool(host: Host, binary: str, package: str, severity: Status, without: str) -> Check:
+    """A program banger runs: ``severity`` when missing, saying what breaks."""
+    found = host.which(binary)
+    if found is None:
+        return Check(
+            binary,
+            severity,
+            f"{binary} not found: {without}",
+            f"Install the Debian package {package}.",
+        )
+    return Check(binary, "ok", found)
+
+
+def check_tun(host: Host) -> Check:
+    tun = host.dev / "net" / "tun"
+    if tun.exists():
+        return Check("tun", "ok", f"{tun} present")
+    return Check(
+        "tun",
+        "fail",
+        f"{tun} is missing: VMs get no network",
+        "Load the tun module (`modprobe tun`), or allow /dev/net/tun in this container.",
+    )
+
+
+def check_bridge(host: Host) -> Check:
+    if host.which("ip") is None:
+        return Check(
+            "bridge",
+            "fail",
+            "ip not found: banger cannot make its bridge or taps",
+            "Install the Debian package iproute2.",
+        )
+    if (host.sys_module / "bridge").exists():
+        return Check("bridge", "ok", "bridge support loaded")
+    # Not loaded is normal: the kernel loads it when the helper creates the bridge.
+    return Check("bridge", "ok", "bridge module not loaded yet; it loads on first use")
+
+
+def check_loop(host: Host) -> Check:
+    control = host.dev / "loop-control"
+    if control.exists():
+        return Check("loop", "ok", f"{control} present")
+    return Check(
+        "loop",
+        "warn",
+        f"{control} is missing: no loop devices",
+        "Load the loop module (`modprobe loop`); banger's disks still work without it.",
+    )
+
+
+def check_device_mapper(host: Host) -> Check:
+    control = host.dev / "mapper" / "control"
+    if control.exists() or (host.sys_module / "dm_mod").exists():
+        return Check("device-mapper", "ok", "device-mapper available")
+    return Check(
+        "device-mapper",
+        "warn",
+        "device-mapper is absent: an in-guest overlay is used instead",
+        "Load dm_mod (`modprobe dm_mod`, package dmsetup) to use device-mapper snapshots.",
+    )
+
+
+def is_static_elf(path: Path) -> bool:
+    """True for an ELF executable without a program interpreter (statically linked)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(64)
+            if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2:
+                return False  # not a 64-bit ELF
+            order = "<" if header[5] == 1 else ">"
+            (phoff,) = struct.unpack_from(order + "Q", header, 0x20)
+            phentsize, phnum = struct.unpack_from(order + "HH", header, 0x36)
+            handle.seek(phoff)
+            table = handle.read(phentsize * phnum)
+    except OSError:
+        return False
+    for i in range(phnum):
+        (kind,) = struct.unpack_from(order + "I", table, i * phentsize)
+        if kind == 3:  # PT_INTERP
+            return False
+    return True
+
+
+def check_busybox(host: Host) -> Check:
+    binary = host.which("busybox")
+    remedy = "Install the Debian package busybox-static."
+    if binary is None:
+        return Check("busybox", "warn", "busybox not found: no initramfs for kernels", remedy)
+    if not is_static_elf(Path(binary)):
+        return Check(
+            "busybox",
+            "warn",
+            f"{binary} is dynamically linked: it cannot run in the initramfs",
+            remedy,
+        )
+    return Check("busybox", "ok", f"{binary} (static)")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path("/")
+
+
+def check_disk(settings: Settings, host: Host) -> Check:
+    where = _existing_ancestor(settings.home)
+    try:
+        free = host.free_bytes(where)
+    except OSError as exc:
+        return Check(
+            "disk",
+            "fail",
+            f"cannot measure free space at {where}: {exc}",
+            "Set home (BANGER_HOME) to a writable directory.",
+        )
+    detail = f"{free / GIB:.1f} GiB free at {where} (banger home {settings.home})"
+    remedy = "Free some space there, or set home (BANGER_HOME) to a larger filesystem."
+    if free < FAIL_FREE_BYTES:
+        return Check("disk", "fail", detail, remedy)
+    if free < WARN_FREE_BYTES:
+        return Check("disk", "warn", detail, remedy)
+    return Check("disk", "ok", detail)
+
+
+def check_sockets(settings: Settings) -> Check:
+    runtime = settings.runtime_dir
+    remedy = "Set runtime_dir (BANGER_RUNTIME_DIR) to a short directory you can write."
+    longest = max(len(os.fsencode(settings.socket)), len(os.fsencode(settings.helper_socket_path)))
+    if longest > MAX_SOCKET_PATH:
+        return Check(
+            "sockets",
+            "fail",
+            f"socket paths under {runtime} are too long for unix sockets",
+            remedy,
+        )
+    where = _existing_ancestor(runtime)
+    if not where.is_dir():
+        return Check("sockets", "fail", f"{where} is not a directory", remedy)
+    if not os.access(where, os.W_OK | os.X_OK):
+        return Check("sockets", "fail", f"{where} is not writable", remedy)
+    if where == runtime:
+        return Check("sockets", "ok", f"{runtime} is writable")
+    return Check("sockets", "ok", f"{runtime} will be created under {where}")
