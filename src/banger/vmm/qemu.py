@@ -1,0 +1,188 @@
+"""QEMU ``-M microvm`` driver: the whole VM is described on the command line.
+
+QEMU daemonizes itself (``-daemonize -pidfile``), so a VM outlives the daemon
+that started it; its pidfile, QMP socket and console log live in the VM's
+run directory, which is also how a later daemon finds the process again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from banger import proc
+from banger.errors import HostError, VmmError
+from banger.vmm.base import VmmConfig
+
+log = logging.getLogger("banger.vmm")
+
+QEMU_BINARY = "qemu-system-x86_64"
+# sun_path is 108 bytes with its terminating NUL.
+_MAX_SOCKET_PATH = 107
+_LAUNCH_TIMEOUT = 60.0
+_TERM_GRACE = 1.0
+
+
+def _opt(value: object) -> str:
+    """A value inside a QEMU ``key=value,...`` option: commas are doubled."""
+    return str(value).replace(",", ",,")
+
+
+def _path(value: Path) -> str:
+    return _opt(value.absolute())
+
+
+class QemuVmm:
+    name = "qemu"
+
+    def __init__(self, binary: str = QEMU_BINARY) -> None:
+        self.binary = binary
+
+    def argv(self, config: VmmConfig) -> list[str]:
+        if config.accel not in ("kvm", "tcg"):
+            raise VmmError(f"unknown accelerator {config.accel!r}", hint="use kvm or tcg")
+        argv = [
+            self.binary,
+            "-name", _opt(config.name),
+            "-machine", "microvm",
+            "-accel", config.accel,
+            # "max" gives TCG every feature it can emulate; KVM passes the host's through.
+            "-cpu", "host" if config.accel == "kvm" else "max",
+            "-smp", str(config.vcpus),
+            "-m", f"{config.memory_mib}M",
+            "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            "-kernel", _path(config.kernel),
+            "-initrd", _path(config.initrd),
+            "-append", config.cmdline,
+        ]  # fmt: skip
+        for index, disk in enumerate(config.disks):
+            drive = f"disk{index}"
+            spec = f"id={drive},file={_path(disk.path)},if=none,format=raw"
+            if disk.read_only:
+                spec += ",readonly=on"
+            argv += ["-drive", spec]
+            argv += ["-device", f"virtio-blk-device,drive={drive},serial={_opt(disk.serial)}"]
+        if config.net is not None:
+            argv += [
+                "-netdev", f"tap,id=net0,ifname={_opt(config.net.tap)},script=no,downscript=no",
+                "-device", f"virtio-net-device,netdev=net0,mac={_opt(config.net.mac)}",
+            ]  # fmt: skip
+        argv += [
+            "-chardev", f"file,id=console,path={_path(config.console_log)}",
+            "-serial", "chardev:console",
+            "-chardev", f"socket,id=qmp,path={_path(config.control_socket)},server=on,wait=off",
+            "-mon", "chardev=qmp,mode=control",
+            "-daemonize",
+            "-pidfile", str(config.pidfile.absolute()),
+        ]  # fmt: skip
+        return argv
+
+    def launch(self, config: VmmConfig) -> int:
+        if self.pid(config.run_dir) is not None:
+            raise VmmError(
+                f"VM {config.name!r} already has a QEMU running from {config.run_dir}",
+                hint="stop it first",
+            )
+        if len(str(config.control_socket.absolute())) > _MAX_SOCKET_PATH:
+            raise VmmError(
+                f"the QMP socket path {config.control_socket} is too long for a unix socket",
+                hint="set a shorter banger home directory",
+            )
+        if proc.which(self.binary) is None:
+            raise HostError(
+                f"{self.binary} is not installed",
+                hint="install QEMU (Debian: apt-get install qemu-system-x86)",
+            )
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        _remove(config.pidfile, config.control_socket)
+        argv = self.argv(config)
+        log.info("starting QEMU for %s (%s)", config.name, config.accel)
+        result = proc.run(argv, check=False, timeout=_LAUNCH_TIMEOUT)
+        if result.returncode != 0:
+            tail = result.stderr.decode(errors="replace").strip().splitlines()[-5:]
+            raise VmmError(
+                f"QEMU failed to start VM {config.name!r}"
+                + (": " + " / ".join(tail) if tail else f" (exit code {result.returncode})"),
+                hint=f"see {config.console_log} and `banger doctor`",
+            )
+        pid = self.pid(config.run_dir)
+        if pid is None:
+            raise VmmError(
+                f"QEMU for VM {config.name!r} exited right after starting",
+                hint=f"see the guest console in {config.console_log}",
+            )
+        return pid
+
+    def pid(self, run_dir: Path) -> int | None:
+        try:
+            pid = int((run_dir / "vmm.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _is_our_qemu(pid, run_dir) else None
+
+    def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:
+        pid = self.pid(run_dir)
+        if pid is not None:
+            # SIGTERM lets QEMU close its disk images cleanly; the guest gets no
+            # say, which is what "kill" means. SIGKILL if it dawdles.
+            _signal(pid, signal.SIGTERM)
+            if not _wait_gone(pid, min(_TERM_GRACE, timeout)):
+                _signal(pid, signal.SIGKILL)
+                if not _wait_gone(pid, timeout):
+                    raise VmmError(
+                        f"QEMU (pid {pid}) did not exit within {timeout:.0f}s of SIGKILL",
+                        hint="the host may be overloaded; try again",
+                    )
+            log.info("stopped QEMU pid %d (%s)", pid, run_dir)
+        _remove(run_dir / "vmm.pid", run_dir / "vmm.sock")
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter from /proc (R, S, Z, ...), or None when it is gone."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name in parentheses may itself contain spaces or parentheses.
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[0] if fields else None
+
+
+def _alive(pid: int) -> bool:
+    return _state(pid) not in (None, "Z", "X")
+
+
+def _is_our_qemu(pid: int, run_dir: Path) -> bool:
+    """Alive, QEMU, and started for this run directory.
+
+    Pids are reused: a stale pidfile must not make us signal a stranger.
+    """
+    try:
+        cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    program = Path(cmdline.split("\0", 1)[0]).name
+    return "qemu" in program and str(run_dir.absolute()) in cmdline and _alive(pid)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
