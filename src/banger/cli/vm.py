@@ -114,8 +114,6 @@ def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
     with common.client() as conn:
         data = _create(conn, _create_body(**kw), quiet=quiet)
         name = data["name"]
-        if not quiet:
-            click.echo(_spec_line(data), err=True)
         code = 255
         try:
             target = SshTarget.model_validate(conn.get(f"/vms/{name}/ssh"))

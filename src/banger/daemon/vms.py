@@ -39,6 +39,8 @@ class VmService:
         self.ctx = ctx
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # The fallback to software emulation is said once per daemon, not per VM.
+        self._told_tcg = False
 
     def _lock(self, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -125,6 +127,9 @@ class VmService:
             plan = plan_vm(
                 ctx.settings, vm, image, kernel, accel=ctx.accel.kind, tsc_khz=ctx.tsc_khz
             )
+            if ctx.accel.kind == "tcg" and not self._told_tcg:
+                self._told_tcg = True
+                progress.info(f"note: {ctx.accel.reason}")
             progress.info(
                 f"{vm.name}: image {image.name}, {vm.vcpus} vCPU, {vm.memory_mib} MiB,"
                 f" overlay {format_size(vm.overlay_bytes)}, IP {vm.ip}, {ctx.vmm.name}"
