@@ -73,6 +73,8 @@ MASKED_UNITS: dict[str, str] = {
 ENABLED_UNITS: dict[str, str] = {
     # target.wants/unit -> unit file (Debian bookworm keeps units in /lib)
     "multi-user.target.wants/ssh.service": "/lib/systemd/system/ssh.service",
+    # A VM has no display: stop at multi-user instead of queueing graphical.target.
+    "default.target": "/lib/systemd/system/multi-user.target",
 }
 
 
