@@ -1,0 +1,142 @@
+"""Calling banger-helper from bangerd: one short connection per call.
+
+A fresh connection per call keeps the client safe to share between daemon
+threads and survives a helper restart between calls. Errors the helper
+reports come back as the same banger error classes (UserError, Conflict, ...)
+rebuilt from their wire code; failing to reach the helper is a HelperError.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from banger import errors
+from banger.errors import HelperError
+
+_MAX_REPLY = 16 << 20
+
+
+def start_hint(socket_path: Path) -> str:
+    return (
+        "start it with `sudo banger system install`, or as root "
+        f"`banger-helper --socket {socket_path} --owner-uid <your uid>`"
+    )
+
+
+class HelperClient:
+    def __init__(self, socket_path: Path, timeout: float = 30) -> None:
+        self.socket_path = Path(socket_path)
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._ids_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HelperClient({str(self.socket_path)!r})"
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            self._connect_retrying(sock)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            raise HelperError(
+                f"banger-helper is not running (nothing answers on {self.socket_path})",
+                hint=start_hint(self.socket_path),
+            ) from exc
+        except PermissionError as exc:
+            sock.close()
+            raise HelperError(
+                f"no permission to use the helper socket {self.socket_path}",
+                hint="the helper serves one user; run banger as that user, or reinstall "
+                "with `sudo banger system install`",
+            ) from exc
+        except OSError as exc:
+            sock.close()
+            raise HelperError(f"cannot reach banger-helper at {self.socket_path}: {exc}") from exc
+        return sock
+
+    def _connect_retrying(self, sock: socket.socket) -> None:
+        # A full listen backlog fails a unix connect at once with EAGAIN
+        # instead of waiting; give the helper a moment to accept.
+        deadline = time.monotonic() + min(self.timeout, 5.0)
+        while True:
+            try:
+                sock.connect(str(self.socket_path))
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _exchange(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._connect() as sock:
+            try:
+                sock.sendall(json.dumps(request).encode() + b"\n")
+                with sock.makefile("rb") as reader:
+                    line = reader.readline(_MAX_REPLY)
+            except TimeoutError as exc:
+                raise HelperError(
+                    f"banger-helper did not answer {request['verb']} within {self.timeout:.0f}s",
+                    hint="see the helper's log (helper.log, or `journalctl -u banger-helper`)",
+                ) from exc
+            except OSError as exc:
+                raise HelperError(f"lost the connection to banger-helper: {exc}") from exc
+        if not line:
+            raise HelperError(
+                "banger-helper closed the connection without answering",
+                hint="see the helper's log (helper.log, or `journalctl -u banger-helper`)",
+            )
+        try:
+            reply = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise HelperError(f"banger-helper sent something that is not JSON: {exc}") from exc
+        if not isinstance(reply, dict):
+            raise HelperError("banger-helper sent a reply that is not an object")
+        return reply
+
+    def call(self, verb: str, **args: Any) -> dict[str, Any]:
+        """Run one verb; its result object, or the helper's error raised."""
+        with self._ids_lock:
+            rid = next(self._ids)
+        reply = self._exchange({"id": rid, "verb": verb, "args": args})
+        if reply.get("ok") is True:
+            result = reply.get("result")
+            return result if isinstance(result, dict) else {}
+        error = reply.get("error")
+        if not isinstance(error, dict):
+            raise HelperError(f"banger-helper failed {verb} without saying why")
+        raise errors.from_dict(error)
+
+    # Typed wrappers, one per verb.
+
+    def ping(self) -> dict[str, Any]:
+        return self.call("ping")
+
+    def ensure_bridge(self, name: str, address: str) -> dict[str, Any]:
+        """Bridge ``name`` exists, has ``address`` (like ``10.77.0.1/24``) and is up."""
+        return self.call("bridge_ensure", name=name, address=address)
+
+    def delete_bridge(self, name: str) -> bool:
+        """Remove the bridge; False if it was already gone."""
+        return bool(self.call("bridge_delete", name=name).get("deleted"))
+
+    def create_tap(self, name: str, bridge: str, owner_uid: int) -> bool:
+        """A tap ``owner_uid`` can open, on ``bridge``, up; False if it already existed."""
+        result = self.call("tap_create", name=name, bridge=bridge, owner_uid=owner_uid)
+        return bool(result.get("created"))
+
+    def delete_tap(self, name: str) -> bool:
+        """Remove the tap; False if it was already gone."""
+        return bool(self.call("tap_delete", name=name).get("deleted"))
+
+    def list_links(self) -> list[dict[str, Any]]:
+        """banger's links: ``{name, kind, master, up, addresses}`` each."""
+        links = self.call("link_list").get("links")
+        return [dict(link) for link in links] if isinstance(links, list) else []

@@ -1,0 +1,219 @@
+"""The helper's fixed table of verbs: what root will do for banger, and nothing else.
+
+A verb is a name, a strict argument spec (one check per argument, see
+``validate``) and a handler receiving only validated, typed values. Adding a
+verb (nftables NAT rules, say) is one handler and one ``Verb`` entry in
+``VERBS``. Handlers are idempotent: asking twice for the same state is a no-op
+the second time, and deleting something already gone succeeds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import pwd
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from banger import __version__
+from banger.errors import Conflict, NotFound, UserError
+from banger.helper import iplink
+from banger.helper.validate import (
+    LINK_NAME,
+    Check,
+    Policy,
+    check_args,
+    ipv4_interface,
+    link_name,
+    owner_uid,
+)
+
+log = logging.getLogger("banger.helper")
+
+Handler = Callable[[Policy, dict[str, Any]], dict[str, Any]]
+
+# Changing verbs run one at a time: two requests racing to create the same
+# tap would otherwise both see it missing.
+_CHANGE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    summary: str
+    args: Mapping[str, Check]
+    run: Handler
+    optional: frozenset[str] = field(default_factory=frozenset)
+    # False for read-only verbs, which need not wait behind changes.
+    exclusive: bool = True
+
+
+def _ping(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": __version__,
+        "uid": os.getuid(),
+        "owner_uid": policy.owner_uid,
+        "verbs": sorted(VERBS),
+    }
+
+
+def _overlapping(name: str, address: ipaddress.IPv4Interface) -> str | None:
+    for link in iplink.all_links():
+        if link.name == name:
+            continue
+        for other in link.ipv4:
+            if other.network.overlaps(address.network):
+                return f"{link.name} has {other}"
+    return None
+
+
+def _bridge_ensure(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    name: str = args["name"]
+    address: ipaddress.IPv4Interface = args["address"]
+    link = iplink.get(name)
+    if link is not None and link.kind != "bridge":
+        raise Conflict(
+            f"{name} exists but is a {link.kind or 'plain'} device, not a bridge",
+            hint=f"remove it (`sudo ip link del {name}`) or configure another bridge name",
+        )
+    if link is not None:
+        stale = [str(a) for a in link.ipv4 if a != address]
+        if stale:
+            raise Conflict(
+                f"bridge {name} already has {', '.join(stale)}, not {address}",
+                hint=f"banger's subnet changed: stop its VMs, then `sudo ip link del {name}`",
+            )
+    clash = _overlapping(name, address)
+    if clash:
+        raise Conflict(
+            f"{address.network} overlaps an address already in use: {clash}",
+            hint="configure banger with another private subnet (setting `subnet`)",
+        )
+    changed: list[str] = []
+    if link is None:
+        iplink.add_bridge(name)
+        changed.append("created")
+    try:
+        if link is None or address not in link.ipv4:
+            iplink.add_address(name, address)
+            changed.append("address")
+        if link is None or not link.up:
+            iplink.set_up(name)
+            changed.append("up")
+    except Exception:
+        if link is None:
+            iplink.delete(name)
+        raise
+    return {"name": name, "address": str(address), "changed": changed}
+
+
+def _delete_kind(name: str, kind: str) -> dict[str, Any]:
+    link = iplink.get(name)
+    if link is None:
+        return {"name": name, "deleted": False}
+    if link.kind != kind:
+        raise Conflict(
+            f"{name} is a {link.kind or 'plain'} device, not a {kind}; leaving it alone",
+            hint=f"remove it yourself with `sudo ip link del {name}` if it is stale",
+        )
+    return {"name": name, "deleted": iplink.delete(name)}
+
+
+def _bridge_delete(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    return _delete_kind(args["name"], "bridge")
+
+
+def _owned_by(owner: str | None, uid: int) -> bool:
+    if owner is None:
+        # A tap without an owner only opens with CAP_NET_ADMIN, which root has.
+        return uid == 0
+    if owner == str(uid):
+        return True
+    try:
+        return owner == pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return False
+
+
+def _tap_create(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    name: str = args["name"]
+    bridge: str = args["bridge"]
+    uid: int = args["owner_uid"]
+    br = iplink.get(bridge)
+    if br is None or br.kind != "bridge":
+        raise NotFound(
+            f"bridge {bridge} does not exist",
+            hint="create it first with the bridge_ensure verb (bangerd does this itself)",
+        )
+    link = iplink.get(name)
+    if link is not None and link.kind != "tap":
+        raise Conflict(f"{name} exists but is a {link.kind or 'plain'} device, not a tap")
+    if link is not None and not _owned_by(link.owner, uid):
+        raise Conflict(
+            f"tap {name} exists but belongs to {link.owner}, not uid {uid}",
+            hint="delete it with the tap_delete verb, then create it again",
+        )
+    if link is None:
+        iplink.add_tap(name, uid)
+    try:
+        if link is None or link.master != bridge:
+            iplink.set_master(name, bridge)
+        if link is None or not link.up:
+            iplink.set_up(name)
+    except Exception:
+        if link is None:
+            iplink.delete(name)
+        raise
+    return {"name": name, "bridge": bridge, "owner_uid": uid, "created": link is None}
+
+
+def _tap_delete(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    return _delete_kind(args["name"], "tap")
+
+
+def _link_list(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    links = [link.summary() for link in iplink.all_links() if LINK_NAME.fullmatch(link.name)]
+    return {"links": links}
+
+
+def _table(*verbs: Verb) -> dict[str, Verb]:
+    return {v.name: v for v in verbs}
+
+
+VERBS: dict[str, Verb] = _table(
+    Verb("ping", "the helper's version and uid", {}, _ping, exclusive=False),
+    Verb(
+        "bridge_ensure",
+        "create banger's bridge with its address, up",
+        {"name": link_name, "address": ipv4_interface},
+        _bridge_ensure,
+    ),
+    Verb("bridge_delete", "remove a banger bridge", {"name": link_name}, _bridge_delete),
+    Verb(
+        "tap_create",
+        "create a tap the VMM can open as owner_uid, on a bridge",
+        {"name": link_name, "bridge": link_name, "owner_uid": owner_uid},
+        _tap_create,
+    ),
+    Verb("tap_delete", "remove a banger tap", {"name": link_name}, _tap_delete),
+    Verb("link_list", "banger's bridges and taps", {}, _link_list, exclusive=False),
+)
+
+
+def dispatch(policy: Policy, verb: object, args: object) -> dict[str, Any]:
+    """Validate a request and run its verb; raises BangerError subclasses."""
+    if not isinstance(verb, str) or verb not in VERBS:
+        shown = verb[:40] if isinstance(verb, str) else verb
+        raise UserError(
+            f"unknown verb {shown!r}",
+            hint="the helper knows: " + ", ".join(sorted(VERBS)),
+        )
+    entry = VERBS[verb]
+    checked = check_args(verb, entry.args, {} if args is None else args, policy, entry.optional)
+    if not entry.exclusive:
+        return entry.run(policy, checked)
+    with _CHANGE_LOCK:
+        return entry.run(policy, checked)
