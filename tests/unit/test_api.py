@@ -7,12 +7,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from banger.vmm.accel import AccelChoice
 
 from banger.daemon.app import create_app
 from banger.daemon.context import Context
 from banger.daemon.operations import Operations
 from banger.store import Database, Store
+from banger.vmm.accel import AccelChoice
 from banger.vmm.base import VmmConfig
 
 
