@@ -24,6 +24,7 @@ from banger.errors import UserError
 NAME_PREFIX = "bg"
 
 _ENV = {
+    "mode": "BANGER_MODE",
     "home": "BANGER_HOME",
     "runtime_dir": "BANGER_RUNTIME_DIR",
     "helper_socket": "BANGER_HELPER_SOCKET",
@@ -47,8 +48,16 @@ def _default_runtime_dir() -> Path:
     return Path(f"/tmp/banger-{os.getuid()}")
 
 
+# Where a system-wide install (`banger system install`) keeps state and sockets.
+SYSTEM_HOME = Path("/var/lib/banger")
+SYSTEM_RUNTIME_DIR = Path("/run/banger")
+
+
 @dataclass(frozen=True)
 class Settings:
+    # "user": state under the user's XDG dirs, sockets under $XDG_RUNTIME_DIR.
+    # "system": one daemon for the host, under /var/lib/banger and /run/banger.
+    mode: str = "user"
     home: Path = field(default_factory=_default_home)
     runtime_dir: Path = field(default_factory=_default_runtime_dir)
     # Empty means "next to the daemon socket" (user mode, where the daemon
@@ -123,6 +132,8 @@ class Settings:
                 " 13 lowercase letters, digits or dashes",
                 hint="the default is bg0",
             )
+        if self.mode not in ("user", "system"):
+            raise UserError(f"mode {self.mode!r} is not one of user, system")
         if self.accel not in ("auto", "kvm", "tcg"):
             raise UserError(f"accel {self.accel!r} is not one of auto, kvm, tcg")
         if self.vmm not in ("auto", "qemu", "firecracker"):
@@ -173,5 +184,8 @@ def load_settings(**overrides: Any) -> Settings:
         if os.environ.get(env):
             values[name] = _coerce(name, os.environ[env])
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("mode") == "system":
+        values.setdefault("home", SYSTEM_HOME)
+        values.setdefault("runtime_dir", SYSTEM_RUNTIME_DIR)
     settings = replace(Settings(), **{k: v for k, v in values.items() if v is not None})
     return settings.validate()

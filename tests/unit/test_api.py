@@ -19,6 +19,9 @@ from banger.vmm.base import VmmConfig
 class NoVmm:
     name = "none"
 
+    def check_host(self) -> None:
+        return None
+
     def argv(self, config: VmmConfig) -> list[str]:
         return []
 
@@ -85,3 +88,20 @@ def test_openapi_lists_the_api(api):
         "/kernels/pull",
         "/operations/{op_id}/events",
     } <= set(paths)
+
+
+def test_create_on_a_host_without_the_vmm_fails_before_any_operation(api, monkeypatch):
+    from banger.errors import HostError
+
+    def missing() -> None:
+        raise HostError("qemu-system-x86_64 is not installed", hint="install QEMU")
+
+    monkeypatch.setattr(NoVmm, "check_host", staticmethod(missing))
+    resp = api("POST", "/vms", json={"name": "dev"})
+    assert resp.status_code == 500
+    assert resp.json() == {
+        "code": "host",
+        "message": "qemu-system-x86_64 is not installed",
+        "hint": "install QEMU",
+    }
+    assert api("GET", "/operations").json() == []

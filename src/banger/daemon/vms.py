@@ -83,6 +83,7 @@ class VmService:
     def validate(self, req: VmCreate) -> VmCreate:
         """Check a request before an operation starts, so bad input fails fast."""
         store = self.ctx.store
+        self.ctx.vmm.check_host()
         taken = {vm.name for vm in store.list_vms()}
         name = check_name(req.name) if req.name else random_name(taken)
         if name in taken:

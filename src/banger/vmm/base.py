@@ -59,6 +59,10 @@ class Vmm(Protocol):
 
     name: str
 
+    def check_host(self) -> None:
+        """Raise HostError, with a remedy, when this VMM cannot run on this host."""
+        ...
+
     def argv(self, config: VmmConfig) -> list[str]:
         """The command line that would launch this VM; pure, touches nothing."""
         ...

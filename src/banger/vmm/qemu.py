@@ -81,6 +81,13 @@ class QemuVmm:
         ]  # fmt: skip
         return argv
 
+    def check_host(self) -> None:
+        if proc.which(self.binary) is None:
+            raise HostError(
+                f"{self.binary} is not installed",
+                hint="install QEMU (Debian: apt-get install qemu-system-x86), then `banger doctor`",
+            )
+
     def launch(self, config: VmmConfig) -> int:
         if self.pid(config.run_dir) is not None:
             raise VmmError(
@@ -92,11 +99,7 @@ class QemuVmm:
                 f"the QMP socket path {config.control_socket} is too long for a unix socket",
                 hint="set a shorter banger home directory",
             )
-        if proc.which(self.binary) is None:
-            raise HostError(
-                f"{self.binary} is not installed",
-                hint="install QEMU (Debian: apt-get install qemu-system-x86)",
-            )
+        self.check_host()
         config.run_dir.mkdir(parents=True, exist_ok=True)
         _remove(config.pidfile, config.control_socket)
         argv = self.argv(config)

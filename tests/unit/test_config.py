@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from banger.config import load_settings
+from banger.errors import UserError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for key in (
+        "BANGER_HOME",
+        "BANGER_RUNTIME_DIR",
+        "BANGER_MODE",
+        "BANGER_SUBNET",
+        "BANGER_BRIDGE",
+    ):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("BANGER_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+
+def test_user_mode_lives_under_xdg_dirs(tmp_path):
+    s = load_settings()
+    assert s.socket == tmp_path / "banger" / "bangerd.sock"
+    assert s.db_path == tmp_path / "data" / "banger" / "banger.db"
+
+
+def test_system_mode_uses_run_and_var_lib(monkeypatch):
+    monkeypatch.setenv("BANGER_MODE", "system")
+    s = load_settings()
+    assert s.socket == Path("/run/banger/bangerd.sock")
+    assert s.home == Path("/var/lib/banger")
+
+
+def test_precedence_file_then_env(tmp_path, monkeypatch):
+    (tmp_path / "config.toml").write_text('subnet = "10.88.0.0/24"\nbridge = "bgfile"\n')
+    monkeypatch.setenv("BANGER_BRIDGE", "bgenv")
+    s = load_settings()
+    assert (s.subnet, s.bridge) == ("10.88.0.0/24", "bgenv")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('subnet = "8.8.8.0/24"', "private"),
+        ('subnet = "nonsense"', "not an IPv4 network"),
+        ('bridge = "br0"', "must start with 'bg'"),
+        ('colour = "blue"', "unknown setting 'colour'"),
+        ("subnet = ", "not valid TOML"),
+        ('accel = "fast"', "accel"),
+    ],
+)
+def test_bad_config_is_a_user_error(tmp_path, text, fragment):
+    (tmp_path / "config.toml").write_text(text + "\n")
+    with pytest.raises(UserError, match=fragment):
+        load_settings()
