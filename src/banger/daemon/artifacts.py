@@ -8,7 +8,7 @@ import shutil
 from banger.api.models import Image, Kernel
 from banger.daemon.context import Context
 from banger.daemon.operations import Progress, now_iso
-from banger.errors import Conflict, UserError
+from banger.errors import Conflict
 
 log = logging.getLogger("banger.daemon")
 
@@ -102,8 +102,3 @@ class ArtifactService:
             shutil.rmtree(dest, ignore_errors=True)
             raise
         return image
-
-    def require_name(self, name: str, what: str) -> str:
-        if not name or "/" in name or name.startswith("."):
-            raise UserError(f"{name!r} is not a valid {what} name")
-        return name

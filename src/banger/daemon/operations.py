@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,8 +112,11 @@ Work = Callable[[Progress], dict[str, Any] | None]
 
 
 class Operations:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_workers: int = 32) -> None:
         self._store = store
+        # Operations wait on slow guests for minutes; their own pool keeps them
+        # from starving quick requests that use the loop's default executor.
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="op")
         self._runs: dict[str, OperationRun] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -137,7 +141,8 @@ class Operations:
     async def _execute(self, run: OperationRun, work: Work) -> None:
         progress = Progress(run)
         try:
-            result = await asyncio.to_thread(work, progress)
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._pool, work, progress)
         except BangerError as exc:
             log.warning("%s %s failed: %s", run.op.kind, run.op.target, exc.message)
             await asyncio.to_thread(run.finish, None, exc)
