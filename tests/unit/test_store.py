@@ -6,33 +6,13 @@ import threading
 
 import pytest
 
-from banger.api.models import Image, Kernel, Operation, OpState, Vm, VmState
+from banger.api.models import Operation, OpState, Vm, VmState
 from banger.errors import Conflict, HostError, NotFound
-from banger.store import Database, Store
+from banger.store import Database
 from banger.store.migrations import MIGRATIONS
 
 NET = ipaddress.IPv4Network("10.77.0.0/29")  # six hosts: .1 - .6
 GATEWAY = ipaddress.IPv4Address("10.77.0.1")
-
-
-@pytest.fixture
-def store(tmp_path) -> Store:
-    store = Store(Database(tmp_path / "banger.db"))
-    store.add_kernel(
-        Kernel(
-            name="k",
-            version="6.1",
-            dir="/k",
-            vmlinuz="/k/v",
-            initrd="/k/i",
-            source="t",
-            created_at="t",
-        )
-    )
-    store.add_image(
-        Image(name="img", kernel="k", rootfs="/r", size_bytes=1, source="t", created_at="t")
-    )
-    return store
 
 
 def draft(name: str, vm_id: str | None = None) -> Vm:
@@ -40,7 +20,7 @@ def draft(name: str, vm_id: str | None = None) -> Vm:
     return Vm(
         id=vm_id,
         name=name,
-        image="img",
+        image="debian-bookworm",
         state=VmState.CREATING,
         vcpus=1,
         memory_mib=256,

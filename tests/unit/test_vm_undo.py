@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from banger.api.models import Image, Kernel, VmCreate
+from banger.api.models import VmCreate
 from banger.daemon.context import Context
 from banger.daemon.operations import Progress
 from banger.daemon.vms import VmService
 from banger.errors import VmmError
-from banger.store import Database, Store
 from banger.vmm.accel import AccelChoice
 from banger.vmm.base import VmmConfig
 
@@ -66,29 +65,7 @@ class SilentProgress(Progress):
 
 
 @pytest.fixture
-def service(settings):
-    store = Store(Database(settings.db_path))
-    store.add_kernel(
-        Kernel(
-            name="k",
-            version="6.1",
-            dir="/k",
-            vmlinuz="/k/v",
-            initrd="/k/i",
-            source="t",
-            created_at="t",
-        )
-    )
-    store.add_image(
-        Image(
-            name="debian-bookworm",
-            kernel="k",
-            rootfs="/r.ext4",
-            size_bytes=1,
-            source="t",
-            created_at="t",
-        )
-    )
+def service(settings, store):
     helper = RecordingHelper()
     ctx = Context(
         settings=settings,
@@ -113,4 +90,3 @@ def test_failed_launch_undoes_everything(service, settings):
     assert ctx.vmm.killed == []  # it never started, so nothing to kill
     # The name is free again.
     assert vms.validate(VmCreate(name="dev")).name == "dev"
-

@@ -41,13 +41,7 @@ def image_catalog(as_json: bool) -> None:
     """List the images `image pull` knows by name."""
     from banger.image import catalog
 
-    entries = catalog.entries()
-    if as_json:
-        common.print_json([{"name": e.name, "description": e.description} for e in entries])
-        return
-    common.print_table(
-        ["NAME", "DESCRIPTION"], [(e.name, e.description) for e in entries], empty="no entries"
-    )
+    common.print_catalog(catalog.entries(), as_json)
 
 
 @image.command("list")
@@ -56,17 +50,17 @@ def image_list(as_json: bool) -> None:
     """List pulled images."""
     from banger.units import format_size
 
-    with common.client() as conn:
-        images = conn.get("/images")
-    if as_json:
-        common.print_json(images)
-        return
-    common.print_table(
+    common.list_records(
+        "/images",
+        as_json,
         ["NAME", "KERNEL", "SIZE", "SOURCE", "CREATED"],
-        [
-            (i["name"], i["kernel"], format_size(i["size_bytes"]), i["source"], i["created_at"])
-            for i in images
-        ],
+        lambda i: (
+            i["name"],
+            i["kernel"],
+            format_size(i["size_bytes"]),
+            i["source"],
+            i["created_at"],
+        ),
         empty="no images yet: pull one with `banger image pull debian-bookworm`",
     )
 
@@ -79,12 +73,7 @@ image.add_command(image_list, "ls")
 @common.json_option
 def image_show(name: str, as_json: bool) -> None:
     """Show one image."""
-    with common.client() as conn:
-        data = conn.get(f"/images/{name}")
-    if as_json:
-        common.print_json(data)
-        return
-    common.print_fields(list(data.items()))
+    common.show_record(f"/images/{name}", as_json)
 
 
 @click.group(
@@ -118,27 +107,18 @@ def kernel_catalog(as_json: bool) -> None:
     """List the kernels `kernel pull` knows by name."""
     from banger.kernel import catalog
 
-    entries = catalog.entries()
-    if as_json:
-        common.print_json([{"name": e.name, "description": e.description} for e in entries])
-        return
-    common.print_table(
-        ["NAME", "DESCRIPTION"], [(e.name, e.description) for e in entries], empty="no entries"
-    )
+    common.print_catalog(catalog.entries(), as_json)
 
 
 @kernel.command("list")
 @common.json_option
 def kernel_list(as_json: bool) -> None:
     """List pulled kernels."""
-    with common.client() as conn:
-        kernels = conn.get("/kernels")
-    if as_json:
-        common.print_json(kernels)
-        return
-    common.print_table(
+    common.list_records(
+        "/kernels",
+        as_json,
         ["NAME", "VERSION", "SOURCE", "CREATED"],
-        [(k["name"], k["version"], k["source"], k["created_at"]) for k in kernels],
+        lambda k: (k["name"], k["version"], k["source"], k["created_at"]),
         empty="no kernels yet: pull one with `banger kernel pull debian-bookworm-cloud`",
     )
 
@@ -151,9 +131,4 @@ kernel.add_command(kernel_list, "ls")
 @common.json_option
 def kernel_show(name: str, as_json: bool) -> None:
     """Show one kernel."""
-    with common.client() as conn:
-        data = conn.get(f"/kernels/{name}")
-    if as_json:
-        common.print_json(data)
-        return
-    common.print_fields(list(data.items()))
+    common.show_record(f"/kernels/{name}", as_json)

@@ -92,3 +92,40 @@ def print_fields(pairs: Sequence[tuple[str, Any]]) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def list_records(
+    path: str,
+    as_json: bool,
+    headers: Sequence[str],
+    row: Callable[[dict[str, Any]], Sequence[Any]],
+    *,
+    empty: str,
+) -> None:
+    """GET a list from the daemon; print it as JSON or as a table."""
+    with client() as conn:
+        records = conn.get(path)
+    if as_json:
+        print_json(records)
+        return
+    print_table(headers, [row(r) for r in records], empty=empty)
+
+
+def show_record(path: str, as_json: bool) -> None:
+    """GET one record from the daemon; print it as JSON or as aligned fields."""
+    with client() as conn:
+        data = conn.get(path)
+    if as_json:
+        print_json(data)
+        return
+    print_fields(list(data.items()))
+
+
+def print_catalog(entries: Sequence[Any], as_json: bool) -> None:
+    rows = [{"name": e.name, "description": e.description} for e in entries]
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        ["NAME", "DESCRIPTION"], [(r["name"], r["description"]) for r in rows], empty="none"
+    )

@@ -133,25 +133,19 @@ def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
 @common.json_option
 def list_(as_json: bool) -> None:
     """List VMs with their state and address."""
-    with common.client() as conn:
-        vms = conn.get("/vms")
-    if as_json:
-        common.print_json(vms)
-        return
-    common.print_table(
+    common.list_records(
+        "/vms",
+        as_json,
         ["NAME", "STATE", "IP", "IMAGE", "VCPUS", "MEMORY", "CREATED"],
-        [
-            (
-                v["name"],
-                v["state"],
-                v["ip"],
-                v["image"],
-                v["vcpus"],
-                f"{v['memory_mib']} MiB",
-                v["created_at"],
-            )
-            for v in vms
-        ],
+        lambda v: (
+            v["name"],
+            v["state"],
+            v["ip"],
+            v["image"],
+            v["vcpus"],
+            f"{v['memory_mib']} MiB",
+            v["created_at"],
+        ),
         empty="no VMs: create one with `banger vm create` or `banger vm run`",
     )
 
@@ -164,12 +158,7 @@ vm.add_command(list_, "ls")
 @common.json_option
 def show(name: str, as_json: bool) -> None:
     """Show one VM."""
-    with common.client() as conn:
-        data = conn.get(f"/vms/{name}")
-    if as_json:
-        common.print_json(data)
-        return
-    common.print_fields(list(data.items()))
+    common.show_record(f"/vms/{name}", as_json)
 
 
 @vm.command()
