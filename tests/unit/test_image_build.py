@@ -59,7 +59,8 @@ def test_build_makes_a_customized_ext4_and_removes_the_tree(
     assert 0 < info.content_bytes < 100_000  # the .deb was cleaned before measuring
     assert "mirror.example" not in repr(info)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["debian-bookworm"]
-    assert [p.name for p in dest.iterdir()] == ["rootfs.ext4"]
+    assert sorted(p.name for p in dest.iterdir()) == ["rootfs.ext4", "work-seed"]
+    assert info.work_seed == dest / "work-seed" and info.work_seed.is_dir()
     assert messages and messages[0].startswith("debootstrap bookworm")
 
 

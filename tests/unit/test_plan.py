@@ -108,3 +108,16 @@ def test_host_aware_defaults():
     assert default_vcpus(2) == 1 and default_vcpus(16) == 4 and default_vcpus(1) == 1
     assert default_memory_mib(24 * 1024) == 2048
     assert default_memory_mib(1024) == 256
+
+
+def test_work_disk_and_image_init_reach_the_cmdline(settings):
+    vm = make_vm(settings).model_copy(update={"work_disk_bytes": 1 << 30})
+    image = IMAGE.model_copy(update={"init": "/.banger/agent"})
+    plan = plan_vm(settings, vm, image, KERNEL, accel="kvm", tsc_khz=None)
+    assert plan.work_disk == settings.vms_dir / "0123456789ab" / "work.ext4"
+    assert plan.vmm.disks[-1].path == plan.work_disk and plan.vmm.disks[-1].serial == "bgwork"
+    args = plan.vmm.cmdline.split()
+    assert "banger.work=bgwork" in args and "banger.init=/.banger/agent" in args
+    no_work = plan_vm(settings, make_vm(settings), IMAGE, KERNEL, accel="kvm", tsc_khz=None)
+    assert no_work.work_disk is None and len(no_work.vmm.disks) == 2
+    assert "banger.work" not in no_work.vmm.cmdline and "banger.init" not in no_work.vmm.cmdline

@@ -61,6 +61,20 @@ class Client:
             return False
         return True
 
+    def stream(self, path: str) -> Iterator[bytes]:
+        """A streamed response body, chunk by chunk, as it arrives."""
+        try:
+            with self._http.stream("GET", path, timeout=None) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _error_of(resp)
+                yield from resp.iter_raw()
+        except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+            raise DaemonUnavailable(
+                f"bangerd stopped answering on {self.settings.socket}",
+                hint="see `banger daemon status`",
+            ) from exc
+
     def events(self, op_id: str) -> Iterator[Event]:
         with self._http.stream("GET", f"/operations/{op_id}/events", timeout=None) as resp:
             if resp.status_code >= 400:

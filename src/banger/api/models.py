@@ -34,11 +34,19 @@ class Image(BaseModel):
     size_bytes: int
     source: str
     created_at: str
+    # A directory whose contents seed each VM's work disk (the image's /root).
+    work_seed: str = ""
+    # The init the guest runs instead of the image's /sbin/init ("" = the image's own).
+    init: str = ""
+    # The image's OCI config: entrypoint, cmd, env, working_dir, user.
+    config: dict[str, Any] = Field(default_factory=dict)
 
 
 class VmState(StrEnum):
     CREATING = "creating"
+    STARTING = "starting"
     RUNNING = "running"
+    STOPPING = "stopping"
     STOPPED = "stopped"
     ERROR = "error"
 
@@ -51,6 +59,8 @@ class Vm(BaseModel):
     vcpus: int
     memory_mib: int
     overlay_bytes: int
+    work_disk_bytes: int = 0
+    nat: bool = False
     ip: str
     tap: str
     mac: str
@@ -112,8 +122,28 @@ class VmCreate(BaseModel):
     vcpus: int | None = Field(default=None, ge=1, le=64)
     memory_mib: int | None = Field(default=None, ge=128, le=1 << 20)
     system_overlay_size: str | None = None
+    work_disk_size: str | None = None
     nat: bool = False
     no_start: bool = False
+
+
+class VmSet(BaseModel):
+    vcpus: int | None = Field(default=None, ge=1, le=64)
+    memory_mib: int | None = Field(default=None, ge=128, le=1 << 20)
+    work_disk_size: str | None = None
+    nat: bool | None = None
+
+
+class VmStop(BaseModel):
+    timeout: float = Field(default=30.0, ge=0, le=3600)
+
+
+class VmPrune(BaseModel):
+    names: list[str]
+
+
+class VmKill(BaseModel):
+    signal: str = "KILL"
 
 
 class KernelPull(BaseModel):

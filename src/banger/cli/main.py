@@ -8,6 +8,7 @@ import sys
 import click
 
 from banger import __version__
+from banger.cli import vm_inspect, vm_lifecycle
 from banger.cli.artifacts import image, kernel
 from banger.cli.daemon import daemon, doctor
 from banger.cli.vm import vm
@@ -45,6 +46,8 @@ def version() -> None:
     click.echo(__version__)
 
 
+for _command in (*vm_lifecycle.COMMANDS, *vm_inspect.COMMANDS):
+    vm.add_command(_command)
 cli.add_command(vm)
 cli.add_command(image)
 cli.add_command(kernel)

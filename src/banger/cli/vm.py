@@ -47,7 +47,10 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Size of the VM's copy-on-write layer over the image (default 4G).",
         ),
         click.option(
-            "--nat", is_flag=True, help="Give the VM a route to the outside (not available yet)."
+            "--work-disk-size", help="Size of the disk mounted at /root in the VM (default 8G)."
+        ),
+        click.option(
+            "--nat", is_flag=True, help="Let the VM reach the outside (masqueraded by the host)."
         ),
     ]
     for option in reversed(options):
@@ -62,6 +65,7 @@ def _create_body(**kw: Any) -> dict[str, Any]:
         "vcpus": kw.get("vcpus"),
         "memory_mib": kw.get("memory"),
         "system_overlay_size": kw.get("system_overlay_size"),
+        "work_disk_size": kw.get("work_disk_size"),
         "nat": kw.get("nat", False),
         "no_start": kw.get("no_start", False),
     }
@@ -72,7 +76,9 @@ def _spec_line(data: dict[str, Any]) -> str:
 
     return (
         f"{data['name']}: image {data['image']}, {data['vcpus']} vCPU, {data['memory_mib']} MiB,"
-        f" overlay {format_size(data['overlay_bytes'])}, IP {data['ip']}, {data['vmm']}"
+        f" overlay {format_size(data['overlay_bytes'])},"
+        f" work disk {format_size(data['work_disk_bytes'])}, IP {data['ip']}"
+        f"{', NAT' if data['nat'] else ''}, {data['vmm']}, {data['state']}"
     )
 
 
@@ -84,7 +90,7 @@ def _create(conn: Any, body: dict[str, Any], quiet: bool) -> dict[str, Any]:
 
 @vm.command()
 @create_options
-@click.option("--no-start", is_flag=True, help="Create without booting (not available yet).")
+@click.option("--no-start", is_flag=True, help="Create the VM and its disks without booting it.")
 def create(**kw: Any) -> None:
     """Create and boot a VM that stays until `banger vm delete`.
 

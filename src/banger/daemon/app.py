@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
 
 from banger import __version__
 from banger.api.models import (
@@ -21,12 +24,40 @@ from banger.api.models import (
     SshTarget,
     Vm,
     VmCreate,
+    VmKill,
+    VmPrune,
+    VmSet,
+    VmStop,
 )
 from banger.daemon.artifacts import ArtifactService
 from banger.daemon.context import Context
+from banger.daemon.inspect import Inspector
 from banger.daemon.operations import Operations
+from banger.daemon.runtime import parse_signal
 from banger.daemon.vms import VmService
 from banger.errors import BangerError, NotFound
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")
+
+
+async def tail_file(
+    path: Path, follow: bool, alive: Callable[[], bool], chunk: int = 65536
+) -> AsyncIterator[bytes]:
+    try:
+        handle = await asyncio.to_thread(path.open, "rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        while True:
+            data = await asyncio.to_thread(handle.read, chunk)
+            if data:
+                yield data
+                continue
+            if not follow or not alive():
+                return
+            await asyncio.sleep(0.25)
 
 
 def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAPI:
@@ -36,6 +67,7 @@ def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAP
         description="banger's daemon: disposable microVMs over HTTP/JSON on a unix socket.",
     )
     vms = VmService(ctx)
+    inspector = Inspector(vms)
     artifacts = ArtifactService(ctx)
 
     @app.exception_handler(BangerError)
@@ -111,7 +143,7 @@ def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAP
 
     @app.get("/vms")
     async def list_vms() -> list[Vm]:
-        return await asyncio.to_thread(vms.list)
+        return await asyncio.to_thread(vms.list_all)
 
     @app.get("/vms/{name}")
     async def show_vm(name: str) -> Vm:
@@ -123,13 +155,79 @@ def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAP
         return ops.start(
             "vm.create",
             checked.name or "",
-            lambda p: vms.create(checked, p).model_dump(mode="json"),
+            lambda p: dump(vms.create(checked, p)),
+        )
+
+    @app.post("/vms/{name}/start", status_code=202)
+    async def start_vm(name: str) -> Operation:
+        vm = ctx.store.get_vm(name)
+        return ops.start("vm.start", vm.name, lambda p: dump(vms.start(vm.name, p)))
+
+    @app.post("/vms/{name}/stop", status_code=202)
+    async def stop_vm(name: str, req: VmStop) -> Operation:
+        vm = ctx.store.get_vm(name)
+        return ops.start("vm.stop", vm.name, lambda p: dump(vms.stop(vm.name, req.timeout, p)))
+
+    @app.post("/vms/{name}/restart", status_code=202)
+    async def restart_vm(name: str, req: VmStop) -> Operation:
+        vm = ctx.store.get_vm(name)
+        return ops.start(
+            "vm.restart", vm.name, lambda p: dump(vms.restart(vm.name, req.timeout, p))
+        )
+
+    @app.post("/vms/{name}/kill", status_code=202)
+    async def kill_vm(name: str, req: VmKill) -> Operation:
+        vm = ctx.store.get_vm(name)
+        parse_signal(req.signal)
+        return ops.start("vm.kill", vm.name, lambda p: dump(vms.kill(vm.name, req.signal, p)))
+
+    @app.patch("/vms/{name}", status_code=202)
+    async def set_vm(name: str, req: VmSet) -> Operation:
+        vm = vms.check_set(name, req)
+        return ops.start("vm.set", vm.name, lambda p: dump(vms.set(vm.name, req, p)))
+
+    @app.post("/vms/prune", status_code=202)
+    async def prune(req: VmPrune) -> Operation:
+        for name in req.names:
+            ctx.store.get_vm(name)
+        return ops.start(
+            "vm.prune", ",".join(req.names), lambda p: {"deleted": vms.prune(req.names, p)}
+        )
+
+    @app.get("/vms/{name}/stats")
+    async def vm_stats(name: str) -> dict[str, Any]:
+        return await asyncio.to_thread(inspector.stats, name)
+
+    @app.get("/vms/{name}/ports")
+    async def vm_ports(name: str) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(inspector.ports, name)
+
+    @app.get("/vms/{name}/health")
+    async def vm_health(name: str) -> dict[str, Any]:
+        return await asyncio.to_thread(inspector.health, name)
+
+    @app.get("/vms/{name}/ping")
+    async def vm_ping(name: str) -> dict[str, Any]:
+        return await asyncio.to_thread(inspector.ping, name)
+
+    @app.get(
+        "/vms/{name}/logs",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    async def vm_logs(name: str, follow: bool = False) -> StreamingResponse:
+        """The serial console; with follow, new output as it comes until the VM stops."""
+        path = await asyncio.to_thread(inspector.console_log, name)
+        vm = ctx.store.get_vm(name)
+        return StreamingResponse(
+            tail_file(path, follow, lambda: ctx.vmm.pid(Path(vm.dir)) is not None),
+            media_type="text/plain",
         )
 
     @app.delete("/vms/{name}", status_code=202)
     async def delete_vm(name: str) -> Operation:
         vm = ctx.store.get_vm(name)
-        return ops.start("vm.delete", vm.name, lambda p: vms.delete(vm.name, p).model_dump())
+        return ops.start("vm.delete", vm.name, lambda p: dump(vms.delete(vm.name, p)))
 
     @app.get("/vms/{name}/ssh")
     async def ssh_target(name: str) -> SshTarget:

@@ -94,6 +94,7 @@ class ArtifactService:
             rootfs=str(info.rootfs),
             size_bytes=info.size_bytes,
             source=f"catalog:{name}",
+            work_seed=str(info.work_seed),
             created_at=now_iso(),
         )
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from banger.config import Settings
 from banger.helper.client import HelperClient
@@ -28,6 +29,24 @@ class Context:
     default_kernel: str = DEFAULT_KERNEL
     _helper: HelperClient | None = None
     _helper_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    _user_key: Path | None = None
+    _network_ready: bool = False
+
+    def user_key(self) -> Path:
+        """banger's SSH client key (made on first use)."""
+        if self._user_key is None:
+            from banger.guest.ssh import ensure_user_key
+
+            self._user_key = ensure_user_key(self.settings.ssh_dir)
+        return self._user_key
+
+    def network_ready(self, helper: HelperClient) -> None:
+        """Once per daemon: what the bridge needs besides its address (DNS, isolation)."""
+        with self._helper_lock:
+            if self._network_ready:
+                return
+            self._network_ready = True
 
     def helper(self) -> HelperClient:
         """The root helper, started on first use where banger runs as root."""

@@ -68,6 +68,7 @@ async def serve(settings: Settings) -> None:
     from banger.daemon.app import create_app
     from banger.daemon.context import Context
     from banger.daemon.operations import Operations
+    from banger.daemon.reconcile import reconcile
     from banger.store import Database, Store
     from banger.vmm import select_vmm
     from banger.vmm.accel import detect_accel, host_tsc_khz
@@ -88,6 +89,7 @@ async def serve(settings: Settings) -> None:
         accel=accel,
         tsc_khz=host_tsc_khz(),
     )
+    reconcile(ctx)
     ops = Operations(store)
     shutdown = asyncio.Event()
     app = create_app(ctx, ops, shutdown)

@@ -16,6 +16,9 @@ from banger.guest import boot
 from banger.net import plan as netplan
 from banger.vmm.base import DiskSpec, NetSpec, VmmConfig
 
+# The guest mounts the disk with this serial at /root (see guest/init.sh).
+WORK_SERIAL = "bgwork"
+
 NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?")
 
 _ADJECTIVES = (
@@ -70,6 +73,7 @@ class VmPlan:
     vm: Vm
     dir: Path
     overlay: Path
+    work_disk: Path | None
     known_hosts: Path
     host_key_alias: str
     vmm: VmmConfig
@@ -95,6 +99,18 @@ def plan_vm(
     if accel == "tcg" and tsc_khz:
         # Without it, microvm under TCG hangs now and then calibrating the TSC.
         extra.append(f"tsc_early_khz={tsc_khz}")
+    overlay = vm_dir / "overlay.ext4"
+    disks = [
+        DiskSpec(Path(image.rootfs), boot.ROOT_SERIAL, read_only=True),
+        DiskSpec(overlay, boot.OVERLAY_SERIAL),
+    ]
+    work_disk = None
+    if vm.work_disk_bytes:
+        work_disk = vm_dir / "work.ext4"
+        disks.append(DiskSpec(work_disk, WORK_SERIAL))
+        extra.append(f"banger.work={WORK_SERIAL}")
+    if image.init:
+        extra.append(f"banger.init={image.init}")
     cmdline = boot.kernel_cmdline(
         ip=ipaddress.IPv4Interface(f"{vm.ip}/{network.prefixlen}"),
         gateway=netplan.gateway(network),
@@ -102,7 +118,6 @@ def plan_vm(
         hostname=vm.name,
         extra=extra,
     )
-    overlay = vm_dir / "overlay.ext4"
     config = VmmConfig(
         name=vm.name,
         vcpus=vm.vcpus,
@@ -110,10 +125,7 @@ def plan_vm(
         kernel=Path(kernel.vmlinuz),
         initrd=Path(kernel.initrd),
         cmdline=cmdline,
-        disks=(
-            DiskSpec(Path(image.rootfs), boot.ROOT_SERIAL, read_only=True),
-            DiskSpec(overlay, boot.OVERLAY_SERIAL),
-        ),
+        disks=tuple(disks),
         net=NetSpec(tap=vm.tap, mac=vm.mac),
         run_dir=vm_dir,
         accel=accel,
@@ -122,6 +134,7 @@ def plan_vm(
         vm=vm,
         dir=vm_dir,
         overlay=overlay,
+        work_disk=work_disk,
         known_hosts=vm_dir / "known_hosts",
         host_key_alias=host_key_alias(vm),
         vmm=config,

@@ -35,7 +35,7 @@ exec </dev/console >/dev/console 2>&1
 mount -t proc proc /proc || fail "cannot mount /proc"
 mount -t sysfs sysfs /sys || fail "cannot mount /sys"
 
-ip_addr= gateway= dns= guest_name= guest_init=/sbin/init
+ip_addr= gateway= dns= guest_name= guest_init=/sbin/init work_serial=
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	banger.ip=*) ip_addr=${word#*=} ;;
@@ -43,6 +43,7 @@ for word in $(cat /proc/cmdline); do
 	banger.dns=*) dns=${word#*=} ;;
 	banger.hostname=*) guest_name=${word#*=} ;;
 	banger.init=*) guest_init=${word#*=} ;;
+	banger.work=*) work_serial=${word#*=} ;;
 	esac
 done
 
@@ -85,6 +86,16 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$NEWROOT/run" || fail "cannot mo
 mkdir -p "$NEWROOT$STATE/lower" "$NEWROOT$STATE/overlay"
 mount --move /lower "$NEWROOT$STATE/lower" || fail "cannot move the image mount"
 mount --move /overlay "$NEWROOT$STATE/overlay" || fail "cannot move the overlay mount"
+
+# The work disk is the guest's /root: the user's files outlive the overlay's
+# churn there, and it can grow on its own. Mounted before the seed below, so
+# root's authorized_keys lands on it.
+if [ -n "$work_serial" ]; then
+	work_dev=$(find_disk "$work_serial") || fail "no disk with serial $work_serial (the work disk) after 10s"
+	mkdir -p "$NEWROOT/root" || fail "cannot create /root"
+	mount -t ext4 "$work_dev" "$NEWROOT/root" || fail "cannot mount the work disk $work_dev on /root"
+	chown 0:0 "$NEWROOT/root" && chmod 0700 "$NEWROOT/root"
+fi
 
 # install SRC DEST MODE: a root-owned copy of a seed file.
 install_seed() {

@@ -12,6 +12,7 @@ import logging
 import shlex
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from banger import proc
@@ -86,24 +87,59 @@ def ssh_argv(
     return argv
 
 
-async def _try_ssh(host: str, identity: Path, host_key: str, timeout: float) -> bool:
+@dataclass(frozen=True)
+class GuestResult:
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+async def _run(
+    host: str, identity: Path, host_key: str, command: str, timeout: float
+) -> GuestResult:
     import asyncssh
 
     trusted = asyncssh.import_public_key(host_key)
+    async with asyncssh.connect(
+        host,
+        username="root",
+        client_keys=[str(identity)],
+        known_hosts=([trusted], [], []),
+        connect_timeout=timeout,
+        agent_path=None,
+    ) as conn:
+        result = await conn.run(command, check=False, timeout=timeout)
+        return GuestResult(
+            exit_status=result.exit_status if result.exit_status is not None else 255,
+            stdout=str(result.stdout or ""),
+            stderr=str(result.stderr or ""),
+        )
+
+
+def run_in_guest(
+    host: str, identity: Path, host_key: str, command: str, *, timeout: float = 30
+) -> GuestResult:
+    """Run a shell command in the guest as root over SSH, with the pinned host key."""
+    import asyncssh
+
     try:
-        async with asyncssh.connect(
-            host,
-            username="root",
-            client_keys=[str(identity)],
-            known_hosts=([trusted], [], []),
-            connect_timeout=timeout,
-            agent_path=None,
-        ) as conn:
-            result = await conn.run("true", check=False, timeout=timeout)
-            return result.exit_status == 0
+        return asyncio.run(_run(host, identity, host_key, command, timeout))
+    except (TimeoutError, OSError, asyncssh.Error) as exc:
+        raise VmmError(
+            f"cannot reach the guest at {host} over SSH: {exc or type(exc).__name__}",
+            hint="check `banger vm health` and `banger vm logs`",
+        ) from exc
+
+
+async def _try_ssh(host: str, identity: Path, host_key: str, timeout: float) -> bool:
+    import asyncssh
+
+    try:
+        result = await _run(host, identity, host_key, "true", timeout)
     except (TimeoutError, OSError, asyncssh.Error) as exc:
         log.debug("ssh to %s not ready: %s", host, exc)
         return False
+    return result.exit_status == 0
 
 
 def wait_for_ssh(

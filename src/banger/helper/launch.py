@@ -8,8 +8,10 @@ privilege boundary is exercised everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -62,11 +64,60 @@ def _last_words(path: Path) -> str:
     return (fatal or lines or [""])[-1].strip()
 
 
+def _missing_verbs(client: HelperClient) -> set[str]:
+    """Verbs this banger needs that the running helper (maybe an older one) lacks."""
+    from banger.helper.verbs import VERBS
+
+    try:
+        known = set(client.ping().get("verbs", ()))
+    except BangerError:
+        return set()
+    return set(VERBS) - known
+
+
+def _peer_pid(socket_path: Path) -> int | None:
+    """The pid of whoever serves ``socket_path`` (SO_PEERCRED on a fresh connection)."""
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(socket_path))
+        except OSError:
+            return None
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, _uid, _gid = struct.unpack("3i", creds)
+    return pid or None
+
+
+def _retire_stale(settings: Settings, client: HelperClient, missing: set[str]) -> None:
+    """Stop a helper from an older banger so a current one can take its socket."""
+    if os.geteuid() != 0:
+        raise HelperError(
+            "the running banger-helper is older than this banger (it lacks "
+            + ", ".join(sorted(missing))
+            + ")",
+            hint="restart it: `sudo systemctl restart banger-helper`, or"
+            " `sudo banger system install` again",
+        )
+    pid = _peer_pid(settings.helper_socket_path)
+    log.warning("replacing an outdated banger-helper (pid %s) lacking %s", pid, sorted(missing))
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and _answers(client):
+        time.sleep(0.05)
+
+
 def ensure_helper(settings: Settings, timeout: float = START_TIMEOUT) -> HelperClient:
-    """A client for a helper that answers, starting one if banger runs as root."""
+    """A client for a current helper that answers, starting one if banger runs as root."""
     client = HelperClient(settings.helper_socket_path)
     if _answers(client):
-        return client
+        missing = _missing_verbs(client)
+        if not missing:
+            return client
+        _retire_stale(settings, client, missing)
     if os.geteuid() != 0:
         raise HelperError(
             f"banger-helper is not running (nothing answers on {settings.helper_socket_path})",

@@ -45,6 +45,8 @@ class ImageInfo:
     """What was built. Carries no mirror: the image is the same whichever served it."""
 
     rootfs: Path
+    # The image's /root, copied out: each VM's work disk starts as a copy of it.
+    work_seed: Path
     size_bytes: int
     content_bytes: int
     suite: str
@@ -103,6 +105,7 @@ def build_debian_image(
         progress(f"writing the ext4 disk ({size // (1 << 20)} MiB for {content >> 20} MiB)")
         rootfs = dest / ROOTFS_NAME
         make_ext4(tree, rootfs, size, label=ROOTFS_LABEL)
+        work_seed = save_work_seed(tree, dest)
     except BaseException:
         remove_tree(work)
         if created_dest:
@@ -113,6 +116,7 @@ def build_debian_image(
     log.info("built %s in %.1fs (%d MiB content)", rootfs, elapsed, content >> 20)
     return ImageInfo(
         rootfs=rootfs,
+        work_seed=work_seed,
         size_bytes=size,
         content_bytes=content,
         suite=suite,
@@ -120,6 +124,24 @@ def build_debian_image(
         builder="debootstrap --variant=minbase",
         build_seconds=round(elapsed, 1),
     )
+
+
+WORK_SEED_NAME = "work-seed"
+
+
+def save_work_seed(tree: Path, dest: Path) -> Path:
+    """Copy the tree's /root beside the image (ownership and modes kept)."""
+    seed = dest / WORK_SEED_NAME
+    source = tree / "root"
+    if source.is_symlink() or not source.is_dir():
+        seed.mkdir(mode=0o700)
+        return seed
+    shutil.copytree(source, seed, symlinks=True)
+    shutil.copystat(source, seed)
+    for path in [seed, *seed.rglob("*")]:
+        st = (source / path.relative_to(seed)).lstat()
+        os.lchown(path, st.st_uid, st.st_gid)
+    return seed
 
 
 def mounts_below(tree: Path, mounts_file: Path = Path("/proc/self/mounts")) -> list[Path]:

@@ -8,6 +8,7 @@ byte-for-byte reproducible: fixed inode numbers, mtimes and gzip header.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import stat
 from dataclasses import dataclass
@@ -157,3 +158,17 @@ def build_initramfs(modules_root: Path, kernel_version: str, busybox: Path, out:
     tmp.write_bytes(gzip.compress(archive, compresslevel=6, mtime=0))
     tmp.replace(out)
     log.info("initramfs %s: %d KiB", out, out.stat().st_size // 1024)
+
+
+def current_initramfs(kernel_dir: Path, kernel_version: str) -> Path:
+    """The kernel's initramfs for this banger's /init, rebuilt when /init has changed.
+
+    The file name carries a digest of the /init script, so a banger upgrade
+    that changes the boot contract never boots a VM with a stale /init, and
+    VMs already running keep the file they booted from.
+    """
+    digest = hashlib.sha256(boot.init_script()).hexdigest()[:12]
+    out = kernel_dir / f"initramfs-{digest}.img"
+    if not out.exists():
+        build_initramfs(kernel_dir / "modules", kernel_version, kernel_dir / "busybox", out)
+    return out

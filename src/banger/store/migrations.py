@@ -56,4 +56,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             finished_at TEXT
         )""",
     ),
+    # 2: work disks, NAT, and what an image needs to boot (issues 3 and 4).
+    (
+        "ALTER TABLE vms ADD COLUMN work_disk_bytes INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE vms ADD COLUMN nat INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE images ADD COLUMN work_seed TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE images ADD COLUMN init TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE images ADD COLUMN config TEXT NOT NULL DEFAULT '{}'",
+    ),
 )

@@ -17,7 +17,9 @@ def _kernel(row: sqlite3.Row) -> Kernel:
 
 
 def _image(row: sqlite3.Row) -> Image:
-    return Image(**dict(row))
+    data = dict(row)
+    data["config"] = json.loads(data["config"] or "{}")
+    return Image(**data)
 
 
 def _vm(row: sqlite3.Row) -> Vm:
@@ -82,10 +84,13 @@ class Store:
     def add_image(self, image: Image) -> None:
         try:
             with self.db.transaction() as conn:
+                row = image.model_dump()
+                row["config"] = json.dumps(image.config)
                 conn.execute(
-                    "INSERT INTO images (name, kernel, rootfs, size_bytes, source, created_at)"
-                    " VALUES (:name, :kernel, :rootfs, :size_bytes, :source, :created_at)",
-                    image.model_dump(),
+                    "INSERT INTO images (name, kernel, rootfs, size_bytes, source, created_at,"
+                    " work_seed, init, config) VALUES (:name, :kernel, :rootfs, :size_bytes,"
+                    " :source, :created_at, :work_seed, :init, :config)",
+                    row,
                 )
         except sqlite3.IntegrityError as exc:
             raise Conflict(
@@ -138,8 +143,9 @@ class Store:
             row["state"] = str(vm.state)
             conn.execute(
                 "INSERT INTO vms (id, name, image, state, vcpus, memory_mib, overlay_bytes,"
-                " tap, mac, vmm, dir, created_at) VALUES (:id, :name, :image, :state, :vcpus,"
-                " :memory_mib, :overlay_bytes, :tap, :mac, :vmm, :dir, :created_at)",
+                " work_disk_bytes, nat, tap, mac, vmm, dir, created_at) VALUES (:id, :name,"
+                " :image, :state, :vcpus, :memory_mib, :overlay_bytes, :work_disk_bytes, :nat,"
+                " :tap, :mac, :vmm, :dir, :created_at)",
                 row,
             )
             conn.execute(
@@ -162,6 +168,28 @@ class Store:
     def set_vm_state(self, vm_id: str, state: VmState) -> None:
         with self.db.transaction() as conn:
             conn.execute("UPDATE vms SET state = ? WHERE id = ?", (str(state), vm_id))
+
+    def update_vm(
+        self,
+        vm_id: str,
+        *,
+        vcpus: int | None = None,
+        memory_mib: int | None = None,
+        work_disk_bytes: int | None = None,
+        nat: bool | None = None,
+    ) -> None:
+        """Change a VM's settings; None leaves a setting as it is."""
+        changes = {
+            "vcpus": vcpus,
+            "memory_mib": memory_mib,
+            "work_disk_bytes": work_disk_bytes,
+            "nat": nat,
+        }
+        with self.db.transaction() as conn:
+            for column, value in changes.items():
+                if value is not None:
+                    # column comes from the fixed dict above, never from input
+                    conn.execute(f"UPDATE vms SET {column} = ? WHERE id = ?", (value, vm_id))  # noqa: S608
 
     def delete_vm(self, vm_id: str) -> None:
         """Remove a VM and, by cascade, its lease; no-op when already gone."""

@@ -6,6 +6,7 @@ Nothing outside ``banger.vmm`` knows which VMM runs a VM: the daemon builds a
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -73,6 +74,10 @@ class Vmm(Protocol):
 
     def pid(self, run_dir: Path) -> int | None:
         """The pid of the VMM running from ``run_dir``, or None when none runs."""
+        ...
+
+    def signal(self, run_dir: Path, sig: signal.Signals) -> bool:
+        """Send ``sig`` to the VMM running from ``run_dir``; False when none runs."""
         ...
 
     def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:

@@ -127,6 +127,13 @@ class QemuVmm:
             return None
         return pid if _is_our_qemu(pid, run_dir) else None
 
+    def signal(self, run_dir: Path, sig: signal.Signals) -> bool:
+        pid = self.pid(run_dir)
+        if pid is None:
+            return False
+        _signal(pid, sig)
+        return True
+
     def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:
         pid = self.pid(run_dir)
         if pid is not None:

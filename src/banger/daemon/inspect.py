@@ -1,0 +1,199 @@
+"""Looking into a VM: console log, resource use, listening ports, health.
+
+Host-side numbers come from /proc and /sys; guest-side ones from one short
+SSH command each, parsed here so the guest needs nothing beyond a shell.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from banger.api.models import Vm
+from banger.daemon.runtime import host_public_key
+from banger.daemon.vms import VmService
+from banger.guest import ssh
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+# One round trip for everything `stats` wants from the guest.
+_GUEST_STATS = (
+    "cat /proc/meminfo; echo @@; cat /proc/loadavg; echo @@; df -P -B1 / /root 2>/dev/null"
+)
+# ss where the image has it (process names too); /proc/net otherwise.
+_GUEST_PORTS = (
+    "if command -v ss >/dev/null 2>&1; then ss -H -ltunp; else echo @@proc;"
+    " for f in tcp tcp6 udp udp6; do echo @$f; cat /proc/net/$f 2>/dev/null; done; fi"
+)
+
+
+class Inspector:
+    def __init__(self, vms: VmService) -> None:
+        self.vms = vms
+        self.ctx = vms.ctx
+
+    def _guest(self, vm: Vm, command: str, timeout: float = 15) -> str:
+        result = ssh.run_in_guest(
+            vm.ip, self.ctx.user_key(), host_public_key(vm), command, timeout=timeout
+        )
+        return result.stdout
+
+    def console_log(self, name: str) -> Path:
+        vm = self.vms.show(name)
+        return Path(vm.dir) / "console.log"
+
+    def stats(self, name: str) -> dict[str, Any]:
+        vm = self.vms.running(name)
+        assert vm.pid is not None
+        host = host_process_stats(vm.pid, vm.tap)
+        guest_text = self._guest(vm, _GUEST_STATS)
+        return {"name": vm.name, "host": host, "guest": parse_guest_stats(guest_text)}
+
+    def ports(self, name: str) -> list[dict[str, Any]]:
+        vm = self.vms.running(name)
+        text = self._guest(vm, _GUEST_PORTS)
+        found = parse_proc_net(text) if text.startswith("@@proc") else parse_ss(text)
+        for port in found:
+            port["endpoint"] = f"{vm.name}.vm:{port['port']}"
+        return found
+
+    def ping(self, name: str) -> dict[str, Any]:
+        """Round trip to the guest's SSH port: proves the network path, needs no privilege."""
+        vm = self.vms.running(name)
+        start = time.perf_counter()
+        try:
+            with socket.create_connection((vm.ip, 22), timeout=5):
+                pass
+        except OSError as exc:
+            return {"name": vm.name, "ip": vm.ip, "reachable": False, "error": str(exc)}
+        rtt = (time.perf_counter() - start) * 1000
+        return {"name": vm.name, "ip": vm.ip, "reachable": True, "rtt_ms": round(rtt, 3)}
+
+    def health(self, name: str) -> dict[str, Any]:
+        vm = self.vms.show(name)
+        checks: dict[str, Any] = {"vmm": {"ok": vm.pid is not None, "pid": vm.pid}}
+        if vm.pid is None:
+            return {"name": vm.name, "state": vm.state, "healthy": False, "checks": checks}
+        start = time.perf_counter()
+        try:
+            state = self._guest(
+                vm, "systemctl is-system-running 2>/dev/null || echo no-systemd", timeout=10
+            ).strip()
+            checks["ssh"] = {"ok": True, "ms": round((time.perf_counter() - start) * 1000, 1)}
+            checks["init"] = {"ok": state in ("running", "no-systemd"), "state": state}
+        except Exception as exc:
+            checks["ssh"] = {"ok": False, "error": str(exc)}
+        healthy = all(c.get("ok") for c in checks.values())
+        return {"name": vm.name, "state": vm.state, "healthy": healthy, "checks": checks}
+
+
+def host_process_stats(pid: int, tap: str, proc_root: Path = Path("/proc")) -> dict[str, Any]:
+    """CPU time, memory and IO of the VMM process, and traffic on its tap."""
+    stat = (proc_root / str(pid) / "stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu_seconds = (int(fields[11]) + int(fields[12])) / _TICKS
+    rss = 0
+    for line in (proc_root / str(pid) / "status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+    io: dict[str, int] = {}
+    try:
+        for line in (proc_root / str(pid) / "io").read_text().splitlines():
+            key, _, value = line.partition(":")
+            io[key] = int(value)
+    except OSError:
+        pass
+    net = Path("/sys/class/net") / tap / "statistics"
+
+    def counter(name: str) -> int | None:
+        try:
+            return int((net / name).read_text())
+        except OSError:
+            return None
+
+    return {
+        "pid": pid,
+        "cpu_seconds": round(cpu_seconds, 2),
+        "rss_bytes": rss,
+        "read_bytes": io.get("read_bytes"),
+        "write_bytes": io.get("write_bytes"),
+        # The tap's rx is what the guest sent.
+        "net_tx_bytes": counter("rx_bytes"),
+        "net_rx_bytes": counter("tx_bytes"),
+    }
+
+
+def parse_guest_stats(text: str) -> dict[str, Any]:
+    parts = text.split("@@")
+    meminfo: dict[str, int] = {}
+    for line in parts[0].splitlines():
+        key, _, rest = line.partition(":")
+        if rest.strip():
+            meminfo[key] = int(rest.split()[0]) * 1024
+    load = parts[1].split() if len(parts) > 1 else []
+    disks = []
+    for line in (parts[2] if len(parts) > 2 else "").splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 6 and cols[1].isdigit():
+            disks.append({"mount": cols[5], "size_bytes": int(cols[1]), "used_bytes": int(cols[2])})
+    return {
+        "mem_total_bytes": meminfo.get("MemTotal"),
+        "mem_available_bytes": meminfo.get("MemAvailable"),
+        "load": [float(x) for x in load[:3]] if len(load) >= 3 else None,
+        "disks": disks,
+    }
+
+
+def _split_addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]") or "*", int(port) if port.isdigit() else 0
+
+
+def parse_ss(text: str) -> list[dict[str, Any]]:
+    """Rows of `ss -H -ltunp`: proto, state, recv-q, send-q, local, peer, [process]."""
+    ports = []
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) < 5:
+            continue
+        address, port = _split_addr(cols[4])
+        process = None
+        if len(cols) > 6 and '"' in cols[6]:
+            process = cols[6].split('"')[1]
+        ports.append({"proto": cols[0], "address": address, "port": port, "process": process})
+    return sorted(ports, key=lambda p: (p["port"], p["proto"]))
+
+
+def parse_proc_net(text: str) -> list[dict[str, Any]]:
+    """/proc/net/{tcp,udp}[6] where ss is missing: listening TCP (state 0A) and bound UDP."""
+    ports: list[dict[str, Any]] = []
+    proto = ""
+    for line in text.splitlines():
+        if line.startswith("@") and not line.startswith("@@"):
+            proto = line[1:]
+            continue
+        cols = line.split()
+        if len(cols) < 4 or cols[0] == "sl" or ":" not in cols[1]:
+            continue
+        state = cols[3]
+        if proto.startswith("tcp") and state != "0A":
+            continue
+        hex_addr, hex_port = cols[1].split(":")
+        port = int(hex_port, 16)
+        if proto.startswith("udp") and port == 0:
+            continue
+        address = _hex_address(hex_addr)
+        ports.append({"proto": proto[:3], "address": address, "port": port, "process": None})
+    return sorted(ports, key=lambda p: (p["port"], p["proto"]))
+
+
+def _hex_address(hex_addr: str) -> str:
+    raw = bytes.fromhex(hex_addr)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    # /proc stores IPv6 as four little-endian 32-bit words.
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+    return socket.inet_ntop(socket.AF_INET6, words)

@@ -1,0 +1,170 @@
+"""One VM through its whole life, and a daemon that dies under running VMs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import ARTIFACTS, Banger, wait_gone
+
+pytestmark = pytest.mark.e2e
+
+
+def ssh(banger: Banger, name: str, *command: str) -> subprocess.CompletedProcess[str]:
+    return banger.run("vm", "ssh", name, "--", *command)
+
+
+def test_one_vm_through_every_command(banger: Banger):
+    vm = banger.create("e2e-life", "--vcpus", "1", "--memory", "512", "--work-disk-size", "1G")
+    assert vm["state"] == "running" and vm["work_disk_bytes"] == 1 << 30
+
+    # The work disk is /root and survives a stop/start; the overlay keeps / writes too.
+    assert (
+        ssh(
+            banger, "e2e-life", "sh", "-c", "echo kept > /root/note; echo sys > /etc/note"
+        ).returncode
+        == 0
+    )
+    mounts = ssh(banger, "e2e-life", "sh", "-c", "grep ' /root ' /proc/mounts").stdout
+    assert "ext4" in mounts
+
+    stop = banger.run("vm", "stop", "--timeout", "60", "e2e-life")
+    assert stop.returncode == 0, stop.stderr
+    assert "stopped e2e-life (stopped)" in stop.stdout
+    shown = banger.json("vm", "show", "e2e-life")
+    assert shown["state"] == "stopped" and shown["pid"] is None  # type: ignore[index]
+    assert shown["tap"] not in _links()  # type: ignore[index]
+
+    assert (
+        banger.run("vm", "set", "e2e-life", "--memory", "640", "--work-disk-size", "2G").returncode
+        == 0
+    )
+    start = banger.run("vm", "start", "e2e-life")
+    assert start.returncode == 0, start.stderr
+    assert ssh(banger, "e2e-life", "cat", "/root/note", "/etc/note").stdout.split() == [
+        "kept",
+        "sys",
+    ]
+    mem_kib = int(
+        ssh(banger, "e2e-life", "sh", "-c", "grep MemTotal /proc/meminfo").stdout.split()[1]
+    )
+    assert 500 * 1024 < mem_kib <= 640 * 1024
+    df = ssh(banger, "e2e-life", "df", "-B1", "--output=size", "/root").stdout.split()
+    assert int(df[-1]) > 1_500_000_000
+
+    # Inspecting it.
+    logs = banger.run("vm", "logs", "e2e-life")
+    assert "banger-init: switching root" in logs.stdout
+    stats = banger.json("vm", "stats", "e2e-life")
+    assert stats["host"]["rss_bytes"] > 0 and stats["guest"]["mem_total_bytes"] > 0  # type: ignore[index]
+    assert any(d["mount"] == "/root" for d in stats["guest"]["disks"])  # type: ignore[index]
+    ports = banger.json("vm", "ports", "e2e-life")
+    ssh_port = [p for p in ports if p["port"] == 22 and p["proto"] == "tcp"]  # type: ignore[union-attr]
+    assert ssh_port and ssh_port[0]["endpoint"] == "e2e-life.vm:22"
+    assert ssh_port[0]["process"] == "sshd"
+    health = banger.run("vm", "health", "e2e-life")
+    assert health.returncode == 0, health.stdout
+    ping = banger.json("vm", "ping", "e2e-life")
+    assert ping["reachable"] is True  # type: ignore[index]
+
+    restart = banger.run("vm", "restart", "e2e-life")
+    assert restart.returncode == 0, restart.stderr
+    assert ssh(banger, "e2e-life", "cat", "/root/note").stdout.strip() == "kept"
+
+    pid = banger.json("vm", "show", "e2e-life")["pid"]  # type: ignore[index]
+    kill = banger.run("vm", "kill", "--signal", "KILL", "e2e-life")
+    assert kill.returncode == 0, kill.stderr
+    assert wait_gone(int(pid))
+    assert banger.json("vm", "show", "e2e-life")["state"] == "stopped"  # type: ignore[index]
+
+    # prune without a terminal wants --force, and then deletes stopped VMs only.
+    refused = banger.run("vm", "prune")
+    assert refused.returncode != 0 and "--force" in refused.stderr
+    pruned = banger.run("vm", "prune", "--force")
+    assert pruned.returncode == 0 and "e2e-life" in pruned.stdout
+    assert banger.json("vm", "list") == []
+    banger.created.remove("e2e-life")
+
+
+def test_vms_survive_a_killed_daemon(banger: Banger):
+    banger.create("e2e-survivor")
+    status = banger.json("daemon", "status")
+    os.kill(int(status["pid"]), signal.SIGKILL)  # type: ignore[index]
+    assert wait_gone(int(status["pid"]))  # type: ignore[index]
+    # The next command starts a new daemon, which finds the VM still running.
+    listed = banger.json("vm", "list")
+    assert [(v["name"], v["state"]) for v in listed] == [("e2e-survivor", "running")]  # type: ignore[union-attr]
+    assert ssh(banger, "e2e-survivor", "hostname").stdout.strip() == "e2e-survivor"
+    assert banger.json("daemon", "status")["pid"] != status["pid"]  # type: ignore[index]
+
+
+def test_reconcile_marks_dead_vms_and_removes_orphan_taps(banger: Banger):
+    vm = banger.create("e2e-orphan")
+    banger.run("daemon", "stop", check=True)
+    os.kill(int(vm["pid"]), signal.SIGKILL)  # type: ignore[arg-type]
+    assert wait_gone(int(vm["pid"]))  # type: ignore[arg-type]
+    shown = banger.json("vm", "show", "e2e-orphan")
+    assert shown["state"] == "stopped"  # type: ignore[index]
+    log = (banger.home / "logs" / "bangerd.log").read_text()
+    assert "reconcile: e2e-orphan: its VMM is gone; marked stopped" in log
+    assert f"removed tap {vm['tap']}" in log
+    assert vm["tap"] not in _links()
+
+
+def _links() -> set[str]:
+    out = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
+    return {link["ifname"] for link in json.loads(out)}
+
+
+def _banger_state(banger: Banger) -> dict[str, object]:
+    """Everything banger could leak on the host, as comparable values."""
+    taps = sorted(n for n in _links() if n.startswith("bgt"))
+    qemus = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"qemu" in cmdline and str(ARTIFACTS).encode() in cmdline:
+                qemus.append(entry.name)
+    mounts = [
+        line for line in Path("/proc/mounts").read_text().splitlines() if str(ARTIFACTS) in line
+    ]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    nft = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    db = sqlite3.connect(banger.home / "banger.db")
+    return {
+        "taps": taps,
+        "qemu": qemus,
+        "mounts": mounts,
+        "loops": [line for line in loops.splitlines() if str(ARTIFACTS) in line],
+        "nft": [line for line in nft.splitlines() if "banger" in line],
+        "leases": db.execute("SELECT COUNT(*) FROM leases").fetchone()[0],
+        "vm_dirs": sorted(p.name for p in (banger.home / "vms").glob("*")),
+    }
+
+
+def test_after_every_vm_is_deleted_nothing_remains(banger: Banger):
+    empty = {
+        "taps": [],
+        "qemu": [],
+        "mounts": [],
+        "loops": [],
+        "nft": [],
+        "leases": 0,
+        "vm_dirs": [],
+    }
+    assert _banger_state(banger) == empty
+    banger.create("e2e-leak-a", "--nat")
+    banger.create("e2e-leak-b")
+    during = _banger_state(banger)
+    assert len(during["taps"]) == 2 and len(during["qemu"]) == 2 and during["leases"] == 2
+    assert banger.run("vm", "delete", "e2e-leak-a", "e2e-leak-b").returncode == 0
+    assert _banger_state(banger) == empty
