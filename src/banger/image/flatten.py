@@ -216,18 +216,16 @@ class Tree:
 
     def _whiteout(self, parts: list[str]) -> None:
         base = parts[-1]
+        name = base[len(WHITEOUT) :]
+        if name in ("", ".", ".."):
+            raise _Bad("the whiteout names a path outside its directory")
         parent = self.parent(parts[:-1], create=False)
-        if parent is None:
-            return
+        if parent is None or (base != OPAQUE and base.startswith(WHITEOUT + WHITEOUT)):
+            return  # nothing below to hide, or aufs bookkeeping (.wh..wh.plnk)
         prefix = "/".join(parts[:-1])
         if base == OPAQUE:
             self._clear_lower(parent, prefix)
             return
-        if base.startswith(WHITEOUT + WHITEOUT):
-            return  # aufs bookkeeping (.wh..wh.plnk and friends), never content
-        name = base[len(WHITEOUT) :]
-        if name in ("", ".", ".."):
-            raise _Bad("the whiteout names a path outside its directory")
         self._remove(parent, name, f"{prefix}/{name}" if prefix else name)
 
     def _clear_lower(self, dirfd: int, prefix: str) -> None:

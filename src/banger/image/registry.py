@@ -288,7 +288,7 @@ class RegistryClient:
         cache.path(digest)  # validate before the digest goes into a URL
         resp = await self._open(f"blobs/{digest}")
         try:
-            return await cache.store(digest, size, resp.aiter_raw(_CHUNK), progress)
+            return await cache.store(digest, size, resp.aiter_bytes(_CHUNK), progress)
         except httpx.HTTPError as exc:
             raise HostError(f"download of blob {short(digest)} failed: {exc}") from exc
         finally:
