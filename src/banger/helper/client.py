@@ -140,3 +140,37 @@ class HelperClient:
         """banger's links: ``{name, kind, master, up, addresses}`` each."""
         links = self.call("link_list").get("links")
         return [dict(link) for link in links] if isinstance(links, list) else []
+
+    # Network policy: NAT, isolation, DNS redirect, host resolver.
+
+    def nat_enable(self, bridge: str, subnet: str, source: str) -> dict[str, Any]:
+        """Masquerade VM address ``source`` (inside ``subnet``, like ``10.77.0.0/24``)."""
+        return self.call("nat_enable", bridge=bridge, subnet=subnet, source=source)
+
+    def nat_disable(self, source: str) -> dict[str, Any]:
+        """Stop NAT for ``source``: ``{removed, table_deleted, ip_forward_restored}``."""
+        return self.call("nat_disable", source=source)
+
+    def nat_list(self) -> list[dict[str, str]]:
+        """VM addresses with NAT: ``{bridge, source}`` each."""
+        entries = self.call("nat_list").get("nat")
+        return [dict(e) for e in entries] if isinstance(entries, list) else []
+
+    def net_isolate(self, bridge: str) -> dict[str, Any]:
+        """Drop traffic leaving ``bridge`` for other interfaces unless its source has NAT."""
+        return self.call("net_isolate", bridge=bridge)
+
+    def dns_redirect(self, bridge: str, address: str, port: int) -> dict[str, Any]:
+        """Send ``address``:53 (the bridge's own address) to ``address``:``port``."""
+        return self.call("dns_redirect", bridge=bridge, address=address, port=port)
+
+    def net_teardown(self, bridge: str) -> bool:
+        """Delete the bridge's nftables table; False if there was none."""
+        return bool(self.call("net_teardown", bridge=bridge).get("deleted"))
+
+    def resolver_link(self, bridge: str, address: str) -> dict[str, Any]:
+        """Route ``*.vm`` lookups of systemd-resolved to ``address``; ``linked`` says if done."""
+        return self.call("resolver_link", bridge=bridge, address=address)
+
+    def resolver_unlink(self, bridge: str) -> dict[str, Any]:
+        return self.call("resolver_unlink", bridge=bridge)

@@ -168,3 +168,39 @@ def check_args(
     if missing:
         raise UserError(f"{verb}: missing argument(s) {', '.join(missing)}")
     return {k: check(k, args[k], policy) for k, check in spec.items() if k in args}
+
+
+def ipv4_address(arg: str, value: object, policy: Policy) -> ipaddress.IPv4Address:
+    """A single private IPv4 address without a prefix, such as ``10.77.0.5``."""
+    text = _string(arg, value)
+    try:
+        addr = ipaddress.IPv4Address(text)
+    except ValueError as exc:
+        raise UserError(
+            f"argument {arg!r} is {text[:40]!r}, not an address like 10.77.0.5"
+        ) from exc
+    special = (
+        addr.is_loopback
+        or addr.is_link_local
+        or addr.is_multicast
+        or addr.is_unspecified
+        or addr.is_reserved
+    )
+    if special or not addr.is_private:
+        raise UserError(
+            f"argument {arg!r} is {addr}, not a private address",
+            hint="banger's VMs and bridge use a private range such as 10.77.0.0/24",
+        )
+    return addr
+
+
+def unprivileged_port(arg: str, value: object, policy: Policy) -> int:
+    """A TCP/UDP port an unprivileged daemon can bind: 1024 to 65535."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"argument {arg!r} must be an integer port, not {_kind(value)}")
+    if not 1024 <= value <= 65535:
+        raise UserError(
+            f"argument {arg!r} is {value}, outside 1024-65535",
+            hint="pass the unprivileged port the daemon's DNS responder listens on",
+        )
+    return value

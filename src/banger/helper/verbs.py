@@ -20,15 +20,18 @@ from typing import Any
 
 from banger import __version__
 from banger.errors import Conflict, NotFound, UserError
-from banger.helper import iplink
+from banger.helper import iplink, nft, resolved
 from banger.helper.validate import (
     LINK_NAME,
     Check,
     Policy,
     check_args,
+    ipv4_address,
     ipv4_interface,
+    ipv4_network,
     link_name,
     owner_uid,
+    unprivileged_port,
 )
 
 log = logging.getLogger("banger.helper")
@@ -217,3 +220,106 @@ def dispatch(policy: Policy, verb: object, args: object) -> dict[str, Any]:
         return entry.run(policy, checked)
     with _CHANGE_LOCK:
         return entry.run(policy, checked)
+
+
+# Network policy: NAT, isolation, the DNS redirect (nftables) and the host resolver.
+
+
+def _nat_enable(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    return nft.nat_enable(args["bridge"], args["subnet"], args["source"])
+
+
+def _nat_disable(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    return nft.nat_disable(args["source"])
+
+
+def _nat_list(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    return {"nat": nft.nat_list()}
+
+
+def _net_isolate(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    return nft.isolate(args["bridge"])
+
+
+def _bridge_owns(bridge: str, address: ipaddress.IPv4Address) -> None:
+    # Redirecting DNS to an address that is not the bridge's would hand the
+    # port to whoever holds that address.
+    link = iplink.get(bridge)
+    if link is None or link.kind != "bridge":
+        raise NotFound(
+            f"bridge {bridge} does not exist",
+            hint="create it first with the bridge_ensure verb (bangerd does this itself)",
+        )
+    if address not in [a.ip for a in link.ipv4]:
+        owned = ", ".join(str(a.ip) for a in link.ipv4) or "no address"
+        raise Conflict(
+            f"{address} is not an address of bridge {bridge} (it has {owned})",
+            hint="pass the bridge's own address",
+        )
+
+
+def _dns_redirect(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    _bridge_owns(args["bridge"], args["address"])
+    return nft.dns_redirect(args["bridge"], args["address"], args["port"])
+
+
+def _net_teardown(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    return nft.teardown(args["bridge"])
+
+
+def _resolver_link(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    _bridge_owns(args["bridge"], args["address"])
+    return resolved.link(args["bridge"], args["address"])
+
+
+def _resolver_unlink(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    return resolved.unlink(args["bridge"])
+
+
+VERBS.update(
+    _table(
+        Verb(
+            "nat_enable",
+            "masquerade one VM address (source, inside subnet) out of the host",
+            {"bridge": link_name, "subnet": ipv4_network, "source": ipv4_address},
+            _nat_enable,
+        ),
+        Verb(
+            "nat_disable",
+            "stop NAT for one VM address; drop banger's table when nothing needs it",
+            {"source": ipv4_address},
+            _nat_disable,
+        ),
+        Verb("nat_list", "VM addresses with NAT, per bridge", {}, _nat_list, exclusive=False),
+        Verb(
+            "net_isolate",
+            "drop traffic from the bridge to other interfaces unless its source has NAT",
+            {"bridge": link_name},
+            _net_isolate,
+        ),
+        Verb(
+            "dns_redirect",
+            "send port 53 of the bridge address to the daemon's unprivileged port",
+            {"bridge": link_name, "address": ipv4_address, "port": unprivileged_port},
+            _dns_redirect,
+        ),
+        Verb(
+            "net_teardown",
+            "delete the bridge's nftables table (restores ip_forward if banger set it)",
+            {"bridge": link_name},
+            _net_teardown,
+        ),
+        Verb(
+            "resolver_link",
+            "point systemd-resolved's .vm domain at the bridge address, where it runs",
+            {"bridge": link_name, "address": ipv4_address},
+            _resolver_link,
+        ),
+        Verb(
+            "resolver_unlink",
+            "undo resolver_link for the bridge",
+            {"bridge": link_name},
+            _resolver_unlink,
+        ),
+    )
+)
