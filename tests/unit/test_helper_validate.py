@@ -178,12 +178,23 @@ GOOD = {
     "tap_delete": {"name": "bgvt0"},
     "ping": {},
     "link_list": {},
+    "nat_enable": {"bridge": "bgv0", "subnet": "10.201.0.0/24", "source": "10.201.0.5"},
+    "nat_disable": {"source": "10.201.0.5"},
+    "nat_list": {},
+    "net_isolate": {"bridge": "bgv0"},
+    "dns_redirect": {"bridge": "bgv0", "address": "10.201.0.1", "port": 10053},
+    "net_teardown": {"bridge": "bgv0"},
+    "resolver_link": {"bridge": "bgv0", "address": "10.201.0.1"},
+    "resolver_unlink": {"bridge": "bgv0"},
 }
 BAD_VALUES = {
     "name": ["eth0", "bg0;id", "bgxxxxxxxxxxxxxxxx", 3],
     "bridge": ["docker0", None],
     "address": ["8.8.8.8/24", "10.201.0.0/24", 10],
     "owner_uid": [0.5, "0", 1000],
+    "subnet": ["8.8.8.0/24", "10.201.0.1/24", None],
+    "source": ["1.1.1.1", "10.201.0.5/32", 5],
+    "port": [53, 65536, "10053", True],
 }
 
 
