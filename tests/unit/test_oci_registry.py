@@ -303,3 +303,17 @@ def test_client_sends_basic_credentials_only_when_challenged(tmp_path: Path) -> 
 
     asyncio.run(go())
     assert seen == [None, "Basic " + base64.b64encode(b"u:p").decode()]
+
+
+def test_token_service_gets_credentials_from_the_auth_file(tmp_path: Path, monkeypatch) -> None:
+    auth = tmp_path / "auth.json"
+    secret = base64.b64encode(b"alice:s3cret").decode()
+    auth.write_text(json.dumps({"auths": {"10.0.0.5:5000": {"auth": secret}}}))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
+    fake = FakeRegistry(token=True)
+    fake.add_image("t", [_layer({"a": b"1"})])
+    _pull(fake, "10.0.0.5:5000/x:t", tmp_path)
+    token = next(r for r in fake.requests if r.url.host == "auth.example")
+    assert token.headers["authorization"] == "Basic " + secret
+    registry_calls = [r for r in fake.requests if r.url.host == "10.0.0.5"]
+    assert all(r.headers.get("authorization") in (None, "Bearer tok") for r in registry_calls)

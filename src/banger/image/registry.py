@@ -217,9 +217,12 @@ class RegistryClient:
             raise HostError(f"{self.ref.registry} asks for unsupported auth {challenge!r}")
         query: dict[str, str] = {k: params[k] for k in ("service", "scope") if k in params}
         query.setdefault("scope", f"repository:{self.ref.repository}:pull")
-        auth = httpx.BasicAuth(*self.credentials) if self.credentials else None
+        realm = httpx.URL(params["realm"])
+        # Credentials travel only where they cannot be read on the wire.
+        safe = realm.scheme == "https" or is_loopback(realm.host)
+        auth = httpx.BasicAuth(*self.credentials) if self.credentials and safe else None
         try:
-            resp = await self._http.get(params["realm"], params=query, auth=auth)
+            resp = await self._http.get(realm, params=query, auth=auth)
         except httpx.HTTPError as exc:
             raise HostError(
                 f"cannot reach the token service of {self.ref.registry}: {exc}"
