@@ -69,6 +69,9 @@ class Settings:
     accel: str = "auto"
     # Empty means "the first Debian mirror in the host's apt sources".
     debian_mirror: str = ""
+    # The unprivileged port bangerd answers DNS on; banger's nftables rules
+    # send the bridge address's port 53 there.
+    dns_port: int = 10053
     default_vcpus: int = 0
     default_memory_mib: int = 0
 
@@ -131,6 +134,11 @@ class Settings:
                 f"bridge name {self.bridge!r} must start with {NAME_PREFIX!r} and be at most"
                 " 13 lowercase letters, digits or dashes",
                 hint="the default is bg0",
+            )
+        if not 1024 <= self.dns_port <= 65535:
+            raise UserError(
+                f"dns_port {self.dns_port} must be between 1024 and 65535",
+                hint="bangerd needs no privilege for it; the default is 10053",
             )
         if self.mode not in ("user", "system"):
             raise UserError(f"mode {self.mode!r} is not one of user, system")

@@ -31,6 +31,17 @@ class RecordingHelper:
         return True
 
 
+class RecordingNetwork:
+    def __init__(self) -> None:
+        self.ensured = 0
+
+    def ensure(self, helper: object) -> None:
+        self.ensured += 1
+
+    def release_if_idle(self, helper: object, leaving: str) -> None:
+        pass
+
+
 class FailingVmm:
     name = "fake"
 
@@ -75,6 +86,7 @@ def service(settings, store):
         tsc_khz=None,
     )
     ctx._helper = helper  # type: ignore[assignment]
+    ctx.network = RecordingNetwork()  # type: ignore[assignment]
     return VmService(ctx), ctx, helper
 
 
@@ -88,5 +100,6 @@ def test_failed_launch_undoes_everything(service, settings):
     assert helper.taps == set()
     assert list(settings.vms_dir.iterdir()) == []
     assert ctx.vmm.killed == []  # it never started, so nothing to kill
+    assert ctx.network.ensured == 1
     # The name is free again.
     assert vms.validate(VmCreate(name="dev")).name == "dev"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from banger.config import Settings
+from banger.daemon.network import BridgeNetwork
 from banger.helper.client import HelperClient
 from banger.store import Store
 from banger.vmm.accel import AccelChoice
@@ -30,8 +31,9 @@ class Context:
     _helper: HelperClient | None = None
     _helper_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    # Set by the daemon once its event loop runs.
+    network: BridgeNetwork | None = None
     _user_key: Path | None = None
-    _network_ready: bool = False
 
     def user_key(self) -> Path:
         """banger's SSH client key (made on first use)."""
@@ -41,12 +43,10 @@ class Context:
             self._user_key = ensure_user_key(self.settings.ssh_dir)
         return self._user_key
 
-    def network_ready(self, helper: HelperClient) -> None:
-        """Once per daemon: what the bridge needs besides its address (DNS, isolation)."""
-        with self._helper_lock:
-            if self._network_ready:
-                return
-            self._network_ready = True
+    def bridge(self) -> BridgeNetwork:
+        if self.network is None:
+            raise RuntimeError("the daemon has not set up its bridge network")
+        return self.network
 
     def helper(self) -> HelperClient:
         """The root helper, started on first use where banger runs as root."""

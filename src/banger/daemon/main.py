@@ -67,6 +67,7 @@ async def serve(settings: Settings) -> None:
 
     from banger.daemon.app import create_app
     from banger.daemon.context import Context
+    from banger.daemon.network import BridgeNetwork
     from banger.daemon.operations import Operations
     from banger.daemon.reconcile import reconcile
     from banger.store import Database, Store
@@ -89,7 +90,8 @@ async def serve(settings: Settings) -> None:
         accel=accel,
         tsc_khz=host_tsc_khz(),
     )
-    reconcile(ctx)
+    ctx.network = BridgeNetwork(settings, store, asyncio.get_running_loop())
+    await asyncio.to_thread(reconcile, ctx)
     ops = Operations(store)
     shutdown = asyncio.Event()
     app = create_app(ctx, ops, shutdown)
@@ -114,6 +116,7 @@ async def serve(settings: Settings) -> None:
         await server.serve(sockets=[sock])
     finally:
         stopper.cancel()
+        await ctx.bridge().close()
         with contextlib.suppress(FileNotFoundError):
             settings.socket.unlink()
         with contextlib.suppress(FileNotFoundError):

@@ -86,9 +86,21 @@ def _clean_network(ctx: Context, live_taps: set[str], nat_sources: set[str]) -> 
         if link.get("kind") == "tap" and name.startswith(tap_prefix) and name not in live_taps:
             helper.delete_tap(name)
             fixes.append(f"removed tap {name}, which no running VM uses")
+    has_nat = set()
     for entry in helper.nat_list():
         source = entry.get("source", "")
+        if entry.get("bridge") != ctx.settings.bridge:
+            continue  # another banger's bridge on this host
+        has_nat.add(source)
         if source and source not in nat_sources:
             helper.nat_disable(source)
             fixes.append(f"removed NAT for {source}, which no running VM uses")
+    if live_taps:
+        # VMs kept running while no daemon did: give them DNS and their rules back.
+        ctx.bridge().ensure(helper)
+        for source in sorted(nat_sources - has_nat):
+            helper.nat_enable(ctx.settings.bridge, ctx.settings.subnet, source)
+            fixes.append(f"restored NAT for {source}")
+    else:
+        ctx.bridge().release_if_idle(helper, leaving="")
     return fixes

@@ -21,7 +21,6 @@ from banger.disk.work import grow_work_disk
 from banger.errors import UserError
 from banger.guest import ssh
 from banger.kernel.initramfs import current_initramfs
-from banger.net import plan as netplan
 
 log = logging.getLogger("banger.daemon")
 
@@ -64,13 +63,11 @@ class VmRuntime:
 
         progress.stage("network", f"tap {vm.tap} on bridge {ctx.settings.bridge}")
         helper = ctx.helper()
-        network = ctx.settings.network
-        helper.ensure_bridge(ctx.settings.bridge, netplan.bridge_address(network))
-        ctx.network_ready(helper)
+        ctx.bridge().ensure(helper)
         helper.create_tap(vm.tap, ctx.settings.bridge, ctx.uid)
         undo.callback(helper.delete_tap, vm.tap)
         if vm.nat:
-            helper.nat_enable(ctx.settings.bridge, str(network), vm.ip)
+            helper.nat_enable(ctx.settings.bridge, ctx.settings.subnet, vm.ip)
             undo.callback(helper.nat_disable, vm.ip)
 
         progress.stage("boot", f"starting {ctx.vmm.name} ({ctx.accel.kind})")
@@ -120,6 +117,7 @@ class VmRuntime:
         if vm.nat:
             helper.nat_disable(vm.ip)
         helper.delete_tap(vm.tap)
+        ctx.bridge().release_if_idle(helper, vm.id)
 
     def _poweroff(self, vm: Vm, pid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
