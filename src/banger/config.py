@@ -33,6 +33,7 @@ _ENV = {
     "accel": "BANGER_ACCEL",
     "vmm": "BANGER_VMM",
     "debian_mirror": "BANGER_DEBIAN_MIRROR",
+    "insecure_registries": "BANGER_INSECURE_REGISTRIES",
 }
 
 
@@ -69,6 +70,8 @@ class Settings:
     accel: str = "auto"
     # Empty means "the first Debian mirror in the host's apt sources".
     debian_mirror: str = ""
+    # Registries reached over plain HTTP besides loopback ones (as Docker's option).
+    insecure_registries: tuple[str, ...] = ()
     # The unprivileged port bangerd answers DNS on; banger's nftables rules
     # send the bridge address's port 53 there.
     dns_port: int = 10053
@@ -159,6 +162,11 @@ def config_file() -> Path:
 
 def _coerce(name: str, value: Any) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
+    if name == "insecure_registries":
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise UserError(f"setting {name} must be a list of registry hosts, not {value!r}")
+        return tuple(str(item).strip() for item in items if str(item).strip())
     if name in ("home", "runtime_dir", "helper_socket"):
         return Path(str(value)).expanduser() if value else None
     if kind == "int":

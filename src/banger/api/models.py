@@ -151,8 +151,29 @@ class KernelPull(BaseModel):
 
 
 class ImagePull(BaseModel):
-    name: str
+    # A catalog name (see `image catalog`) or an OCI reference.
+    ref: str
+    # What to call the image; derived from the reference when absent.
+    name: str | None = None
     kernel: str | None = None
+    size: str | None = None
+
+
+class ImageRegister(BaseModel):
+    name: str
+    rootfs: str
+    kernel: str | None = None
+    init: str | None = None
+
+
+class KernelImport(BaseModel):
+    name: str
+    # Either a directory laid out like a kernel package...
+    dir: str | None = None
+    # ...or the pieces by path.
+    kernel: str | None = None
+    initrd: str | None = None
+    modules: str | None = None
 
 
 class DaemonStatus(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from banger.cli import common
@@ -24,15 +26,104 @@ def image() -> None:
     """
 
 
+def _abs(path: str | None) -> str | None:
+    from pathlib import Path
+
+    return str(Path(path).resolve()) if path else None
+
+
 @image.command("pull")
-@click.argument("name")
-@click.option("--kernel-ref", "kernel", help="Kernel to boot it with (default: the catalog's).")
-def image_pull(name: str, kernel: str | None) -> None:
-    """Build or fetch image NAME from banger's catalog (see `image catalog`)."""
+@click.argument("ref")
+@click.option("--name", help="Name for the image (default: from the reference, e.g. debian-12).")
+@click.option("--kernel-ref", help="A kernel banger has (`kernel list`) to boot it with.")
+@click.option("--kernel", "kernel_file", help="Boot it with this kernel image file instead.")
+@click.option("--initrd", help="With --kernel: its initramfs (must follow banger's boot contract).")
+@click.option(
+    "--modules", help="With --kernel: its lib/modules directory (banger builds the initramfs)."
+)
+@click.option("--size", help="Size of the image's disk (default: its files plus 25%, at least 1G).")
+def image_pull(
+    ref: str,
+    name: str | None,
+    kernel_ref: str | None,
+    kernel_file: str | None,
+    initrd: str | None,
+    modules: str | None,
+    size: str | None,
+) -> None:
+    """Make image REF bootable: a catalog name, or any OCI image reference.
+
+    \b
+    Examples:
+      banger image pull debian-bookworm                     # built from your apt mirror
+      banger image pull docker.io/library/debian:bookworm   # from a registry
+      banger image pull 127.0.0.1:5000/team/dev:latest --name dev
+
+    Registry images get banger's guest agent, so they boot, get their
+    network and accept SSH even without an init system or an SSH server.
+    """
+    if kernel_file and kernel_ref:
+        raise click.UsageError("pass --kernel-ref or --kernel, not both")
+    if (initrd or modules) and not kernel_file:
+        raise click.UsageError("--initrd and --modules go with --kernel")
     with common.client() as conn:
-        op = conn.post("/images/pull", {"name": name, "kernel": kernel})
+        if kernel_file:
+            kernel_ref = _import_for_image(conn, name or ref, kernel_file, initrd, modules)
+        body = {"ref": ref, "name": name, "kernel": kernel_ref, "size": size}
+        op = conn.post("/images/pull", body)
         result = common.run_operation(conn, op).result or {}
-    click.echo(f"image {result.get('name', name)} ready ({result.get('rootfs', '')})")
+    click.echo(f"image {result.get('name', ref)} ready ({result.get('rootfs', '')})")
+
+
+def _import_for_image(
+    conn: Any, image: str, kernel: str, initrd: str | None, modules: str | None
+) -> str:
+    import re
+
+    name = re.sub(r"[^a-z0-9._-]", "-", image.lower()).strip("-.")[:56] + "-kernel"
+    body = {"name": name, "kernel": _abs(kernel), "initrd": _abs(initrd), "modules": _abs(modules)}
+    common.run_operation(conn, conn.post("/kernels/import", body))
+    return name
+
+
+@image.command("register")
+@click.argument("name")
+@click.argument("rootfs")
+@click.option("--kernel-ref", help="Kernel to boot it with (default: the default kernel).")
+@click.option("--init", help="Init to run instead of the image's /sbin/init.")
+def image_register(name: str, rootfs: str, kernel_ref: str | None, init: str | None) -> None:
+    """Register an existing ext4 root filesystem ROOTFS as image NAME (used in place)."""
+    with common.client() as conn:
+        body = {"name": name, "rootfs": _abs(rootfs), "kernel": kernel_ref, "init": init}
+        data = conn.post("/images/register", body)
+    click.echo(f"registered image {data['name']} ({data['rootfs']})")
+
+
+@image.command("delete")
+@click.argument("names", nargs=-1, required=True)
+def image_delete(names: tuple[str, ...]) -> None:
+    """Delete images and their disks; refused while a VM uses one."""
+    with common.client() as conn:
+        for name in names:
+            conn.delete(f"/images/{name}")
+            click.echo(f"deleted image {name}")
+
+
+image.add_command(image_delete, "rm")
+
+
+@image.group("cache")
+def image_cache() -> None:
+    """The cache of downloaded registry blobs."""
+
+
+@image_cache.command("prune")
+@click.option("--dry-run", is_flag=True, help="Say what would be freed; delete nothing.")
+def image_cache_prune(dry_run: bool) -> None:
+    """Delete every cached blob (images already pulled are not affected)."""
+    with common.client() as conn:
+        data = conn.post(f"/images/cache/prune?dry_run={'true' if dry_run else 'false'}")
+    click.echo(data["message"])
 
 
 @image.command("catalog")
@@ -99,6 +190,49 @@ def kernel_pull(name: str) -> None:
         op = conn.post("/kernels/pull", {"name": name})
         result = common.run_operation(conn, op).result or {}
     click.echo(f"kernel {name} {result.get('version', '')} ready")
+
+
+@kernel.command("import")
+@click.argument("name")
+@click.argument("directory", required=False)
+@click.option("--kernel", "kernel_file", help="The kernel image file (instead of DIRECTORY).")
+@click.option("--initrd", help="Its initramfs (must follow banger's boot contract).")
+@click.option("--modules", help="Its lib/modules directory (banger builds the initramfs).")
+def kernel_import(
+    name: str,
+    directory: str | None,
+    kernel_file: str | None,
+    initrd: str | None,
+    modules: str | None,
+) -> None:
+    """Import a kernel you built or downloaded, as NAME.
+
+    DIRECTORY holds vmlinuz* (or bzImage, vmlinux*) and lib/modules/VERSION
+    or an initrd. Or name the pieces with --kernel, --initrd, --modules.
+    """
+    body = {
+        "name": name,
+        "dir": _abs(directory),
+        "kernel": _abs(kernel_file),
+        "initrd": _abs(initrd),
+        "modules": _abs(modules),
+    }
+    with common.client() as conn:
+        result = common.run_operation(conn, conn.post("/kernels/import", body)).result or {}
+    click.echo(f"kernel {name} {result.get('version', '')} ready")
+
+
+@kernel.command("delete")
+@click.argument("names", nargs=-1, required=True)
+def kernel_delete(names: tuple[str, ...]) -> None:
+    """Delete kernels; refused while an image refers to one."""
+    with common.client() as conn:
+        for name in names:
+            conn.delete(f"/kernels/{name}")
+            click.echo(f"deleted kernel {name}")
+
+
+kernel.add_command(kernel_delete, "rm")
 
 
 @kernel.command("catalog")

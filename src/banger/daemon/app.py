@@ -11,15 +11,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel
 
 from banger import __version__
 from banger.api.models import (
     DaemonStatus,
-    Image,
-    ImagePull,
-    Kernel,
-    KernelPull,
     Operation,
     SshTarget,
     Vm,
@@ -29,17 +24,13 @@ from banger.api.models import (
     VmSet,
     VmStop,
 )
-from banger.daemon.artifacts import ArtifactService
 from banger.daemon.context import Context
 from banger.daemon.inspect import Inspector
-from banger.daemon.operations import Operations
+from banger.daemon.operations import Operations, dump
+from banger.daemon.routes_images import artifact_routes
 from banger.daemon.runtime import parse_signal
 from banger.daemon.vms import VmService
 from banger.errors import BangerError, NotFound
-
-
-def dump(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json")
 
 
 async def tail_file(
@@ -68,7 +59,7 @@ def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAP
     )
     vms = VmService(ctx)
     inspector = Inspector(vms)
-    artifacts = ArtifactService(ctx)
+    app.include_router(artifact_routes(ctx, ops))
 
     @app.exception_handler(BangerError)
     async def banger_error(_: Request, exc: BangerError) -> JSONResponse:
@@ -102,42 +93,6 @@ def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAP
     async def stop_daemon() -> dict[str, str]:
         shutdown.set()
         return {"status": "stopping"}
-
-    # kernels
-
-    @app.get("/kernels")
-    async def list_kernels() -> list[Kernel]:
-        return ctx.store.list_kernels()
-
-    @app.get("/kernels/{name}")
-    async def show_kernel(name: str) -> Kernel:
-        return ctx.store.get_kernel(name)
-
-    @app.post("/kernels/pull", status_code=202)
-    async def pull_kernel(req: KernelPull) -> Operation:
-        artifacts.check_kernel_pull(req.name)
-        return ops.start(
-            "kernel.pull", req.name, lambda p: artifacts.pull_kernel(req.name, p).model_dump()
-        )
-
-    # images
-
-    @app.get("/images")
-    async def list_images() -> list[Image]:
-        return ctx.store.list_images()
-
-    @app.get("/images/{name}")
-    async def show_image(name: str) -> Image:
-        return ctx.store.get_image(name)
-
-    @app.post("/images/pull", status_code=202)
-    async def pull_image(req: ImagePull) -> Operation:
-        artifacts.check_image_pull(req.name, req.kernel)
-        return ops.start(
-            "image.pull",
-            req.name,
-            lambda p: artifacts.pull_image(req.name, req.kernel, p).model_dump(),
-        )
 
     # VMs
 

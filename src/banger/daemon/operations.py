@@ -17,11 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from banger.api.models import ErrorBody, Event, EventType, Operation, OpState
 from banger.errors import BangerError
 from banger.store import Store
 
 log = logging.getLogger("banger.daemon")
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """An operation's result: the model as JSON-ready data."""
+    return model.model_dump(mode="json")
 
 
 def now_iso() -> str:

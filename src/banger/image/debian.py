@@ -22,6 +22,7 @@ from banger import proc
 from banger.errors import HostError
 from banger.image.customize import customize_tree
 from banger.image.ext4 import dir_size_bytes, image_size, make_ext4
+from banger.image.tree import save_work_seed
 
 log = logging.getLogger("banger.image")
 
@@ -124,24 +125,6 @@ def build_debian_image(
         builder="debootstrap --variant=minbase",
         build_seconds=round(elapsed, 1),
     )
-
-
-WORK_SEED_NAME = "work-seed"
-
-
-def save_work_seed(tree: Path, dest: Path) -> Path:
-    """Copy the tree's /root beside the image (ownership and modes kept)."""
-    seed = dest / WORK_SEED_NAME
-    source = tree / "root"
-    if source.is_symlink() or not source.is_dir():
-        seed.mkdir(mode=0o700)
-        return seed
-    shutil.copytree(source, seed, symlinks=True)
-    shutil.copystat(source, seed)
-    for path in [seed, *seed.rglob("*")]:
-        st = (source / path.relative_to(seed)).lstat()
-        os.lchown(path, st.st_uid, st.st_gid)
-    return seed
 
 
 def mounts_below(tree: Path, mounts_file: Path = Path("/proc/self/mounts")) -> list[Path]:

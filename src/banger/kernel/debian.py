@@ -61,6 +61,15 @@ def _unpack(deb: Path, into: Path) -> Path:
     return into
 
 
+def fetch_busybox(work: Path) -> Path:
+    """A static busybox from Debian's busybox-static, unpacked under ``work``."""
+    deb = _download(BUSYBOX_PACKAGE, work)
+    busybox = _unpack(deb, work / "busybox") / "bin" / "busybox"
+    if not busybox.is_file():
+        raise HostError(f"{BUSYBOX_PACKAGE} holds no bin/busybox", hint=_APT_HINT)
+    return busybox
+
+
 def _kernel_files(root: Path) -> tuple[str, Path, Path, Path]:
     """(version, vmlinuz, config, lib/modules dir) inside an unpacked kernel package."""
     images = sorted((root / "boot").glob("vmlinuz-*"))
@@ -93,12 +102,9 @@ def fetch_debian_kernel(
         work = Path(tmp)
         progress(f"downloading {versioned} and {BUSYBOX_PACKAGE}")
         kernel_deb = _download(versioned, work)
-        busybox_deb = _download(BUSYBOX_PACKAGE, work)
+        busybox = fetch_busybox(work)
         progress("unpacking")
         version, vmlinuz, config, modules = _kernel_files(_unpack(kernel_deb, work / "kernel"))
-        busybox = _unpack(busybox_deb, work / "busybox") / "bin" / "busybox"
-        if not busybox.is_file():
-            raise HostError(f"{BUSYBOX_PACKAGE} holds no bin/busybox", hint=_APT_HINT)
 
         out = work / "result"
         out.mkdir()

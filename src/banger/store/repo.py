@@ -79,6 +79,14 @@ class Store:
     def list_kernels(self) -> list[Kernel]:
         return [_kernel(r) for r in self.db.query("SELECT * FROM kernels ORDER BY name")]
 
+    def delete_kernel(self, name: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM kernels WHERE name = ?", (name,))
+
+    def images_using_kernel(self, kernel: str) -> list[str]:
+        rows = self.db.query("SELECT name FROM images WHERE kernel = ? ORDER BY name", (kernel,))
+        return [r[0] for r in rows]
+
     # images
 
     def add_image(self, image: Image) -> None:
@@ -114,6 +122,10 @@ class Store:
 
     def list_images(self) -> list[Image]:
         return [_image(r) for r in self.db.query("SELECT * FROM images ORDER BY name")]
+
+    def delete_image(self, name: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM images WHERE name = ?", (name,))
 
     # VMs and their address leases
 

@@ -1,0 +1,78 @@
+"""API routes for kernels and images."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+
+from banger.api.models import (
+    Image,
+    ImagePull,
+    ImageRegister,
+    Kernel,
+    KernelImport,
+    KernelPull,
+    Operation,
+)
+from banger.daemon.context import Context
+from banger.daemon.images import ImageService
+from banger.daemon.kernels import KernelService
+from banger.daemon.operations import Operations, dump
+
+
+def artifact_routes(ctx: Context, ops: Operations) -> APIRouter:
+    router = APIRouter()
+    kernels = KernelService(ctx)
+    images = ImageService(ctx, kernels)
+
+    @router.get("/kernels")
+    async def list_kernels() -> list[Kernel]:
+        return ctx.store.list_kernels()
+
+    @router.get("/kernels/{name}")
+    async def show_kernel(name: str) -> Kernel:
+        return ctx.store.get_kernel(name)
+
+    @router.post("/kernels/pull", status_code=202)
+    async def pull_kernel(req: KernelPull) -> Operation:
+        kernels.check_pull(req.name)
+        return ops.start("kernel.pull", req.name, lambda p: dump(kernels.pull(req.name, p)))
+
+    @router.post("/kernels/import", status_code=202)
+    async def import_kernel(req: KernelImport) -> Operation:
+        await asyncio.to_thread(kernels.check_import, req)
+        return ops.start("kernel.import", req.name, lambda p: dump(kernels.import_(req, p)))
+
+    @router.delete("/kernels/{name}")
+    async def delete_kernel(name: str) -> Kernel:
+        return await asyncio.to_thread(kernels.delete, name)
+
+    @router.get("/images")
+    async def list_images() -> list[Image]:
+        return ctx.store.list_images()
+
+    @router.get("/images/{name}")
+    async def show_image(name: str) -> Image:
+        return ctx.store.get_image(name)
+
+    @router.post("/images/pull", status_code=202)
+    async def pull_image(req: ImagePull) -> Operation:
+        checked = await asyncio.to_thread(images.check_pull, req)
+        return ops.start(
+            "image.pull", checked.name or req.ref, lambda p: dump(images.pull(checked, p))
+        )
+
+    @router.post("/images/register")
+    async def register_image(req: ImageRegister) -> Image:
+        return await asyncio.to_thread(images.register, req)
+
+    @router.delete("/images/{name}")
+    async def delete_image(name: str) -> Image:
+        return await asyncio.to_thread(images.delete, name)
+
+    @router.post("/images/cache/prune")
+    async def prune_cache(dry_run: bool = False) -> dict[str, str]:
+        return {"message": await asyncio.to_thread(images.prune_cache, dry_run)}
+
+    return router
