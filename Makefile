@@ -3,10 +3,13 @@ SHELL := /bin/bash
 VENV := .venv
 BANGER := $(VENV)/bin/banger
 
-.PHONY: demo test lint unit e2e deps venv clean
+.PHONY: demo test lint unit e2e deps test-deps venv clean
 
 deps:
 	scripts/install-host-deps
+
+test-deps:
+	scripts/install-host-deps --test
 
 venv:
 	scripts/install-venv
@@ -25,11 +28,11 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -m "not e2e" tests
 
-e2e: deps venv
+e2e: test-deps venv
 	$(VENV)/bin/pytest -m e2e tests
 
 # The whole suite: linters, unit tests, end-to-end tests booting real VMs.
-test: deps venv lint
+test: test-deps venv lint
 	$(VENV)/bin/pytest tests
 
 clean:
