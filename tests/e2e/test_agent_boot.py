@@ -13,7 +13,9 @@ import contextlib
 import ipaddress
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -116,15 +118,16 @@ def busybox_tree(dest: Path, bundle: Path, *, with_init: bool = False) -> Path:
     return dest
 
 
-def debian_tree(dest: Path) -> Path:
-    """debootstrap minbase (no systemd, no SSH server), cached between runs."""
-    cached = ARTIFACTS / "debian-tree"
+def debian_tree(dest: Path, *, include: str = "") -> Path:
+    """debootstrap minbase (no SSH server; systemd only if included), cached."""
+    cached = ARTIFACTS / ("debian-tree" if not include else f"debian-{include}-tree")
     if not cached.is_dir():
-        partial = ARTIFACTS / ".debian-tree.tmp"
+        partial = cached.with_name(f".{cached.name}.tmp")
         shutil.rmtree(partial, ignore_errors=True)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        extra = [f"--include={include}"] if include else []
         subprocess.run(
-            ["debootstrap", "--variant=minbase", "bookworm", partial, debian_mirror()],
+            ["debootstrap", "--variant=minbase", *extra, "bookworm", partial, debian_mirror()],
             check=True,
             capture_output=True,
             timeout=900,
@@ -142,6 +145,7 @@ class Guest:
     console: Path
     pid: int
     boot_to_ssh: float
+    port: AgentPort | None = None
 
     def ssh(self, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -161,7 +165,7 @@ def boot_tree(
     vmm = QemuVmm()
     launched: list[tuple[Path, str]] = []
 
-    def start(tree: Path, bundle_dir: Path, n: int) -> Guest:
+    def start(tree: Path, bundle_dir: Path, n: int, *, serial: bool = False) -> Guest:
         plan = agent.inject_agent(tree, bundle_dir, agent.AgentConfig(cmd=("sh",)))
         rootfs = tmp_path / f"rootfs{n}.ext4"
         make_ext4(tree, rootfs, image_size(dir_size_bytes(tree)))
@@ -200,8 +204,11 @@ def boot_tree(
             net=NetSpec(tap=tap, mac=f"52:54:00:98:00:{n:02x}"), run_dir=run_dir, accel="tcg",
         )  # fmt: skip
         started = time.monotonic()
-        pid = vmm.launch(config)
-        guest = Guest(ip, key, known_hosts, config.console_log, pid, 0.0)
+        if serial:
+            pid, ready = _launch_with_agent_port(vmm, config)
+        else:
+            pid, ready = vmm.launch(config), None
+        guest = Guest(ip, key, known_hosts, config.console_log, pid, 0.0, ready)
         while time.monotonic() - started < BOOT_TIMEOUT:
             if guest.ssh("true", timeout=10).returncode == 0:
                 guest.boot_to_ssh = time.monotonic() - started
@@ -218,6 +225,49 @@ def boot_tree(
         with contextlib.suppress(Exception):
             vmm.kill(run_dir)
         _ip("link", "del", tap, check=False)
+
+
+@dataclass
+class AgentPort:
+    """The host end of the banger.agent port, read on a thread from launch on."""
+
+    sock: socket.socket
+    launched: float
+    data: bytes = b""
+    seconds: float | None = None  # from launch to the first full line
+
+    def read(self) -> None:
+        self.sock.settimeout(BOOT_TIMEOUT)
+        with contextlib.suppress(OSError):
+            while not self.data.endswith(b"\n"):
+                chunk = self.sock.recv(64)
+                if not chunk:
+                    break
+                self.data += chunk
+        self.seconds = time.monotonic() - self.launched
+        self.sock.close()
+
+
+def _launch_with_agent_port(vmm: QemuVmm, config: VmmConfig) -> tuple[int, AgentPort]:
+    """Launch with a virtio-serial port named banger.agent; connect to it at once,
+    before the guest can write (a socket chardev drops data nobody reads)."""
+    path = config.run_dir / "agent.sock"
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        *vmm.argv(config),
+        "-device", "virtio-serial-device",
+        "-chardev", f"socket,id=agent,path={path},server=on,wait=off",
+        "-device", f"virtserialport,chardev=agent,name={agent.SERIAL_PORT_NAME}",
+    ]  # fmt: skip
+    launched = time.monotonic()
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(path))
+    port = AgentPort(sock, launched)
+    threading.Thread(target=port.read, daemon=True).start()
+    pid = vmm.pid(config.run_dir)
+    assert pid is not None
+    return pid, port
 
 
 def _wait_exit(pid: int, timeout: float) -> bool:
@@ -282,3 +332,37 @@ def test_debian_without_systemd_or_sshd_boots_and_answers(boot_tree, bundle: Pat
     result = guest.ssh("apt-get --version | head -n 1; ls /run/banger")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("apt ")
+
+
+def test_debian_with_systemd_but_no_sshd_gets_a_sidecar(boot_tree, bundle: Path, tmp_path: Path):
+    tree = debian_tree(tmp_path / "debian-systemd", include="systemd-sysv")
+    plan = agent.boot_plan(tree)
+    assert (plan.mode, plan.image_init, plan.has_sshd) == ("sidecar", "/sbin/init", False)
+    guest = boot_tree(tree, bundle, 5)
+
+    result = guest.ssh("echo ok; cat /proc/1/comm; hostname")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ok", "systemd", "agent-e2e-5"]
+    # SSH answers before systemd has finished starting; its control socket
+    # comes a little later. Then systemd owns shutdown: it stops dropbear with
+    # everything else and powers off, and QEMU exits.
+    result = guest.ssh(
+        "while [ ! -S /run/systemd/private ]; do sleep 0.2; done; systemctl poweroff --no-block",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert _wait_exit(guest.pid, 60), "QEMU still runs 60s after systemctl poweroff"
+
+
+def test_the_agent_says_ready_on_its_virtio_serial_port(boot_tree, bundle: Path, tmp_path: Path):
+    tree = busybox_tree(tmp_path / "busybox-port", bundle)
+    guest = boot_tree(tree, bundle, 4, serial=True)
+    assert guest.port is not None
+    deadline = time.monotonic() + 10
+    while guest.port.seconds is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert guest.port.data == b"ready\n"
+    assert guest.port.seconds is not None
+    print(f"busybox-port: ready on virtio-serial {guest.port.seconds:.1f}s after launch")
+    # The port says ready no later than SSH answers.
+    assert guest.port.seconds <= guest.boot_to_ssh + 0.5

@@ -34,8 +34,13 @@ say() {
 	echo "banger-agent: $*"
 }
 
+# Read once (and again after /proc appears): each exec costs under emulation.
+MOUNTS=
 mounted() {
-	bb grep -q "^[^ ]* $1 " /proc/mounts 2>/dev/null
+	case "$MOUNTS" in
+	*" $1 "*) return 0 ;;
+	esac
+	return 1
 }
 
 # mount_fs TYPE DIR MODE [OPTIONS]: mount a pseudo filesystem unless present.
@@ -46,7 +51,9 @@ mount_fs() {
 }
 
 setup_filesystems() {
+	MOUNTS=$(bb cat /proc/mounts 2>/dev/null)
 	mount_fs proc /proc 0555
+	MOUNTS=$(bb cat /proc/mounts)
 	mount_fs sysfs /sys 0555
 	mount_fs devtmpfs /dev 0755
 	mount_fs devpts /dev/pts 0755 gid=5,mode=620,ptmxmode=666
@@ -138,6 +145,21 @@ signal_host() {
 	done
 }
 
+# Runtime masks (in /run, never on the image) for what stalls a systemd image
+# from a registry in a VM: without udev, serial-getty waits 90 s for a
+# ttyS0 device unit nobody announces; firstboot waits for answers on the console.
+prepare_systemd() {
+	case "$(bb readlink -f "$BANGER_IMAGE_INIT")" in
+	*/systemd) ;;
+	*) return 0 ;;
+	esac
+	bb mkdir -p /run/systemd/system
+	bb ln -sf /dev/null /run/systemd/system/systemd-firstboot.service
+	if [ ! -e /lib/systemd/systemd-udevd ] && [ ! -e /usr/lib/systemd/systemd-udevd ]; then
+		bb ln -sf /dev/null /run/systemd/system/serial-getty@ttyS0.service
+	fi
+}
+
 power_off() {
 	trap '' TERM INT USR1 USR2 PWR
 	say "powering off"
@@ -184,6 +206,7 @@ if convert_host_key; then
 fi
 
 if [ "$BANGER_AGENT_MODE" = sidecar ]; then
+	prepare_systemd
 	say "handing over to $BANGER_IMAGE_INIT"
 	exec "$BANGER_IMAGE_INIT"
 fi
