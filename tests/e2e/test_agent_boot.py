@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from banger.guest import agent, boot
+from banger.guest import agent, boot, ssh
 from banger.guest.bundle import build_agent_bundle
 from banger.guest.ssh import make_host_key
 from banger.image.ext4 import dir_size_bytes, image_size, make_ext4
@@ -144,6 +144,7 @@ class Guest:
     known_hosts: Path
     console: Path
     pid: int
+    host_key: str
     boot_to_ssh: float
     port: AgentPort | None = None
 
@@ -208,7 +209,7 @@ def boot_tree(
             pid, ready = _launch_with_agent_port(vmm, config)
         else:
             pid, ready = vmm.launch(config), None
-        guest = Guest(ip, key, known_hosts, config.console_log, pid, 0.0, ready)
+        guest = Guest(ip, key, known_hosts, config.console_log, pid, public, 0.0, ready)
         while time.monotonic() - started < BOOT_TIMEOUT:
             if guest.ssh("true", timeout=10).returncode == 0:
                 guest.boot_to_ssh = time.monotonic() - started
@@ -291,6 +292,10 @@ def test_busybox_image_boots_with_the_agent_as_init(boot_tree, bundle: Path, tmp
     assert f"inet {guest.ip}/24" in result.stdout
     assert agent.READY_LINE in guest.console.read_text(errors="replace")
 
+    # The daemon's own client (asyncssh) gets the exit status and output too.
+    run = ssh.run_in_guest(guest.ip, guest.key, guest.host_key, "echo hi; exit 3")
+    assert (run.exit_status, run.stdout) == (3, "hi\n")
+
     # An orphan is reparented to the agent, which must reap it.
     result = guest.ssh(
         "(sleep 0.2 &); sleep 1.5; grep -l '^State:.*Z' /proc/[0-9]*/status || echo none"
@@ -301,6 +306,21 @@ def test_busybox_image_boots_with_the_agent_as_init(boot_tree, bundle: Path, tmp
     guest.ssh("/.banger/bin/busybox poweroff")
     assert _wait_exit(guest.pid, 30), "QEMU still runs 30s after poweroff"
     assert "banger-agent: powering off" in guest.console.read_text(errors="replace")
+
+
+def test_an_image_with_no_shell_and_no_passwd_still_answers(
+    boot_tree, bundle: Path, tmp_path: Path
+):
+    """A scratch-like image: /etc and one static program, nothing else."""
+    tree = tmp_path / "scratch"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "app").mkdir()
+    shutil.copy2(bundle / "bin" / "busybox", tree / "app" / "busybox")
+    guest = boot_tree(tree, bundle, 6)
+
+    result = guest.ssh("echo ok; grep ^root: /etc/passwd; /app/busybox echo ran")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["ok", "root:x:0:0:root:/root:/.banger/bin/sh", "ran"]
 
 
 def test_busybox_image_with_its_own_init_gets_a_sidecar(boot_tree, bundle: Path, tmp_path: Path):
@@ -329,6 +349,16 @@ def test_debian_without_systemd_or_sshd_boots_and_answers(boot_tree, bundle: Pat
     assert 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"' in result.stdout
     # The session runs the image's own programs with its own libc.
     assert "LD_LIBRARY_PATH" not in result.stdout
+    run = ssh.run_in_guest(guest.ip, guest.key, guest.host_key, "printf '%s|' a 'b c'")
+    assert (run.exit_status, run.stdout) == (0, "a|b c|")
+    # A terminal works too (devpts is mounted).
+    result = subprocess.run(
+        ["ssh", "-tt", "-i", guest.key, "-o", f"UserKnownHostsFile={guest.known_hosts}",
+         "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", f"root@{guest.ip}", "tty"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("/dev/pts/")
     result = guest.ssh("apt-get --version | head -n 1; ls /run/banger")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("apt ")

@@ -90,10 +90,21 @@ ensure_root_login() {
 			shell=${current:-/bin/sh}
 		fi
 	fi
-	if [ -f /etc/shells ] && ! bb grep -qx "$shell" /etc/shells; then
-		echo "$shell" >>/etc/shells
+	if [ -f /etc/shells ]; then
+		bb grep -qx "$shell" /etc/shells || echo "$shell" >>/etc/shells
+	elif [ "$shell" != /bin/sh ]; then
+		# Without the file, libc's list holds only /bin/sh and /bin/csh.
+		printf '/bin/sh\n%s\n' "$shell" >/etc/shells
 	fi
-	bb mkdir -p /root
+	# The initramfs installs the user's key in /root; dropbear looks in root's
+	# home as /etc/passwd gives it.
+	home=$(bb grep '^root:' /etc/passwd | bb head -n 1 | bb cut -d: -f6)
+	if [ -n "$home" ] && [ "$home" != /root ] && [ -f /root/.ssh/authorized_keys ]; then
+		bb mkdir -p "$home/.ssh" && bb chmod 0700 "$home/.ssh" &&
+			bb cp /root/.ssh/authorized_keys "$home/.ssh/authorized_keys" &&
+			bb chmod 0600 "$home/.ssh/authorized_keys" ||
+			say "warning: cannot install root's key in $home"
+	fi
 }
 
 # The seed's OpenSSH key, in dropbear's format: the same key, so the host's
