@@ -208,6 +208,8 @@ def test_agent_script_parses_and_agrees_with_the_host_side() -> None:
     assert 'say "ready"' in script and agent.READY_LINE == "banger-agent: ready"
     assert f"PORT_NAME={agent.SERIAL_PORT_NAME}\n" in script
     assert "HOST_KEY=/etc/ssh/ssh_host_ed25519_key\n" in script
+    assert agent.POWEROFF_COMMAND == "/.banger/agent poweroff"
+    assert 'if [ "$1" = poweroff ]; then' in script
     for shell in ("sh", "busybox"):
         if shutil.which(shell):
             argv = [shell, "-n"] if shell == "sh" else [shell, "sh", "-n"]

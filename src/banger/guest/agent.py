@@ -38,6 +38,9 @@ BUNDLE_MANIFEST = "manifest.json"
 # Lines the agent prints on the console; the host may wait for them.
 READY_LINE = "banger-agent: ready"
 LINE_PREFIX = "banger-agent: "
+# Run over SSH to end the VM gracefully, whatever init runs: the agent, systemd
+# (even before its control socket is up) or the image's own.
+POWEROFF_COMMAND = f"{AGENT_PATH} poweroff"
 # The virtio-serial port the agent writes "ready" to when QEMU provides one.
 SERIAL_PORT_NAME = "banger.agent"
 

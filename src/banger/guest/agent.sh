@@ -20,15 +20,26 @@ BANGER_AGENT_MODE=init
 BANGER_IMAGE_INIT=/sbin/init
 # shellcheck source=/dev/null
 [ -r "$AGENT/agent.conf" ] && . "$AGENT/agent.conf"
-case "$1" in
-init | sidecar) BANGER_AGENT_MODE=$1 ;;
-esac
-
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 bb() {
 	"$BB" "$@"
 }
+
+# `/.banger/agent poweroff` (from the host over SSH): ask whichever init runs
+# to power off, in its own language. systemd takes SIGRTMIN+4 (38 with glibc)
+# even before its control socket exists; SIGUSR2 would only dump its state.
+if [ "$1" = poweroff ]; then
+	case "$(bb cat /proc/1/comm)" in
+	agent) exec "$BB" kill -USR2 1 ;;
+	systemd) systemctl poweroff 2>/dev/null || exec "$BB" kill -38 1 ;;
+	*) poweroff 2>/dev/null || exec "$BB" poweroff ;;
+	esac
+	exit
+fi
+case "$1" in
+init | sidecar) BANGER_AGENT_MODE=$1 ;;
+esac
 
 say() {
 	echo "banger-agent: $*"
