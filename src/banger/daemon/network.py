@@ -57,8 +57,18 @@ class BridgeNetwork:
                 resolver = helper.resolver_link(bridge, self.gateway)
                 if not resolver.get("linked"):
                     log.info("NAME.vm from the host: %s", resolver.get("reason", "not linked"))
-                self._dns = self._call(self._start_dns())
-                log.info("answering NAME.vm on %s:53", self.gateway)
+                try:
+                    self._dns = self._call(self._start_dns())
+                except OSError as exc:
+                    # VMs work without names; say why, and try again at the next boot.
+                    log.warning(
+                        "cannot answer NAME.vm on %s:%d: %s (another bangerd on this bridge?)",
+                        self.gateway,
+                        self.settings.dns_port,
+                        exc,
+                    )
+                else:
+                    log.info("answering NAME.vm on %s:53", self.gateway)
 
     def release_if_idle(self, helper: HelperClient, leaving: str) -> None:
         """Tear the rules down when no VM but ``leaving`` (an id) uses the bridge."""
