@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -168,3 +169,14 @@ def test_after_every_vm_is_deleted_nothing_remains(banger: Banger):
     assert len(during["taps"]) == 2 and len(during["qemu"]) == 2 and during["leases"] == 2
     assert banger.run("vm", "delete", "e2e-leak-a", "e2e-leak-b").returncode == 0
     assert _banger_state(banger) == empty
+
+
+def test_two_creates_with_one_name_one_wins(banger: Banger):
+    banger.created.append("e2e-race")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: banger.run("vm", "create", "--name", "e2e-race"), [0, 1]))
+    codes = sorted(r.returncode for r in results)
+    assert codes[0] == 0 and codes[1] != 0
+    loser = next(r for r in results if r.returncode != 0)
+    assert "error: a VM named 'e2e-race' already exists" in loser.stderr
+    assert [v["name"] for v in banger.json("vm", "list")] == ["e2e-race"]  # type: ignore[union-attr]
