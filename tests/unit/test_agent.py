@@ -115,6 +115,23 @@ def test_symlinks_never_lead_out_of_the_tree(tmp_path: Path) -> None:
     assert agent.resolve_in_tree(loop, "sbin/init") is None
 
 
+def test_ssh_detection_never_reads_host_directories(tmp_path: Path) -> None:
+    host = tmp_path / "host-systemd"
+    (host / "multi-user.target.wants").mkdir(parents=True)
+    (host / "multi-user.target.wants" / "ssh.service").write_text("")
+    (tmp_path / "host-inittab").write_text("::respawn:/usr/sbin/sshd -D\n")
+    tree = make_tree(
+        tmp_path / "t",
+        {
+            **SYSTEMD,
+            "usr/sbin/sshd": "#!",
+            "etc/systemd/system": f"->{host}",
+            "etc/inittab": f"->{tmp_path / 'host-inittab'}",
+        },
+    )
+    assert agent.boot_plan(tree).mode == "sidecar"
+
+
 def test_resolve_follows_relative_and_absolute_links_inside(tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "t", {**SYSTEMD, "usr/bin/x": "#!", "bin": "->usr/bin"})
     assert agent.resolve_in_tree(tree, "/sbin/init") == tree / "lib/systemd/systemd"

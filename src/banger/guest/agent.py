@@ -143,10 +143,25 @@ def image_init(tree: Path) -> str | None:
     if not _executable_file(resolved):
         return None
     assert resolved is not None
-    is_busybox = resolved.name == "busybox" or b"BusyBox v" in resolved.read_bytes()
-    if is_busybox and not (tree / "etc" / "inittab").is_file():
+    # BusyBox is a few MB; a bigger init is something else and is not read.
+    small = resolved.stat().st_size < 16 << 20
+    is_busybox = resolved.name == "busybox" or (small and b"BusyBox v" in resolved.read_bytes())
+    if is_busybox and _tree_text(tree, "etc/inittab") is None:
         return None
     return "/sbin/init"
+
+
+def _tree_dir(tree: Path, rel: str) -> Path | None:
+    """``rel`` as a directory inside the tree (symlinks resolved within it), or None."""
+    path = resolve_in_tree(tree, rel)
+    return path if path is not None and path.is_dir() else None
+
+
+def _tree_text(tree: Path, rel: str) -> str | None:
+    path = resolve_in_tree(tree, rel)
+    if path is None or not path.is_file():
+        return None
+    return path.read_text(errors="replace")
 
 
 def has_sshd(tree: Path, init: str | None) -> bool:
@@ -155,24 +170,24 @@ def has_sshd(tree: Path, init: str | None) -> bool:
         return False
     if not any(_executable_file(resolve_in_tree(tree, b)) for b in _SSH_BINARIES):
         return False
-    systemd = tree / "etc" / "systemd" / "system"
-    if systemd.is_dir() and any(
-        (d / unit).is_symlink() or (d / unit).is_file()
-        for d in systemd.glob("*.wants")
-        for unit in _SSH_UNITS
-    ):
-        return True
-    for pattern in ("etc/rc2.d/S*", "etc/rc3.d/S*", "etc/runlevels/default/*"):
-        if any(_is_ssh_name(p.name) for p in tree.glob(pattern)):
+    systemd = _tree_dir(tree, "etc/systemd/system")
+    if systemd is not None:
+        for wants in systemd.iterdir():
+            if not wants.name.endswith(".wants") or wants.is_symlink() or not wants.is_dir():
+                continue
+            if any(os.path.lexists(wants / unit) for unit in _SSH_UNITS):
+                return True
+    for rel in ("etc/rc2.d", "etc/rc3.d", "etc/runlevels/default"):
+        directory = _tree_dir(tree, rel)
+        if directory is not None and any(_is_ssh_name(p.name) for p in directory.iterdir()):
             return True
-    inittab = tree / "etc" / "inittab"
-    if inittab.is_file() and not inittab.is_symlink():
-        return any(name in inittab.read_text(errors="replace") for name in _SSH_NAMES)
-    return False
+    inittab = _tree_text(tree, "etc/inittab")
+    return inittab is not None and any(name in inittab for name in _SSH_NAMES)
 
 
 def _is_ssh_name(name: str) -> bool:
-    return name.lstrip("S0123456789") in _SSH_NAMES
+    # rc.d links are S<NN><name>; OpenRC runlevels hold the plain name.
+    return name.lstrip("S0123456789") in _SSH_NAMES or name in _SSH_NAMES
 
 
 def boot_plan(tree: Path) -> BootPlan:
