@@ -219,7 +219,13 @@ def boot_tree(
                 break
             time.sleep(0.2)
         console = config.console_log.read_text(errors="replace")[-3000:]
-        raise AssertionError(f"no SSH to {ip} within {BOOT_TIMEOUT:.0f}s; console:\n{console}")
+        # Other tests on this host change links and nftables; show what was there.
+        links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        raise AssertionError(
+            f"no SSH to {ip} within {BOOT_TIMEOUT:.0f}s; links:\n{links}\nnft tables:\n"
+            f"{tables}\nconsole:\n{console}"
+        )
 
     yield start
     for run_dir, tap in launched:
