@@ -371,6 +371,17 @@ def test_debian_without_systemd_or_sshd_boots_and_answers(boot_tree, bundle: Pat
     result = guest.ssh("apt-get --version | head -n 1; ls /run/banger")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("apt ")
+    # scp (SFTP underneath) works although the image has no sftp-server.
+    local = tmp_path / "payload"
+    local.write_text("over sftp\n")
+    copy = subprocess.run(
+        ["scp", "-q", "-i", guest.key, "-o", f"UserKnownHostsFile={guest.known_hosts}",
+         "-o", "BatchMode=yes", local, f"root@{guest.ip}:/tmp/payload"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert copy.returncode == 0, copy.stderr
+    assert guest.ssh("cat /tmp/payload").stdout == "over sftp\n"
+
     # The image has no poweroff of its own; the agent's ends the VM.
     assert guest.ssh("command -v poweroff || echo none").stdout.strip() == "none"
     guest.ssh(agent.POWEROFF_COMMAND)

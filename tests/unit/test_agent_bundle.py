@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -106,9 +107,75 @@ def test_without_apt_the_newest_cached_bundle_serves(tmp_path, monkeypatch) -> N
         raise HostError("apt-cache failed")
 
     monkeypatch.setattr(bundle, "package_versions", offline)
-    import os
-
     os.utime(newest / bundle.MANIFEST, (2e9, 2e9))
     assert bundle.build_agent_bundle(tmp_path) == newest
     with pytest.raises(HostError, match="apt-cache failed"):
         bundle.build_agent_bundle(tmp_path / "empty")
+
+
+DEPENDS = """busybox-static
+dropbear-bin
+  Depends: libc6
+  Depends: <libz1>
+    zlib1g
+libc6
+  Depends: libgcc-s1
+<libz1>
+zlib1g
+libgcc-s1
+"""
+
+POLICY = """busybox-static:
+  Installed: (none)
+  Candidate: 1:1.35.0-4
+dropbear-bin:
+  Installed: (none)
+  Candidate: 2022.83-1+deb12u3
+libc6:
+  Installed: 2.36-9
+  Candidate: 2.36-9+deb12u14
+libgcc-s1:
+  Installed: 12.2.0-14
+  Candidate: 12.2.0-14
+openssh-sftp-server:
+  Installed: (none)
+  Candidate: 1:9.2p1-2+deb12u10
+zlib1g:
+  Installed: (none)
+  Candidate: (none)
+"""
+
+
+def test_package_versions_follow_dependencies_and_take_leaves_alone(monkeypatch) -> None:
+    calls: list[list[str]] = []
+
+    def output(argv: list[str], **kwargs: object) -> str:
+        calls.append([str(a) for a in argv])
+        return DEPENDS if argv[1] == "depends" else POLICY
+
+    monkeypatch.setattr(bundle.proc, "output", output)
+    versions = bundle.package_versions()
+    assert versions == {
+        "busybox-static": "1:1.35.0-4",
+        "dropbear-bin": "2022.83-1+deb12u3",
+        "libc6": "2.36-9+deb12u14",
+        "libgcc-s1": "12.2.0-14",
+        "openssh-sftp-server": "1:9.2p1-2+deb12u10",
+    }
+    # The leaf's own dependencies (the OpenSSH client) are never asked for.
+    assert "openssh-sftp-server" not in calls[0]
+    assert "openssh-sftp-server" in calls[1]
+
+
+def test_package_versions_fail_when_a_wanted_package_is_unknown(monkeypatch) -> None:
+    monkeypatch.setattr(
+        bundle.proc, "output", lambda argv, **kw: DEPENDS if argv[1] == "depends" else ""
+    )
+    with pytest.raises(HostError, match="no candidate for busybox-static, dropbear-bin"):
+        bundle.package_versions()
+
+
+def test_sftp_wrapper_gives_the_program_banger_libraries() -> None:
+    lines = bundle.SFTP_WRAPPER.splitlines()
+    assert lines[0] == "#!/.banger/bin/sh"
+    assert lines[1] == 'LD_LIBRARY_PATH=/.banger/lib exec /.banger/libexec/sftp-server "$@"'

@@ -118,6 +118,14 @@ ensure_root_login() {
 	fi
 }
 
+# dropbear runs sftp-server from this fixed path (scp uses SFTP too); images
+# without one get banger's, on the VM's overlay only.
+ensure_sftp_server() {
+	[ -e /usr/lib/sftp-server ] || [ -L /usr/lib/sftp-server ] && return 0
+	bb mkdir -p /usr/lib && bb ln -s "$AGENT/bin/sftp-server" /usr/lib/sftp-server ||
+		say "warning: cannot provide /usr/lib/sftp-server"
+}
+
 # The seed's OpenSSH key, in dropbear's format: the same key, so the host's
 # pinned known_hosts entry still matches.
 convert_host_key() {
@@ -215,6 +223,7 @@ serve_as_init() {
 setup_filesystems
 check_network
 ensure_root_login
+ensure_sftp_server
 sshd_ok=
 if convert_host_key; then
 	start_sshd

@@ -7,11 +7,13 @@ download`` (no mirror is named here). Debian's dropbear is dynamically linked,
 so it travels with the libraries it needs and glibc's loader; its ELF
 interpreter is rewritten to ``/.banger/lib/ld.so`` so it never meets the
 image's own loader or libc, not even when it re-executes itself for each
-connection.
+connection. OpenSSH's sftp-server comes along the same way (behind a wrapper
+that sets the library path) for images that have none, so scp and sftp work.
 
 Layout (relative to the bundle directory and to ``/.banger`` in the guest)::
 
-    bin/busybox  bin/sh -> busybox  bin/dropbear  bin/dropbearconvert
+    bin/busybox  bin/sh -> busybox  bin/dropbear  bin/dropbearconvert  bin/sftp-server
+    libexec/sftp-server
     lib/ld-linux-x86-64.so.2  lib/ld.so -> ld-linux-x86-64.so.2  lib/lib*.so.*
     manifest.json
 """
@@ -36,18 +38,27 @@ from banger.guest.agent import BUNDLE_MANIFEST, resolve_in_tree
 log = logging.getLogger("banger.guest")
 
 # Bump when the bundle's layout or content rules change: old caches are ignored.
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2
 ROOT_PACKAGES = ("busybox-static", "dropbear-bin")
+# Taken without their dependencies: openssh-sftp-server depends on the whole
+# OpenSSH client, but its program needs only libc (checked from the ELF).
+LEAF_PACKAGES = ("openssh-sftp-server",)
 GUEST_DIR = "/.banger"
 INTERP = f"{GUEST_DIR}/lib/ld.so"
 MANIFEST = BUNDLE_MANIFEST
 # (name in the bundle, where each package may keep it)
 _BINARIES = {
-    "busybox": ("bin/busybox",),
-    "dropbear": ("usr/sbin/dropbear",),
-    "dropbearconvert": ("usr/lib/dropbear/dropbearconvert", "usr/bin/dropbearconvert"),
+    "bin/busybox": ("bin/busybox",),
+    "bin/dropbear": ("usr/sbin/dropbear",),
+    "bin/dropbearconvert": ("usr/lib/dropbear/dropbearconvert", "usr/bin/dropbearconvert"),
+    "libexec/sftp-server": ("usr/lib/openssh/sftp-server", "usr/lib/sftp-server"),
 }
-_DYNAMIC = ("dropbear", "dropbearconvert")
+_DYNAMIC = ("bin/dropbear", "bin/dropbearconvert", "libexec/sftp-server")
+# Sessions start with a clean environment (dropbear clears it), so a program
+# run from one finds banger's libraries through this wrapper.
+SFTP_WRAPPER = f"""#!{GUEST_DIR}/bin/sh
+LD_LIBRARY_PATH={GUEST_DIR}/lib exec {GUEST_DIR}/libexec/sftp-server "$@"
+"""
 _APT_HINT = "check the host's apt sources and run `apt-get update` as root"
 
 _PT_INTERP = 3
@@ -124,13 +135,17 @@ def set_interpreter(path: Path, interp: str) -> None:
     raise HostError(f"{path} has no ELF interpreter to replace")
 
 
-def package_versions(roots: Iterable[str] = ROOT_PACKAGES) -> dict[str, str]:
-    """Every package the bundle is made from (roots and their dependencies), with
-    the version apt would download now."""
+def package_versions(
+    roots: Iterable[str] = ROOT_PACKAGES, leaves: Iterable[str] = LEAF_PACKAGES
+) -> dict[str, str]:
+    """Every package the bundle is made from (roots, their dependencies, and the
+    leaves alone), with the version apt would download now."""
+    roots, leaves = tuple(roots), tuple(leaves)
     text = proc.output(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
                         "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances",
                         *roots])  # fmt: skip
-    names = sorted({line.strip() for line in text.splitlines() if re.match(r"[a-z0-9]", line)})
+    closure = {line.strip() for line in text.splitlines() if re.match(r"[a-z0-9]", line)}
+    names = sorted(closure | set(leaves))
     policy = proc.output(["apt-cache", "policy", *names])
     versions: dict[str, str] = {}
     current = ""
@@ -141,7 +156,7 @@ def package_versions(roots: Iterable[str] = ROOT_PACKAGES) -> dict[str, str]:
             version = line.split(":", 1)[1].strip()
             if version != "(none)":
                 versions[current] = version
-    missing = [r for r in roots if r not in versions]
+    missing = [r for r in (*roots, *leaves) if r not in versions]
     if missing:
         raise HostError(f"apt has no candidate for {', '.join(missing)}", hint=_APT_HINT)
     return versions
@@ -238,15 +253,17 @@ def _find_library(root: Path, soname: str, dirs: list[str]) -> Path:
 
 def _assemble(root: Path, out: Path) -> None:
     """Copy the binaries, their library closure and the loader from ``root`` to ``out``."""
-    (out / "bin").mkdir(parents=True)
-    (out / "lib").mkdir()
+    for directory in ("bin", "lib", "libexec"):
+        (out / directory).mkdir(parents=True)
     for name, candidates in _BINARIES.items():
         found = next((p for c in candidates if (p := _in_root(root, c)) is not None), None)
         if found is None:
             raise HostError(f"no downloaded package holds {name}", hint=_APT_HINT)
-        shutil.copyfile(found, out / "bin" / name)
-        os.chmod(out / "bin" / name, 0o755)  # noqa: S103 - a program
+        shutil.copyfile(found, out / name)
+        os.chmod(out / name, 0o755)  # noqa: S103 - a program
     os.symlink("busybox", out / "bin" / "sh")
+    (out / "bin" / "sftp-server").write_text(SFTP_WRAPPER)
+    os.chmod(out / "bin" / "sftp-server", 0o755)  # noqa: S103 - a program
 
     dirs = _library_dirs(root)
     interp = elf_interpreter((out / "bin" / "dropbear").read_bytes(), "dropbear")
@@ -260,7 +277,7 @@ def _assemble(root: Path, out: Path) -> None:
     os.chmod(out / "lib" / loader_name, 0o755)  # noqa: S103 - the loader runs
     os.symlink(loader_name, out / "lib" / Path(INTERP).name)
 
-    pending = [out / "bin" / name for name in _DYNAMIC]
+    pending = [out / name for name in _DYNAMIC]
     copied = {loader_name}
     while pending:
         binary = pending.pop()
@@ -271,5 +288,5 @@ def _assemble(root: Path, out: Path) -> None:
             shutil.copyfile(_find_library(root, soname, dirs), out / "lib" / soname)
             pending.append(out / "lib" / soname)
     for name in _DYNAMIC:
-        set_interpreter(out / "bin" / name, INTERP)
+        set_interpreter(out / name, INTERP)
     log.debug("agent bundle libraries: %s", ", ".join(sorted(copied)))
