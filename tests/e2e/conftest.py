@@ -125,6 +125,10 @@ def image(banger_env: Banger) -> str:
 @pytest.fixture
 def banger(banger_env: Banger, image: str) -> Banger:
     """The environment with an image; VMs a test creates are deleted after it."""
+    # Each test starts with no VM, so one test's leftovers never fail the next.
+    leftover = [vm["name"] for vm in banger_env.json("vm", "list")]  # type: ignore[union-attr]
+    if leftover:
+        banger_env.run("vm", "delete", *leftover)
     banger_env.created = []
     yield banger_env
     for name in banger_env.created:

@@ -46,10 +46,14 @@ def test_name_collision(banger: Banger):
     assert [vm["name"] for vm in banger.json("vm", "list")] == ["e2e-twin"]  # type: ignore[union-attr]
 
 
-def test_unknown_catalog_entries(banger: Banger):
+def test_unknown_catalog_entries_and_bad_references(banger: Banger):
+    # Not in the catalog, so an OCI reference: unreachable here, unknown elsewhere.
     assert_clean_error(banger.run("image", "pull", "nope"))
     assert_clean_error(banger.run("kernel", "pull", "nope"))
-    assert_clean_error(banger.run("vm", "create", "--image", "debian-bookworm", "--nat"))
+    assert_clean_error(banger.run("kernel", "import", "k2", "/nonexistent"), "not an existing")
+    assert_clean_error(banger.run("image", "pull", "Not A Ref"), "invalid image reference")
+    assert_clean_error(banger.run("image", "delete", "ghost"), "no image named 'ghost'")
+    assert_clean_error(banger.run("kernel", "delete", "ghost"), "no kernel named 'ghost'")
 
 
 def test_openapi_over_the_socket(banger_env: Banger):

@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # asyncssh logs every connection at INFO; readiness polling makes dozens.
+    logging.getLogger("asyncssh").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     try:
         settings = load_settings()
         asyncio.run(serve(settings))
