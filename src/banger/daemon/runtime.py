@@ -25,8 +25,12 @@ from banger.kernel.initramfs import current_initramfs
 log = logging.getLogger("banger.daemon")
 
 BOOT_TIMEOUT = 300.0
-# Asks the guest's own init to shut down; busybox and systemd both answer one.
-POWEROFF = "systemctl poweroff 2>/dev/null || poweroff 2>/dev/null || poweroff -f"
+# Asks the guest to shut down: banger's agent where the image has it (an image
+# without systemd may have no poweroff at all), else the image's own init.
+POWEROFF = (
+    "/.banger/agent poweroff 2>/dev/null || systemctl poweroff 2>/dev/null"
+    " || poweroff 2>/dev/null || poweroff -f"
+)
 
 
 def host_public_key(vm: Vm) -> str:
