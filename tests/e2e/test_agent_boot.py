@@ -35,7 +35,6 @@ from banger.vmm.qemu import QemuVmm
 pytestmark = pytest.mark.e2e
 
 ARTIFACTS = Path(os.environ.get("BANGER_AGENT_E2E_HOME", "/var/tmp/banger-agent-e2e"))
-KERNEL_DIR = Path("/var/tmp/bdev/kernels/debian-bookworm-cloud")
 BRIDGE = "bgag0"
 NETWORK = ipaddress.IPv4Interface("10.98.0.1/24")
 BOOT_TIMEOUT = 120.0
@@ -66,11 +65,11 @@ def _ip(*argv: str, check: bool = True) -> None:
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(vmlinuz, initrd): the dev kernel, with an initramfs of this tree's init.sh."""
+    """(vmlinuz, initrd): Debian's cloud kernel, with an initramfs of this tree's init.sh."""
     from banger.kernel.debian import fetch_debian_kernel
     from banger.kernel.initramfs import build_initramfs
 
-    kdir = KERNEL_DIR if (KERNEL_DIR / "vmlinuz").is_file() else ARTIFACTS / "kernel"
+    kdir = ARTIFACTS / "kernel"
     if not (kdir / "vmlinuz").is_file():
         fetch_debian_kernel(kdir)
     version = (kdir / "version").read_text().strip()
