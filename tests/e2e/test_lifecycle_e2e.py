@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -180,3 +181,19 @@ def test_two_creates_with_one_name_one_wins(banger: Banger):
     loser = next(r for r in results if r.returncode != 0)
     assert "error: a VM named 'e2e-race' already exists" in loser.stderr
     assert [v["name"] for v in banger.json("vm", "list")] == ["e2e-race"]  # type: ignore[union-attr]
+
+
+def test_reconcile_kills_the_vmm_of_a_vm_the_store_forgot(banger: Banger):
+    vm = banger.create("e2e-forgotten")
+    banger.run("daemon", "stop", check=True)
+    # As if a delete died half-way: row and directory gone, the VMM still running.
+    db = sqlite3.connect(banger.home / "banger.db")
+    with db:
+        db.execute("DELETE FROM vms WHERE name = 'e2e-forgotten'")
+    shutil.rmtree(str(vm["dir"]))
+    banger.created.clear()
+    assert banger.json("vm", "list") == []
+    assert wait_gone(int(vm["pid"]))  # type: ignore[arg-type]
+    log = (banger.home / "logs" / "bangerd.log").read_text()
+    assert f"killed VMM pid {vm['pid']} of a deleted VM" in log
+    assert vm["tap"] not in _links()

@@ -57,16 +57,10 @@ def reconcile(ctx: Context) -> list[str]:
 def _kill_orphan_vmms(ctx: Context, known_dirs: set[str]) -> list[str]:
     """VMM processes running from a VM directory the store no longer knows."""
     fixes: list[str] = []
-    vms_dir = ctx.settings.vms_dir
-    if not vms_dir.is_dir():
-        return fixes
-    for entry in vms_dir.iterdir():
-        if str(entry.resolve()) in known_dirs:
-            continue
-        pid = ctx.vmm.pid(entry)
-        if pid is not None:
-            ctx.vmm.kill(entry)
-            fixes.append(f"killed VMM pid {pid} of a deleted VM ({entry.name})")
+    for run_dir, pid in ctx.vmm.running_under(ctx.settings.vms_dir).items():
+        if str(run_dir.resolve()) not in known_dirs:
+            ctx.vmm.kill(run_dir)
+            fixes.append(f"killed VMM pid {pid} of a deleted VM ({run_dir.name})")
     return fixes
 
 

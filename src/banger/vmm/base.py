@@ -80,6 +80,10 @@ class Vmm(Protocol):
         """Send ``sig`` to the VMM running from ``run_dir``; False when none runs."""
         ...
 
+    def running_under(self, root: Path) -> dict[Path, int]:
+        """Run directory -> pid of every VMM of this kind running from under ``root``."""
+        ...
+
     def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:
         """Stop the VMM at once and wait for it to go; safe when already gone."""
         ...

@@ -134,8 +134,34 @@ class QemuVmm:
         _signal(pid, sig)
         return True
 
+    def running_under(self, root: Path) -> dict[Path, int]:
+        """Every QEMU whose run directory lies under ``root``, found from /proc.
+
+        Finds VMs even when their directory (and pidfile) is gone.
+        """
+        found: dict[Path, int] = {}
+        prefix = str(root.absolute()).rstrip("/") + "/"
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if "qemu" not in Path(argv[0]).name or "-pidfile" not in argv:
+                continue
+            pidfile = (
+                argv[argv.index("-pidfile") + 1] if argv.index("-pidfile") + 1 < len(argv) else ""
+            )
+            if pidfile.startswith(prefix) and _alive(int(entry.name)):
+                found[Path(pidfile).parent] = int(entry.name)
+        return found
+
     def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:
         pid = self.pid(run_dir)
+        if pid is None and not run_dir.exists():
+            # Its directory is gone (a deleted VM); find the process by its argv.
+            pid = self.running_under(run_dir.parent).get(run_dir)
         if pid is not None:
             # SIGTERM lets QEMU close its disk images cleanly; the guest gets no
             # say, which is what "kill" means. SIGKILL if it dawdles.
