@@ -34,6 +34,7 @@ _ENV = {
     "vmm": "BANGER_VMM",
     "debian_mirror": "BANGER_DEBIAN_MIRROR",
     "insecure_registries": "BANGER_INSECURE_REGISTRIES",
+    "dns_port": "BANGER_DNS_PORT",
 }
 
 

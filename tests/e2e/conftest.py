@@ -22,8 +22,10 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
-BRIDGE = "bge2e0"
-SUBNET = "10.78.0.0/24"
+# Overridable so two runs (a developer's and CI's) can share a host.
+BRIDGE = os.environ.get("BANGER_E2E_BRIDGE", "bge2e0")
+SUBNET = os.environ.get("BANGER_E2E_SUBNET", "10.78.0.0/24")
+DNS_PORT = os.environ.get("BANGER_E2E_DNS_PORT", "10054")
 # Kernels and images are slow to make and safe to reuse between runs; VMs are not.
 ARTIFACTS = Path(os.environ.get("BANGER_E2E_HOME", "/var/tmp/banger-e2e"))
 
@@ -96,6 +98,7 @@ def banger_env(tmp_path_factory) -> Banger:
         "BANGER_RUNTIME_DIR": str(runtime),
         "BANGER_BRIDGE": BRIDGE,
         "BANGER_SUBNET": SUBNET,
+        "BANGER_DNS_PORT": DNS_PORT,
         "BANGER_CONFIG": str(runtime / "no-config.toml"),
     }
     banger = Banger(env=env, home=ARTIFACTS, runtime=runtime)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ARTIFACTS, Banger, wait_gone
+from .conftest import ARTIFACTS, BRIDGE, Banger, wait_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -119,14 +119,16 @@ def test_reconcile_marks_dead_vms_and_removes_orphan_taps(banger: Banger):
     assert vm["tap"] not in _links()
 
 
-def _links() -> set[str]:
+def _links(master: str | None = None) -> set[str]:
     out = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
-    return {link["ifname"] for link in json.loads(out)}
+    return {
+        link["ifname"] for link in json.loads(out) if master is None or link.get("master") == master
+    }
 
 
 def _banger_state(banger: Banger) -> dict[str, object]:
     """Everything banger could leak on the host, as comparable values."""
-    taps = sorted(n for n in _links() if n.startswith("bgt"))
+    taps = sorted(n for n in _links(master=BRIDGE) if n.startswith("bgt"))
     qemus = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -147,7 +149,7 @@ def _banger_state(banger: Banger) -> dict[str, object]:
         "qemu": qemus,
         "mounts": mounts,
         "loops": [line for line in loops.splitlines() if str(ARTIFACTS) in line],
-        "nft": [line for line in nft.splitlines() if "banger" in line],
+        "nft": [line for line in nft.splitlines() if f"banger_{BRIDGE}" in line],
         "leases": db.execute("SELECT COUNT(*) FROM leases").fetchone()[0],
         "vm_dirs": sorted(p.name for p in (banger.home / "vms").glob("*")),
     }
@@ -197,3 +199,25 @@ def test_reconcile_kills_the_vmm_of_a_vm_the_store_forgot(banger: Banger):
     log = (banger.home / "logs" / "bangerd.log").read_text()
     assert f"killed VMM pid {vm['pid']} of a deleted VM" in log
     assert vm["tap"] not in _links()
+
+
+def test_promote_a_vm_into_an_image(banger: Banger):
+    banger.create("e2e-base")
+    setup = "echo tuned > /etc/banger-e2e && echo mine > /root/dotfile && mkdir -p /opt/tool"
+    assert banger.run("vm", "ssh", "e2e-base", "--", "sh", "-c", setup).returncode == 0
+    promoted = banger.run("image", "promote", "e2e-base", "e2e-promoted")
+    assert promoted.returncode == 0, promoted.stderr
+    try:
+        image = banger.json("image", "show", "e2e-promoted")
+        assert image["source"] == "vm:e2e-base"  # type: ignore[index]
+        check = "cat /etc/banger-e2e /root/dotfile && test -d /opt/tool && hostname"
+        result = banger.run(
+            "vm", "run", "--image", "e2e-promoted", "--name", "e2e-child", "--", "sh", "-c", check
+        )
+        assert result.returncode == 0, result.stderr
+        # The image carries the setup, not the source VM's identity.
+        assert result.stdout.split() == ["tuned", "mine", "e2e-child"]
+    finally:
+        banger.run("vm", "delete", "e2e-base")
+        banger.created.clear()
+        assert banger.run("image", "delete", "e2e-promoted").returncode == 0

@@ -166,6 +166,13 @@ class ImageRegister(BaseModel):
     init: str | None = None
 
 
+class ImagePromote(BaseModel):
+    # A running VM whose filesystem becomes the image.
+    vm: str
+    name: str
+    size: str | None = None
+
+
 class KernelImport(BaseModel):
     name: str
     # Either a directory laid out like a kernel package...

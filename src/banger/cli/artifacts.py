@@ -99,6 +99,27 @@ def image_register(name: str, rootfs: str, kernel_ref: str | None, init: str | N
     click.echo(f"registered image {data['name']} ({data['rootfs']})")
 
 
+@image.command("promote")
+@click.argument("vm")
+@click.argument("name")
+@click.option("--size", help="Size of the image's disk (default: its files plus 25%, at least 1G).")
+def image_promote(vm: str, name: str, size: str | None) -> None:
+    """Make running VM's filesystem, as it is now, into image NAME.
+
+    Set a VM up once (packages, tools, your dotfiles in /root), promote it, and
+    every VM made from NAME starts that way. The VM keeps running.
+
+    \b
+    Example:
+      banger vm create --name base --nat && banger vm ssh base -- apt-get install -y make
+      banger image promote base dev-base && banger vm run --image dev-base -- make --version
+    """
+    with common.client() as conn:
+        op = conn.post("/images/promote", {"vm": vm, "name": name, "size": size})
+        result = common.run_operation(conn, op).result or {}
+    click.echo(f"image {result.get('name', name)} ready ({result.get('rootfs', '')})")
+
+
 @image.command("delete")
 @click.argument("names", nargs=-1, required=True)
 def image_delete(names: tuple[str, ...]) -> None:

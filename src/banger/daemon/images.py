@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from banger.api.models import Image, ImagePull, ImageRegister
+from banger.api.models import Image, ImagePromote, ImagePull, ImageRegister
 from banger.daemon.context import Context
 from banger.daemon.kernels import KernelService
 from banger.daemon.operations import Progress, now_iso
@@ -170,6 +170,60 @@ class ImageService:
             created_at=now_iso(),
         )
         self.ctx.store.add_image(image)
+        return image
+
+    def check_promote(self, req: ImagePromote) -> Image:
+        """The image the VM was made from; the VM must run (its guest makes the copy)."""
+        self._check_free(req.name)
+        if req.size is not None:
+            parse_size(req.size, what="--size")
+        vm = self.ctx.store.get_vm(req.vm)
+        if self.ctx.vmm.pid(Path(vm.dir)) is None:
+            raise UserError(
+                f"VM {vm.name!r} is not running",
+                hint=f"start it with `banger vm start {vm.name}`: its guest copies itself out",
+            )
+        return self.ctx.store.get_image(vm.image)
+
+    def promote(self, req: ImagePromote, progress: Progress) -> Image:
+        from banger.daemon.runtime import host_public_key
+        from banger.guest.ssh import capture_from_guest
+        from banger.image.promote import promote_from_guest
+
+        base = self.check_promote(req)
+        vm = self.ctx.store.get_vm(req.vm)
+        key = self.ctx.user_key()
+
+        def capture(command: str, out: Path) -> int:
+            result = capture_from_guest(vm.ip, key, host_public_key(vm), command, out)
+            return result.exit_status
+
+        progress.stage("copy", f"copying {vm.name}'s filesystem into image {req.name}")
+        dest = self.ctx.settings.images_dir / req.name
+        if dest.exists():
+            shutil.rmtree(dest)
+        promoted = promote_from_guest(
+            capture,
+            dest,
+            size_bytes=parse_size(req.size) if req.size else None,
+            progress=progress.info,
+        )
+        image = Image(
+            name=req.name,
+            kernel=base.kernel,
+            rootfs=str(promoted.rootfs),
+            size_bytes=promoted.size_bytes,
+            source=f"vm:{vm.name}",
+            work_seed=str(promoted.work_seed),
+            init=base.init,
+            config=base.config,
+            created_at=now_iso(),
+        )
+        try:
+            self.ctx.store.add_image(image)
+        except Exception:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
         return image
 
     def delete(self, name: str) -> Image:

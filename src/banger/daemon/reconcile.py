@@ -77,7 +77,15 @@ def _clean_network(ctx: Context, live_taps: set[str], nat_sources: set[str]) -> 
     tap_prefix = "bgt"
     for link in links:
         name = str(link.get("name", ""))
-        if link.get("kind") == "tap" and name.startswith(tap_prefix) and name not in live_taps:
+        # Only taps on this daemon's bridge: another banger (another user, another
+        # bridge) may run on the same host, and its taps are none of ours.
+        ours = link.get("master") == ctx.settings.bridge
+        if (
+            ours
+            and link.get("kind") == "tap"
+            and name.startswith(tap_prefix)
+            and name not in live_taps
+        ):
             helper.delete_tap(name)
             fixes.append(f"removed tap {name}, which no running VM uses")
     has_nat = set()

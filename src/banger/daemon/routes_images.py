@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from banger.api.models import (
     Image,
+    ImagePromote,
     ImagePull,
     ImageRegister,
     Kernel,
@@ -62,6 +63,11 @@ def artifact_routes(ctx: Context, ops: Operations) -> APIRouter:
         return ops.start(
             "image.pull", checked.name or req.ref, lambda p: dump(images.pull(checked, p))
         )
+
+    @router.post("/images/promote", status_code=202)
+    async def promote_image(req: ImagePromote) -> Operation:
+        await asyncio.to_thread(images.check_promote, req)
+        return ops.start("image.promote", req.name, lambda p: dump(images.promote(req, p)))
 
     @router.post("/images/register")
     async def register_image(req: ImageRegister) -> Image:

@@ -131,6 +131,47 @@ def run_in_guest(
         ) from exc
 
 
+async def _capture(
+    host: str, identity: Path, host_key: str, command: str, out: Path, timeout: float
+) -> GuestResult:
+    import asyncssh
+
+    trusted = asyncssh.import_public_key(host_key)
+    async with asyncssh.connect(
+        host,
+        username="root",
+        client_keys=[str(identity)],
+        known_hosts=([trusted], [], []),
+        connect_timeout=30,
+        agent_path=None,
+    ) as conn:
+        with out.open("wb") as sink:
+            result = await conn.run(
+                command, check=False, timeout=timeout, stdout=sink, encoding=None
+            )
+        stderr = result.stderr or b""
+        return GuestResult(
+            exit_status=result.exit_status if result.exit_status is not None else 255,
+            stdout="",
+            stderr=stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr),
+        )
+
+
+def capture_from_guest(
+    host: str, identity: Path, host_key: str, command: str, out: Path, *, timeout: float = 3600
+) -> GuestResult:
+    """Run a command in the guest and stream its (binary) stdout into ``out``."""
+    import asyncssh
+
+    try:
+        return asyncio.run(_capture(host, identity, host_key, command, out, timeout))
+    except (TimeoutError, OSError, asyncssh.Error) as exc:
+        raise VmmError(
+            f"cannot read from the guest at {host} over SSH: {exc or type(exc).__name__}",
+            hint="check `banger vm health`",
+        ) from exc
+
+
 async def _try_ssh(host: str, identity: Path, host_key: str, timeout: float) -> bool:
     import asyncssh
 
