@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from banger.errors import UserError
+from banger.errors import HostError, UserError
 from banger.image.flatten import Layer, flatten
 
 ROOT = os.geteuid() == 0
@@ -320,3 +320,20 @@ def test_broken_archives_fail_naming_the_blob(world: Path, what: str, make) -> N
     with pytest.raises(UserError) as err:
         flatten([bad], world / "root")
     assert bad.digest in err.value.message, what
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_is_a_clear_error_naming_blob_and_entry(world: Path):
+    small = world / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        big = layer(world, tarball(entry("big.bin", data=os.urandom(3 << 20))))
+        (small / "root").mkdir()
+        with pytest.raises(HostError, match=r"disk full while writing entry 'big\.bin'") as err:
+            flatten([big], small / "root")
+        assert big.digest in err.value.message
+        assert err.value.hint and "free space" in err.value.hint
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert (world / "outside/secret").read_text() == "keep"
