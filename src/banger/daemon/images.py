@@ -104,8 +104,19 @@ class ImageService:
 
         entry = catalog.lookup(ref)
         mirror = debian_mirror(self.ctx.settings.debian_mirror)
+        from banger.guest.agent import AgentConfig, inject_agent
+        from banger.guest.bundle import build_agent_bundle
+
+        def add_agent(tree: Path) -> None:
+            # The image has systemd and sshd of its own; the agent is there for
+            # what banger asks of every guest (a poweroff that always works).
+            bundle = build_agent_bundle(self.ctx.settings.cache_dir / "agent", progress.info)
+            inject_agent(tree, bundle, AgentConfig())
+
         progress.stage("build", f"building {name} ({entry.description})")
-        info = build_debian_image(dest, suite=entry.suite, mirror=mirror, progress=progress.info)
+        info = build_debian_image(
+            dest, suite=entry.suite, mirror=mirror, progress=progress.info, prepare=add_agent
+        )
         return Image(
             name=name,
             kernel=kernel,

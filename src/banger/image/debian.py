@@ -88,8 +88,12 @@ def build_debian_image(
     suite: str = "bookworm",
     mirror: str,
     progress: Callable[[str], None],
+    prepare: Callable[[Path], None] | None = None,
 ) -> ImageInfo:
-    """Build ``dest/rootfs.ext4``: Debian ``suite`` from ``mirror``, ready for banger."""
+    """Build ``dest/rootfs.ext4``: Debian ``suite`` from ``mirror``, ready for banger.
+
+    ``prepare``, when given, runs on the finished tree just before it becomes a disk.
+    """
     check_can_build()
     started = time.monotonic()
     created_dest = not dest.exists()
@@ -101,6 +105,8 @@ def build_debian_image(
         proc.run(debootstrap_argv(suite, tree, mirror), timeout=DEBOOTSTRAP_TIMEOUT)
         progress("preparing the tree for banger (ssh, systemd units, apt caches)")
         customize_tree(tree)
+        if prepare is not None:
+            prepare(tree)
         content = dir_size_bytes(tree)
         size = image_size(content)
         progress(f"writing the ext4 disk ({size // (1 << 20)} MiB for {content >> 20} MiB)")
