@@ -188,7 +188,8 @@ def test_two_creates_with_one_name_one_wins(banger: Banger):
 def test_reconcile_kills_the_vmm_of_a_vm_the_store_forgot(banger: Banger):
     vm = banger.create("e2e-forgotten")
     banger.run("daemon", "stop", check=True)
-    # As if a delete died half-way: row and directory gone, the VMM still running.
+    # As if a delete died half-way: row and directory gone, the VMM still running,
+    # its address still leased (this connection does not cascade deletes).
     db = sqlite3.connect(banger.home / "banger.db")
     with db:
         db.execute("DELETE FROM vms WHERE name = 'e2e-forgotten'")
@@ -198,6 +199,8 @@ def test_reconcile_kills_the_vmm_of_a_vm_the_store_forgot(banger: Banger):
     assert wait_gone(int(vm["pid"]))  # type: ignore[arg-type]
     log = (banger.home / "logs" / "bangerd.log").read_text()
     assert f"killed VMM pid {vm['pid']} of a deleted VM" in log
+    assert f"released {vm['ip']}, leased to a VM that no longer exists" in log
+    assert db.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
     assert vm["tap"] not in _links()
 
 

@@ -102,3 +102,14 @@ def test_interrupted_operations_are_marked_failed(store):
     saved = store.get_operation("o1")
     assert saved.state == OpState.FAILED
     assert saved.error is not None and saved.error.code == "interrupted"
+
+
+def test_orphan_leases_are_released(store, tmp_path):
+    store.create_vm(draft("kept"), NET, reserved=[GATEWAY])
+    gone = store.create_vm(draft("gone"), NET, reserved=[GATEWAY])
+    raw = sqlite3.connect(store.db.path)  # no foreign keys: the lease outlives the row
+    with raw:
+        raw.execute("DELETE FROM vms WHERE id = ?", (gone.id,))
+    assert store.release_orphan_leases() == [gone.ip]
+    assert store.lease_count() == 1
+    assert store.release_orphan_leases() == []

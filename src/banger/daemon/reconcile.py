@@ -42,6 +42,8 @@ def reconcile(ctx: Context) -> list[str]:
         elif vm.state != VmState.STOPPED and vm.state != VmState.ERROR:
             ctx.store.set_vm_state(vm.id, VmState.STOPPED)
             fixes.append(f"{vm.name}: its VMM is gone; marked stopped")
+    for ip in ctx.store.release_orphan_leases():
+        fixes.append(f"released {ip}, leased to a VM that no longer exists")
     known = {str(Path(vm.dir).resolve()) for vm in ctx.store.list_vms()}
     fixes += _kill_orphan_vmms(ctx, known)
     try:

@@ -211,6 +211,15 @@ class Store:
     def vms_using_image(self, image: str) -> list[str]:
         return [r[0] for r in self.db.query("SELECT name FROM vms WHERE image = ?", (image,))]
 
+    def release_orphan_leases(self) -> list[str]:
+        """Free addresses leased to VMs that no longer exist; return them."""
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT ip FROM leases WHERE vm_id NOT IN (SELECT id FROM vms)"
+            ).fetchall()
+            conn.execute("DELETE FROM leases WHERE vm_id NOT IN (SELECT id FROM vms)")
+        return [str(r[0]) for r in rows]
+
     def lease_count(self) -> int:
         return int(self.db.query("SELECT COUNT(*) FROM leases")[0][0])
 
