@@ -15,6 +15,7 @@ from typing import Any
 from banger.api.models import Vm
 from banger.daemon.runtime import host_public_key
 from banger.daemon.vms import VmService
+from banger.errors import UserError
 from banger.guest import ssh
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -47,7 +48,8 @@ class Inspector:
 
     def stats(self, name: str) -> dict[str, Any]:
         vm = self.vms.running(name)
-        assert vm.pid is not None
+        if vm.pid is None:  # it stopped between the two looks
+            raise UserError(f"VM {vm.name!r} stopped", hint=f"`banger vm start {vm.name}`")
         host = host_process_stats(vm.pid, vm.tap)
         guest_text = self._guest(vm, _GUEST_STATS)
         return {"name": vm.name, "host": host, "guest": parse_guest_stats(guest_text)}
