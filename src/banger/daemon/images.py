@@ -88,12 +88,7 @@ class ImageService:
             image = self._build_catalog(req.ref, name, kernel, dest, progress)
         else:
             image = self._pull_oci(req, name, kernel, dest, progress)
-        try:
-            self.ctx.store.add_image(image)
-        except Exception:
-            shutil.rmtree(dest, ignore_errors=True)
-            raise
-        return image
+        return self._register_built(image, dest)
 
     def _build_catalog(
         self, ref: str, name: str, kernel: str, dest: Path, progress: Progress
@@ -230,6 +225,10 @@ class ImageService:
             config=base.config,
             created_at=now_iso(),
         )
+        return self._register_built(image, dest)
+
+    def _register_built(self, image: Image, dest: Path) -> Image:
+        """Record an image banger just made in ``dest``; remove ``dest`` if that fails."""
         try:
             self.ctx.store.add_image(image)
         except Exception:

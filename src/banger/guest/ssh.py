@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from banger import proc
 from banger.api.models import SshTarget
@@ -94,20 +95,24 @@ class GuestResult:
     stderr: str
 
 
-async def _run(
-    host: str, identity: Path, host_key: str, command: str, timeout: float
-) -> GuestResult:
+def _connect(host: str, identity: Path, host_key: str, timeout: float) -> Any:
+    """An asyncssh connection as root, trusting only the VM's pinned host key."""
     import asyncssh
 
-    trusted = asyncssh.import_public_key(host_key)
-    async with asyncssh.connect(
+    return asyncssh.connect(
         host,
         username="root",
         client_keys=[str(identity)],
-        known_hosts=([trusted], [], []),
+        known_hosts=([asyncssh.import_public_key(host_key)], [], []),
         connect_timeout=timeout,
         agent_path=None,
-    ) as conn:
+    )
+
+
+async def _run(
+    host: str, identity: Path, host_key: str, command: str, timeout: float
+) -> GuestResult:
+    async with _connect(host, identity, host_key, timeout) as conn:
         result = await conn.run(command, check=False, timeout=timeout)
         return GuestResult(
             exit_status=result.exit_status if result.exit_status is not None else 255,
@@ -134,17 +139,7 @@ def run_in_guest(
 async def _capture(
     host: str, identity: Path, host_key: str, command: str, out: Path, timeout: float
 ) -> GuestResult:
-    import asyncssh
-
-    trusted = asyncssh.import_public_key(host_key)
-    async with asyncssh.connect(
-        host,
-        username="root",
-        client_keys=[str(identity)],
-        known_hosts=([trusted], [], []),
-        connect_timeout=30,
-        agent_path=None,
-    ) as conn:
+    async with _connect(host, identity, host_key, 30) as conn:
         with out.open("wb") as sink:
             result = await conn.run(
                 command, check=False, timeout=timeout, stdout=sink, encoding=None
