@@ -28,7 +28,7 @@ from banger.daemon.plan import (
 from banger.daemon.runtime import VmRuntime, parse_signal
 from banger.disk.overlay import create_overlay_disk
 from banger.disk.work import create_work_disk
-from banger.errors import Conflict, UserError
+from banger.errors import UserError
 from banger.guest import boot, ssh
 from banger.net import plan as netplan
 from banger.store.repo import name_taken
@@ -38,8 +38,6 @@ log = logging.getLogger("banger.daemon")
 
 DEFAULT_OVERLAY = "4G"
 DEFAULT_WORK_DISK = "8G"
-# States in which a VM has (or may have) a VMM process and a tap.
-LIVE = (VmState.CREATING, VmState.STARTING, VmState.RUNNING, VmState.STOPPING)
 
 
 class VmService:
@@ -277,14 +275,6 @@ class VmService:
             self.delete(vm.id, progress)
             deleted.append(vm.name)
         return deleted
-
-    def ensure_not_busy(self, name: str) -> None:
-        vm = self.ctx.store.get_vm(name)
-        if vm.state in (VmState.CREATING, VmState.STARTING, VmState.STOPPING):
-            raise Conflict(
-                f"VM {vm.name!r} is {vm.state}",
-                hint="wait for that to finish; `banger vm show` tells when",
-            )
 
 
 def spec_line(vm: Vm, ctx: Context) -> str:
