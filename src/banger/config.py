@@ -21,7 +21,7 @@ from banger.errors import UserError
 
 # Every host resource banger creates carries this prefix; the helper refuses
 # names without it.
-NAME_PREFIX = "bg"
+from banger.helper.validate import NAME_PREFIX
 
 _ENV = {
     "mode": "BANGER_MODE",

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from banger.errors import Conflict, NotFound, UserError
-from banger.helper.client import HelperClient
+from banger.helper_client.client import HelperClient
 
 pytestmark = [
     pytest.mark.e2e,

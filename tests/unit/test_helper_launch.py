@@ -15,9 +15,9 @@ import pytest
 from banger import proc
 from banger.config import Settings
 from banger.errors import HelperError
-from banger.helper import launch
 from banger.helper.main import serve
 from banger.helper.validate import Policy
+from banger.helper_client import launch
 
 
 @pytest.fixture

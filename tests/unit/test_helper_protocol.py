@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from banger.errors import Conflict, HelperError, HostError, UserError
+from banger import errors
+from banger.errors import HelperError, UserError
 from banger.helper import server as wire
-from banger.helper.client import HelperClient
+from banger.helper.errors import Conflict, HostError
 from banger.helper.main import serve
 from banger.helper.validate import Policy
+from banger.helper_client.client import HelperClient
 
 IS_ROOT = os.geteuid() == 0
 # As root, serve a made-up owner so the owner and a stranger can both be played.
@@ -261,11 +263,42 @@ def test_the_process_refuses_to_start_over_a_regular_file(sockdir: Path) -> None
     assert f"banger-helper: {path} exists and is not a socket" in result.stderr
 
 
-def test_the_helper_imports_only_the_standard_library() -> None:
+def test_the_helper_imports_only_the_standard_library_and_itself() -> None:
     code = (
-        "import sys, banger.helper.main, banger.helper.client, banger.helper.launch;"
+        "import sys, banger.helper.main;"
+        "print(sorted(m for m in sys.modules if m.startswith('banger')"
+        " and m != 'banger' and not m.startswith('banger.helper')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_daemon_side_client_stays_light() -> None:
+    code = (
+        "import sys, banger.helper_client.client, banger.helper_client.launch;"
         "heavy = ('click', 'httpx', 'pydantic', 'fastapi', 'rich', 'uvicorn', 'asyncssh');"
         "print([m for m in heavy if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_client_asks_for_exactly_the_verbs_the_helper_has() -> None:
+    from banger.helper.verbs import VERBS
+    from banger.helper_client.client import REQUIRED_VERBS
+
+    assert set(VERBS) == REQUIRED_VERBS
+
+
+def test_helper_error_codes_are_banger_error_codes() -> None:
+    from banger.helper import errors as helper_errors
+
+    for cls in (
+        helper_errors.UserError,
+        helper_errors.NotFound,
+        helper_errors.Conflict,
+        helper_errors.HostError,
+        helper_errors.Refused,
+    ):
+        rebuilt = errors.from_dict(cls("x").to_dict())
+        assert rebuilt.code == cls.code

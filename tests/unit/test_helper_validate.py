@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from banger.errors import UserError
 from banger.helper import validate
+from banger.helper.errors import UserError
 from banger.helper.validate import Policy, check_args
 from banger.helper.verbs import VERBS, dispatch
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from banger.errors import Conflict, HostError, NotFound
 from banger.helper import iplink, verbs
+from banger.helper.errors import Conflict, HostError, NotFound
 from banger.helper.iplink import Link
 from banger.helper.validate import Policy
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from banger.errors import UserError
 from banger.helper import nft
+from banger.helper.errors import UserError
 
 A = ipaddress.IPv4Address
 NET = ipaddress.IPv4Network("10.77.0.0/24")

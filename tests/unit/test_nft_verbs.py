@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from banger.errors import Conflict, NotFound, UserError
 from banger.helper import iplink, nft, resolved, verbs
+from banger.helper.errors import Conflict, NotFound, UserError
 from banger.helper.iplink import Link
 from banger.helper.validate import Policy
 

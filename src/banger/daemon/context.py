@@ -9,7 +9,7 @@ from pathlib import Path
 
 from banger.config import Settings
 from banger.daemon.network import BridgeNetwork
-from banger.helper.client import HelperClient
+from banger.helper_client.client import HelperClient
 from banger.store import Store
 from banger.vmm.accel import AccelChoice
 from banger.vmm.base import Vmm
@@ -52,7 +52,7 @@ class Context:
         """The root helper, started on first use where banger runs as root."""
         with self._helper_lock:
             if self._helper is None:
-                from banger.helper.launch import ensure_helper
+                from banger.helper_client.launch import ensure_helper
 
                 self._helper = ensure_helper(self.settings)
             return self._helper

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from banger.api.models import VmState
 from banger.config import Settings
-from banger.helper.client import HelperClient
+from banger.helper_client.client import HelperClient
 from banger.net import plan as netplan
 from banger.net.dns import DnsResponder
 from banger.store import Store

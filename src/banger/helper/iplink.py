@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from banger import proc
-from banger.errors import HostError
+from banger.helper import run as proc
+from banger.helper.errors import HostError
 
 IP = "ip"
 

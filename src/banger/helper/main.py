@@ -19,8 +19,8 @@ from pathlib import Path
 from types import FrameType
 
 from banger import __version__
-from banger.errors import BangerError
 from banger.helper import server as wire
+from banger.helper.errors import Failure
 from banger.helper.validate import Policy
 
 log = logging.getLogger("banger.helper")
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         serve(args.socket, policy, stop)
-    except BangerError as err:
+    except Failure as err:
         hint = f"\n  hint: {err.hint}" if err.hint else ""
         print(f"banger-helper: {err.message}{hint}", file=sys.stderr)
         return 1

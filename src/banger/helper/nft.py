@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from banger import proc
-from banger.errors import HostError, UserError
+from banger.helper import run as proc
+from banger.helper.errors import HostError, UserError
 from banger.helper.validate import LINK_NAME
 
 log = logging.getLogger("banger.helper")

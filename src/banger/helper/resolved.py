@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from banger import proc
+from banger.helper import run as proc
 
 log = logging.getLogger("banger.helper")
 

@@ -22,8 +22,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from banger.errors import BangerError, Conflict, HelperError, HostError, UserError
 from banger.helper import verbs
+from banger.helper.errors import Conflict, Failure, HostError, Refused, UserError
 from banger.helper.validate import Policy
 
 log = logging.getLogger("banger.helper")
@@ -80,12 +80,12 @@ def respond(policy: Policy, line: bytes, uid: int) -> dict[str, Any]:
         verb, args = request.get("verb"), request.get("args")
         rid = _request_id(request)
         result = verbs.dispatch(policy, verb, args)
-    except BangerError as err:
+    except Failure as err:
         log.info("uid=%d %s %s -> %s: %s", uid, verb, _short(args), err.code, err.message)
         return {"id": rid, "ok": False, "error": err.to_dict()}
     except Exception as exc:
         log.exception("uid=%d %s %s -> crashed", uid, verb, _short(args))
-        crash = BangerError(f"the helper failed on {verb}: {exc}", hint="see the helper's log")
+        crash = Failure(f"the helper failed on {verb}: {exc}", hint="see the helper's log")
         return {"id": rid, "ok": False, "error": crash.to_dict()}
     log.info("uid=%d %s %s -> ok %s", uid, verb, _short(args), _short(result))
     return {"id": rid, "ok": True, "result": result}
@@ -117,7 +117,7 @@ class _Handler(socketserver.StreamRequestHandler):
         pid, uid = peer_uid(self.request)
         if uid not in (0, policy.owner_uid):
             log.warning("refused a connection from uid %d (pid %d)", uid, pid)
-            err = HelperError(
+            err = Refused(
                 f"uid {uid} may not use this helper; it serves uid {policy.owner_uid}",
                 hint="run banger as the user the helper was installed for",
             )

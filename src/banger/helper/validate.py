@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from banger.config import NAME_PREFIX
-from banger.errors import UserError
+from banger.helper.errors import UserError
+
+# Every link and table the helper touches carries this prefix; config.py reads it from here.
+NAME_PREFIX = "bg"
 
 # IFNAMSIZ is 16 including the NUL, so an interface name has at most 15 bytes.
 LINK_NAME = re.compile(rf"{NAME_PREFIX}[a-z0-9-]{{1,13}}")

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from banger import __version__
-from banger.errors import Conflict, NotFound, UserError
 from banger.helper import iplink, nft, resolved
+from banger.helper.errors import Conflict, NotFound, UserError
 from banger.helper.validate import (
     LINK_NAME,
     Check,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
-from banger.config import NAME_PREFIX
+from banger.helper.validate import NAME_PREFIX
 
 
 def tap_name(vm_id: str) -> str:

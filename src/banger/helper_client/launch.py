@@ -20,7 +20,7 @@ from pathlib import Path
 from banger import proc
 from banger.config import Settings
 from banger.errors import BangerError, HelperError
-from banger.helper.client import HelperClient
+from banger.helper_client.client import REQUIRED_VERBS, HelperClient
 
 log = logging.getLogger("banger.helper")
 
@@ -66,13 +66,11 @@ def _last_words(path: Path) -> str:
 
 def _missing_verbs(client: HelperClient) -> set[str]:
     """Verbs this banger needs that the running helper (maybe an older one) lacks."""
-    from banger.helper.verbs import VERBS
-
     try:
         known = set(client.ping().get("verbs", ()))
     except BangerError:
         return set()
-    return set(VERBS) - known
+    return set(REQUIRED_VERBS) - known
 
 
 def _peer_pid(socket_path: Path) -> int | None:

@@ -21,6 +21,27 @@ from banger.errors import HelperError
 
 _MAX_REPLY = 16 << 20
 
+# The verbs this client calls: a running helper from an older banger that lacks
+# one of them is replaced (as root) or reported (see launch.py).
+REQUIRED_VERBS = frozenset(
+    {
+        "ping",
+        "bridge_ensure",
+        "bridge_delete",
+        "tap_create",
+        "tap_delete",
+        "link_list",
+        "nat_enable",
+        "nat_disable",
+        "nat_list",
+        "net_isolate",
+        "dns_redirect",
+        "net_teardown",
+        "resolver_link",
+        "resolver_unlink",
+    }
+)
+
 
 def start_hint(socket_path: Path) -> str:
     return (
