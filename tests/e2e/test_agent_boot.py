@@ -173,7 +173,7 @@ def boot_tree(
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
         keydir = tmp_path / f"hostkey{n}"
         keydir.mkdir()
-        private, public = make_host_key(keydir, "agent-e2e")
+        private, public = make_host_key(keydir / "ssh_host_ed25519_key", "agent-e2e")
         from banger.disk.overlay import create_overlay_disk
 
         overlay = tmp_path / f"overlay{n}.ext4"

@@ -3,47 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import httpx
 import pytest
 
 from banger.daemon.app import create_app
-from banger.daemon.context import Context
-from banger.daemon.operations import Operations
+from banger.daemon.services import wire
 from banger.store import Database, Store
 from banger.vmm.accel import AccelChoice
 from banger.vmm.base import VmmConfig
+from tests.unit.fakes import FakeVmm, RecordingHelper
 
 
-class NoVmm:
-    name = "none"
-
-    def check_host(self) -> None:
-        return None
-
-    def argv(self, config: VmmConfig) -> list[str]:
-        return []
-
+class NoVmm(FakeVmm):
     def launch(self, config: VmmConfig) -> int:
         raise AssertionError("not in these tests")
 
-    def pid(self, run_dir: Path) -> int | None:
-        return None
-
-    def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:
-        return None
-
 
 @pytest.fixture
-def api(settings):
+def api(settings, tmp_path):
     store = Store(Database(settings.db_path))
-    ctx = Context(
-        settings=settings, store=store, vmm=NoVmm(), accel=AccelChoice("tcg", "test"), tsc_khz=None
-    )
 
     async def call(method: str, path: str, **kw) -> httpx.Response:
-        app = create_app(ctx, Operations(store), asyncio.Event())
+        services = wire(
+            settings,
+            store=store,
+            vmm=NoVmm(),
+            accel=AccelChoice("tcg", "test"),
+            helper=RecordingHelper(),
+            user_key=tmp_path / "id_ed25519",
+            loop=asyncio.get_running_loop(),
+        )
+        app = create_app(services, asyncio.Event())
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             return await client.request(method, path, **kw)

@@ -65,7 +65,7 @@ def test_without_root_and_without_a_helper_the_error_says_what_to_run(
     with pytest.raises(HelperError, match="banger-helper is not running") as info:
         launch.ensure_helper(settings)
     hint = info.value.hint or ""
-    assert "sudo banger system install" in hint
+    assert "sudo banger-helper" in hint
     assert f"--socket {settings.helper_socket_path}" in hint
 
 
@@ -104,3 +104,30 @@ def test_a_helper_that_cannot_start_is_reported_with_its_log(settings: Settings)
         launch.ensure_helper(settings)
     assert "is not a socket" in info.value.message
     assert str(settings.log_dir / "helper.log") in (info.value.hint or "")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="bangerd starts the helper itself only as root")
+def test_the_helper_a_daemon_started_is_stopped_with_it(settings: Settings) -> None:
+    client = launch.ensure_helper(settings)
+    assert client.ping()
+    assert launch.stop_started_helper(settings)
+    assert not settings.helper_socket_path.exists() or not launch._answers(client)
+    assert not (settings.runtime_dir / "helper.pid").exists()
+    assert launch.stop_started_helper(settings) is False  # nothing left to stop
+
+
+def test_a_helper_this_banger_did_not_start_is_left_running(settings: Settings) -> None:
+    stop = threading.Event()
+    path = settings.helper_socket_path
+    thread = threading.Thread(target=serve, args=(path, Policy.create(os.getuid(), []), stop))
+    thread.start()
+    try:
+        deadline = 50
+        while not path.exists() and deadline:
+            threading.Event().wait(0.05)
+            deadline -= 1
+        assert launch.stop_started_helper(settings) is False
+        assert launch.HelperClient(path).ping()
+    finally:
+        stop.set()
+        thread.join(5)

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from banger.api.models import Image, Kernel, Vm, VmState
+from banger.api.models import Image, Kernel, Vm, VmCreate, VmState
 from banger.daemon.plan import (
+    HostFacts,
+    Sources,
     check_name,
+    decide_vm,
     default_memory_mib,
     default_vcpus,
     plan_vm,
@@ -56,8 +59,20 @@ IMAGE = Image(
 )
 
 
+TCG = HostFacts(
+    vmm="qemu", accel="tcg", accel_reason="t", tsc_khz=2_000_000, cpu_count=2, memory_mib=24576
+)
+KVM = HostFacts(
+    vmm="qemu", accel="kvm", accel_reason="t", tsc_khz=2_000_000, cpu_count=2, memory_mib=24576
+)
+
+
+def plan_of(settings, vm, image=IMAGE, host=TCG, own_initrd=False):
+    return plan_vm(settings, vm, Sources(image, KERNEL, own_initrd=own_initrd), host)
+
+
 def test_plan_shares_the_image_read_only_and_gives_the_vm_its_overlay(settings):
-    plan = plan_vm(settings, make_vm(settings), IMAGE, KERNEL, accel="tcg", tsc_khz=2_000_000)
+    plan = plan_of(settings, make_vm(settings))
     root, overlay = plan.vmm.disks
     assert root.path == Path(IMAGE.rootfs) and root.read_only and root.serial == boot.ROOT_SERIAL
     assert overlay.path == settings.vms_dir / "0123456789ab" / "overlay.ext4"
@@ -69,13 +84,13 @@ def test_plan_shares_the_image_read_only_and_gives_the_vm_its_overlay(settings):
 
 
 def test_cmdline_carries_address_gateway_hostname_and_tsc_under_tcg(settings):
-    plan = plan_vm(settings, make_vm(settings), IMAGE, KERNEL, accel="tcg", tsc_khz=2_000_000)
+    plan = plan_of(settings, make_vm(settings))
     args = plan.vmm.cmdline.split()
     assert "banger.ip=10.77.0.2/24" in args
     assert "banger.gw=10.77.0.1" in args
     assert "banger.hostname=dev" in args
     assert "tsc_early_khz=2000000" in args
-    kvm = plan_vm(settings, make_vm(settings), IMAGE, KERNEL, accel="kvm", tsc_khz=2_000_000)
+    kvm = plan_of(settings, make_vm(settings), host=KVM)
     assert "tsc_early_khz=2000000" not in kvm.vmm.cmdline
 
 
@@ -113,11 +128,91 @@ def test_host_aware_defaults():
 def test_work_disk_and_image_init_reach_the_cmdline(settings):
     vm = make_vm(settings).model_copy(update={"work_disk_bytes": 1 << 30})
     image = IMAGE.model_copy(update={"init": "/.banger/agent"})
-    plan = plan_vm(settings, vm, image, KERNEL, accel="kvm", tsc_khz=None)
-    assert plan.work_disk == settings.vms_dir / "0123456789ab" / "work.ext4"
-    assert plan.vmm.disks[-1].path == plan.work_disk and plan.vmm.disks[-1].serial == "bgwork"
+    plan = plan_vm(settings, vm, Sources(image, KERNEL, False), KVM)
+    assert plan.disks.work == settings.vms_dir / "0123456789ab" / "work.ext4"
+    assert plan.vmm.disks[-1].path == plan.disks.work and plan.vmm.disks[-1].serial == "bgwork"
     args = plan.vmm.cmdline.split()
     assert "banger.work=bgwork" in args and "banger.init=/.banger/agent" in args
-    no_work = plan_vm(settings, make_vm(settings), IMAGE, KERNEL, accel="kvm", tsc_khz=None)
-    assert no_work.work_disk is None and len(no_work.vmm.disks) == 2
+    no_work = plan_of(settings, make_vm(settings), host=KVM)
+    assert no_work.disks.work is None and len(no_work.vmm.disks) == 2
     assert "banger.work" not in no_work.vmm.cmdline and "banger.init" not in no_work.vmm.cmdline
+
+
+def test_create_applies_every_default_in_one_place(settings):
+    vm = decide_vm(
+        VmCreate(),
+        vm_id="0123456789ab",
+        name="dev",
+        image=IMAGE,
+        settings=settings,
+        host=TCG,
+        now="t",
+    )
+    assert (vm.vcpus, vm.memory_mib) == (1, 2048)  # half of 2 cores; an eighth of 24 GiB
+    assert (vm.overlay_bytes, vm.work_disk_bytes) == (4 << 30, 8 << 30)
+    assert vm.tap == netplan.tap_name("0123456789ab") and vm.mac == netplan.mac_address(vm.id)
+    assert vm.dir == str(settings.vms_dir / "0123456789ab")
+    assert (vm.image, vm.vmm, vm.nat, vm.ip) == ("img", "qemu", False, "")
+    asked = decide_vm(
+        VmCreate(vcpus=3, memory_mib=300, system_overlay_size="1G", work_disk_size="2G", nat=True),
+        vm_id="0123456789ab",
+        name="dev",
+        image=IMAGE,
+        settings=settings,
+        host=TCG,
+        now="t",
+    )
+    assert (asked.vcpus, asked.memory_mib, asked.nat) == (3, 300, True)
+    assert (asked.overlay_bytes, asked.work_disk_bytes) == (1 << 30, 2 << 30)
+
+
+def test_a_bad_size_is_refused_naming_the_flag(settings):
+    with pytest.raises(UserError, match="--work-disk-size"):
+        decide_vm(
+            VmCreate(work_disk_size="lots"),
+            vm_id="x",
+            name="dev",
+            image=IMAGE,
+            settings=settings,
+            host=TCG,
+            now="t",
+        )
+
+
+def test_the_plan_of_a_create_names_every_file_and_disk(settings):
+    vm = make_vm(settings).model_copy(update={"work_disk_bytes": 8 << 30})
+    image = IMAGE.model_copy(update={"work_seed": "/images/img/work-seed"})
+    plan = plan_of(settings, vm, image=image)
+    vm_dir = settings.vms_dir / "0123456789ab"
+    assert plan.paths.dir == vm_dir
+    assert plan.paths.known_hosts == vm_dir / "known_hosts"
+    assert plan.paths.host_key == vm_dir / "ssh_host_ed25519_key"
+    assert plan.paths.host_key_pub == vm_dir / "ssh_host_ed25519_key.pub"
+    assert plan.disks.overlay == vm_dir / "overlay.ext4" and plan.disks.overlay_bytes == 4 << 30
+    assert plan.disks.work == vm_dir / "work.ext4" and plan.disks.work_bytes == 8 << 30
+    assert plan.disks.work_seed == Path("/images/img/work-seed")
+    assert plan.vmm.run_dir == vm_dir and plan.vmm.console_log == vm_dir / "console.log"
+    assert plan.vmm.net is not None and plan.vmm.net.mac == vm.mac
+
+
+def test_the_plan_of_a_start_uses_banger_s_current_initramfs(settings):
+    from banger.kernel.initramfs import initramfs_path
+
+    plan = plan_of(settings, make_vm(settings), own_initrd=True)
+    assert plan.vmm.initrd == initramfs_path(Path("/k"))
+    assert plan.initrd_build is not None and plan.initrd_build.out == plan.vmm.initrd
+    assert plan.initrd_build.modules == Path("/k/modules")
+    assert plan.initrd_build.busybox == Path("/k/busybox") and plan.initrd_build.version == "6.1"
+    imported = plan_of(settings, make_vm(settings), own_initrd=False)
+    assert imported.vmm.initrd == Path("/k/initramfs.img") and imported.initrd_build is None
+
+
+def test_a_nat_vm_plans_like_any_other_its_policy_is_the_network_s(settings):
+    nat = make_vm(settings).model_copy(update={"nat": True})
+    assert plan_of(settings, nat).vmm == plan_of(settings, make_vm(settings)).vmm
+
+
+def test_planning_touches_nothing(settings, tmp_path):
+    before = sorted(tmp_path.rglob("*"))
+    plan_of(settings, make_vm(settings), own_initrd=True)
+    assert sorted(tmp_path.rglob("*")) == before

@@ -8,6 +8,7 @@ import pytest
 
 from banger.api.models import Operation, OpState, Vm, VmState
 from banger.errors import Conflict, HostError, NotFound
+from banger.net.leases import AddressTaken, lease
 from banger.store import Database
 from banger.store.migrations import MIGRATIONS
 
@@ -54,20 +55,49 @@ def test_newer_schema_is_refused(tmp_path):
 
 
 def test_leases_skip_gateway_and_are_never_shared(store):
-    ips = [store.create_vm(draft(f"v{i}"), NET, reserved=[GATEWAY]).ip for i in range(5)]
+    ips = [lease(draft(f"v{i}"), store, NET, [GATEWAY]).ip for i in range(5)]
     assert ips == [f"10.77.0.{i}" for i in range(2, 7)]
     with pytest.raises(HostError, match="no free address"):
-        store.create_vm(draft("full"), NET, reserved=[GATEWAY])
+        lease(draft("full"), store, NET, [GATEWAY])
     # A deleted VM's lease goes with it and is handed out again.
     store.delete_vm(store.get_vm("v0").id)
-    assert store.create_vm(draft("again"), NET, reserved=[GATEWAY]).ip == "10.77.0.2"
+    assert lease(draft("again"), store, NET, [GATEWAY]).ip == "10.77.0.2"
+
+
+def test_the_store_refuses_an_address_already_leased(store):
+    lease(draft("a"), store, NET, [GATEWAY])
+    taken = draft("b").model_copy(update={"ip": "10.77.0.2"})
+    with pytest.raises(AddressTaken):
+        store.insert_vm(taken)
+    assert [vm.name for vm in store.list_vms()] == ["a"]
+    assert store.lease_count() == 1
+
+
+def test_a_lost_race_for_an_address_picks_the_next_one(store):
+    class Racing:
+        """A second daemon leases the address the first one chose, once."""
+
+        def __init__(self) -> None:
+            self.raced = False
+
+        def leased_addresses(self) -> set[str]:
+            return store.leased_addresses()
+
+        def insert_vm(self, vm: Vm) -> Vm:
+            if not self.raced:
+                self.raced = True
+                store.insert_vm(draft("other").model_copy(update={"ip": vm.ip}))
+            return store.insert_vm(vm)
+
+    assert lease(draft("mine"), Racing(), NET, [GATEWAY]).ip == "10.77.0.3"
+    assert store.get_vm("other").ip == "10.77.0.2"
 
 
 def test_concurrent_creates_get_distinct_addresses(store):
     results: list[str] = []
 
     def create(i: int) -> None:
-        results.append(store.create_vm(draft(f"c{i}"), NET, reserved=[GATEWAY]).ip)
+        results.append(lease(draft(f"c{i}"), store, NET, [GATEWAY]).ip)
 
     threads = [threading.Thread(target=create, args=(i,)) for i in range(5)]
     for t in threads:
@@ -78,9 +108,9 @@ def test_concurrent_creates_get_distinct_addresses(store):
 
 
 def test_name_collision_is_a_conflict_and_leaves_nothing(store):
-    store.create_vm(draft("dev", "a1"), NET)
+    lease(draft("dev", "a1"), store, NET)
     with pytest.raises(Conflict, match="already exists") as err:
-        store.create_vm(draft("dev", "b2"), NET)
+        lease(draft("dev", "b2"), store, NET)
     assert "banger vm delete dev" in (err.value.hint or "")
     assert store.lease_count() == 1
 
@@ -105,8 +135,8 @@ def test_interrupted_operations_are_marked_failed(store):
 
 
 def test_orphan_leases_are_released(store, tmp_path):
-    store.create_vm(draft("kept"), NET, reserved=[GATEWAY])
-    gone = store.create_vm(draft("gone"), NET, reserved=[GATEWAY])
+    lease(draft("kept"), store, NET, [GATEWAY])
+    gone = lease(draft("gone"), store, NET, [GATEWAY])
     raw = sqlite3.connect(store.db.path)  # no foreign keys: the lease outlives the row
     with raw:
         raw.execute("DELETE FROM vms WHERE id = ?", (gone.id,))

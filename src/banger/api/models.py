@@ -50,6 +50,11 @@ class VmState(StrEnum):
     STOPPED = "stopped"
     ERROR = "error"
 
+    @property
+    def holds_network(self) -> bool:
+        """The VM runs, or is about to: its tap, NAT and the bridge's rules must stay."""
+        return self in (VmState.CREATING, VmState.STARTING, VmState.RUNNING, VmState.STOPPING)
+
 
 class Vm(BaseModel):
     id: str

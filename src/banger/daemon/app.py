@@ -24,12 +24,10 @@ from banger.api.models import (
     VmSet,
     VmStop,
 )
-from banger.daemon.context import Context
-from banger.daemon.inspect import Inspector
-from banger.daemon.operations import Operations, dump
+from banger.daemon.operations import dump
 from banger.daemon.routes_images import artifact_routes
 from banger.daemon.runtime import parse_signal
-from banger.daemon.vms import VmService
+from banger.daemon.services import Services
 from banger.errors import BangerError, NotFound
 
 
@@ -51,15 +49,15 @@ async def tail_file(
             await asyncio.sleep(0.25)
 
 
-def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAPI:
+def create_app(services: Services, shutdown: asyncio.Event) -> FastAPI:
     app = FastAPI(
         title="bangerd",
         version=__version__,
         description="banger's daemon: disposable microVMs over HTTP/JSON on a unix socket.",
     )
-    vms = VmService(ctx)
-    inspector = Inspector(vms)
-    app.include_router(artifact_routes(ctx, ops))
+    s = services
+    vms, inspector, ops, store = s.vms, s.inspector, s.ops, s.store
+    app.include_router(artifact_routes(store, s.kernels, s.images, ops))
 
     @app.exception_handler(BangerError)
     async def banger_error(_: Request, exc: BangerError) -> JSONResponse:
@@ -81,12 +79,12 @@ def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAP
         return DaemonStatus(
             version=__version__,
             pid=os.getpid(),
-            socket=str(ctx.settings.socket),
-            home=str(ctx.settings.home),
-            uid=ctx.uid,
-            vmm=ctx.vmm.name,
-            accel=ctx.accel.kind,
-            accel_reason=ctx.accel.reason,
+            socket=str(s.settings.socket),
+            home=str(s.settings.home),
+            uid=s.uid,
+            vmm=s.vmm.name,
+            accel=s.accel.kind,
+            accel_reason=s.accel.reason,
         )
 
     @app.post("/shutdown", status_code=202)
@@ -109,30 +107,30 @@ def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAP
         checked = vms.validate(req)
         return ops.start(
             "vm.create",
-            checked.name or "",
+            checked.vm.name,
             lambda p: dump(vms.create(checked, p)),
         )
 
     @app.post("/vms/{name}/start", status_code=202)
     async def start_vm(name: str) -> Operation:
-        vm = ctx.store.get_vm(name)
+        vm = store.get_vm(name)
         return ops.start("vm.start", vm.name, lambda p: dump(vms.start(vm.name, p)))
 
     @app.post("/vms/{name}/stop", status_code=202)
     async def stop_vm(name: str, req: VmStop) -> Operation:
-        vm = ctx.store.get_vm(name)
+        vm = store.get_vm(name)
         return ops.start("vm.stop", vm.name, lambda p: dump(vms.stop(vm.name, req.timeout, p)))
 
     @app.post("/vms/{name}/restart", status_code=202)
     async def restart_vm(name: str, req: VmStop) -> Operation:
-        vm = ctx.store.get_vm(name)
+        vm = store.get_vm(name)
         return ops.start(
             "vm.restart", vm.name, lambda p: dump(vms.restart(vm.name, req.timeout, p))
         )
 
     @app.post("/vms/{name}/kill", status_code=202)
     async def kill_vm(name: str, req: VmKill) -> Operation:
-        vm = ctx.store.get_vm(name)
+        vm = store.get_vm(name)
         parse_signal(req.signal)
         return ops.start("vm.kill", vm.name, lambda p: dump(vms.kill(vm.name, req.signal, p)))
 
@@ -144,7 +142,7 @@ def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAP
     @app.post("/vms/prune", status_code=202)
     async def prune(req: VmPrune) -> Operation:
         for name in req.names:
-            ctx.store.get_vm(name)
+            store.get_vm(name)
         return ops.start(
             "vm.prune", ",".join(req.names), lambda p: {"deleted": vms.prune(req.names, p)}
         )
@@ -173,15 +171,15 @@ def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAP
     async def vm_logs(name: str, follow: bool = False) -> StreamingResponse:
         """The serial console; with follow, new output as it comes until the VM stops."""
         path = await asyncio.to_thread(inspector.console_log, name)
-        vm = ctx.store.get_vm(name)
+        vm = store.get_vm(name)
         return StreamingResponse(
-            tail_file(path, follow, lambda: ctx.vmm.pid(Path(vm.dir)) is not None),
+            tail_file(path, follow, lambda: s.vmm.pid(Path(vm.dir)) is not None),
             media_type="text/plain",
         )
 
     @app.delete("/vms/{name}", status_code=202)
     async def delete_vm(name: str) -> Operation:
-        vm = ctx.store.get_vm(name)
+        vm = store.get_vm(name)
         return ops.start("vm.delete", vm.name, lambda p: dump(vms.delete(vm.name, p)))
 
     @app.get("/vms/{name}/ssh")
@@ -192,7 +190,7 @@ def create_app(ctx: Context, ops: Operations, shutdown: asyncio.Event) -> FastAP
 
     @app.get("/operations")
     async def list_operations() -> list[Operation]:
-        return ctx.store.list_operations()
+        return store.list_operations()
 
     @app.get("/operations/{op_id}")
     async def show_operation(op_id: str) -> Operation:

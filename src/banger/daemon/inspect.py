@@ -34,11 +34,10 @@ _GUEST_PORTS = (
 class Inspector:
     def __init__(self, vms: VmService) -> None:
         self.vms = vms
-        self.ctx = vms.ctx
 
     def _guest(self, vm: Vm, command: str, timeout: float = 15) -> str:
         result = ssh.run_in_guest(
-            vm.ip, self.ctx.user_key(), host_public_key(vm), command, timeout=timeout
+            vm.ip, self.vms.user_key, host_public_key(vm), command, timeout=timeout
         )
         return result.stdout
 

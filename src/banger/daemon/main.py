@@ -65,36 +65,15 @@ async def serve(settings: Settings) -> None:
 
     _Server = _server_class()
 
+    from banger.daemon import services as wiring
     from banger.daemon.app import create_app
-    from banger.daemon.context import Context
-    from banger.daemon.network import BridgeNetwork
-    from banger.daemon.operations import Operations
-    from banger.daemon.reconcile import reconcile
-    from banger.store import Database, Store
-    from banger.vmm import select_vmm
-    from banger.vmm.accel import detect_accel, host_tsc_khz
 
     sock = bind_socket(settings.socket)
     pidfile = settings.runtime_dir / "bangerd.pid"
-    store = Store(Database(settings.db_path))
-    interrupted = store.fail_interrupted_operations()
-    if interrupted:
-        log.warning("marked %d operation(s) of a previous daemon as interrupted", interrupted)
-    accel = detect_accel(settings.accel)
-    if accel.kind == "tcg":
-        log.warning("guests run under software emulation (TCG): %s", accel.reason)
-    ctx = Context(
-        settings=settings,
-        store=store,
-        vmm=select_vmm(settings),
-        accel=accel,
-        tsc_khz=host_tsc_khz(),
-    )
-    ctx.network = BridgeNetwork(settings, store, asyncio.get_running_loop())
-    await asyncio.to_thread(reconcile, ctx)
-    ops = Operations(store)
+    services = await asyncio.to_thread(wiring.build, settings, asyncio.get_running_loop())
+    ops = services.ops
     shutdown = asyncio.Event()
-    app = create_app(ctx, ops, shutdown)
+    app = create_app(services, shutdown)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = _Server(config)
     loop = asyncio.get_running_loop()
@@ -109,19 +88,22 @@ async def serve(settings: Settings) -> None:
 
     pidfile.write_text(f"{os.getpid()}\n")
     log.info(
-        "bangerd %s serving %s (vmm %s, %s)", __version__, settings.socket, ctx.vmm.name, accel.kind
+        "bangerd %s serving %s (vmm %s, %s)",
+        __version__,
+        settings.socket,
+        services.vmm.name,
+        services.accel.kind,
     )
     stopper = asyncio.create_task(stop_when_asked())
     try:
         await server.serve(sockets=[sock])
     finally:
         stopper.cancel()
-        await ctx.bridge().close()
         with contextlib.suppress(FileNotFoundError):
             settings.socket.unlink()
+        await services.close()
         with contextlib.suppress(FileNotFoundError):
             pidfile.unlink()
-        store.db.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,10 @@
-"""Plan a VM's launch purely: every path, name and argument, touching nothing."""
+"""Plan a VM purely: its record, every path, disk, key file and VMM argument.
+
+``decide_vm`` turns a create request into the VM's record (the one place
+defaults are applied); ``plan_vm`` turns a record and the image and kernel
+records into everything a create or a start needs. Neither touches the
+host: the executor (``runtime.py``) applies a plan with its undo.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +15,19 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from banger.api.models import Image, Kernel, Vm
+from banger.api.models import Image, Kernel, Vm, VmCreate, VmState
 from banger.config import Settings
 from banger.errors import UserError
 from banger.guest import boot
+from banger.kernel.initramfs import initramfs_path
 from banger.net import plan as netplan
+from banger.units import parse_size
 from banger.vmm.base import DiskSpec, NetSpec, VmmConfig
 
 # The guest mounts the disk with this serial at /root (see guest/init.sh).
 WORK_SERIAL = "bgwork"
+DEFAULT_OVERLAY = "4G"
+DEFAULT_WORK_DISK = "8G"
 
 NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?")
 
@@ -69,14 +79,46 @@ def default_memory_mib(total_mib: int | None = None) -> int:
 
 
 @dataclass(frozen=True)
-class VmPlan:
-    vm: Vm
+class HostFacts:
+    """What the plan needs to know of the host, measured once at daemon start."""
+
+    vmm: str
+    accel: str  # "kvm" or "tcg"
+    accel_reason: str
+    tsc_khz: int | None
+    cpu_count: int
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class VmPaths:
+    """Every file of a VM, under its own directory; spelled here only."""
+
     dir: Path
-    overlay: Path
-    work_disk: Path | None
-    known_hosts: Path
-    host_key_alias: str
-    vmm: VmmConfig
+
+    @property
+    def overlay(self) -> Path:
+        return self.dir / "overlay.ext4"
+
+    @property
+    def work_disk(self) -> Path:
+        return self.dir / "work.ext4"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "known_hosts"
+
+    @property
+    def host_key(self) -> Path:
+        return self.dir / "ssh_host_ed25519_key"
+
+    @property
+    def host_key_pub(self) -> Path:
+        return self.dir / "ssh_host_ed25519_key.pub"
+
+
+def vm_paths(vm: Vm) -> VmPaths:
+    return VmPaths(Path(vm.dir))
 
 
 def host_key_alias(vm: Vm) -> str:
@@ -84,30 +126,113 @@ def host_key_alias(vm: Vm) -> str:
     return f"banger-{vm.id}"
 
 
-def plan_vm(
-    settings: Settings,
-    vm: Vm,
-    image: Image,
-    kernel: Kernel,
+def decide_vm(
+    req: VmCreate,
     *,
-    accel: str,
-    tsc_khz: int | None,
-) -> VmPlan:
-    vm_dir = Path(vm.dir)
+    vm_id: str,
+    name: str,
+    image: Image,
+    settings: Settings,
+    host: HostFacts,
+    now: str,
+) -> Vm:
+    """The record of a new VM (its address comes with its lease): defaults applied here only."""
+    return Vm(
+        id=vm_id,
+        name=name,
+        image=image.name,
+        state=VmState.CREATING,
+        vcpus=req.vcpus or settings.default_vcpus or default_vcpus(host.cpu_count),
+        memory_mib=req.memory_mib
+        or settings.default_memory_mib
+        or default_memory_mib(host.memory_mib),
+        overlay_bytes=parse_size(
+            req.system_overlay_size or DEFAULT_OVERLAY, what="--system-overlay-size"
+        ),
+        work_disk_bytes=parse_size(
+            req.work_disk_size or DEFAULT_WORK_DISK, what="--work-disk-size"
+        ),
+        nat=req.nat,
+        ip="",
+        tap=netplan.tap_name(vm_id),
+        mac=netplan.mac_address(vm_id),
+        vmm=host.vmm,
+        dir=str(settings.vms_dir / vm_id),
+        created_at=now,
+    )
+
+
+@dataclass(frozen=True)
+class InitrdBuild:
+    """banger builds this kernel's initramfs itself; the executor makes it when missing."""
+
+    modules: Path
+    busybox: Path
+    version: str
+    out: Path
+
+
+@dataclass(frozen=True)
+class DiskPlan:
+    overlay: Path
+    overlay_bytes: int
+    work: Path | None
+    work_bytes: int
+    # The image's /root, copied onto a new work disk.
+    work_seed: Path | None
+
+
+@dataclass(frozen=True)
+class VmPlan:
+    vm: Vm
+    paths: VmPaths
+    host_key_alias: str
+    disks: DiskPlan
+    initrd_build: InitrdBuild | None
+    vmm: VmmConfig
+
+    @property
+    def dir(self) -> Path:
+        return self.paths.dir
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The records a VM is planned from, read once per create or start."""
+
+    image: Image
+    kernel: Kernel
+    # The kernel's directory holds its modules and busybox: banger builds its initramfs.
+    own_initrd: bool
+
+
+def _initrd(sources: Sources) -> tuple[Path, InitrdBuild | None]:
+    kernel = sources.kernel
+    if not sources.own_initrd:
+        return Path(kernel.initrd), None  # imported as it is: not banger's to rebuild
+    kernel_dir = Path(kernel.dir)
+    # Named after banger's /init, so an upgraded banger never boots a stale one.
+    out = initramfs_path(kernel_dir)
+    build = InitrdBuild(kernel_dir / "modules", kernel_dir / "busybox", kernel.version, out)
+    return out, build
+
+
+def plan_vm(settings: Settings, vm: Vm, sources: Sources, host: HostFacts) -> VmPlan:
+    image, kernel = sources.image, sources.kernel
+    paths = vm_paths(vm)
     network = settings.network
     extra: list[str] = []
-    if accel == "tcg" and tsc_khz:
+    if host.accel == "tcg" and host.tsc_khz:
         # Without it, microvm under TCG hangs now and then calibrating the TSC.
-        extra.append(f"tsc_early_khz={tsc_khz}")
-    overlay = vm_dir / "overlay.ext4"
+        extra.append(f"tsc_early_khz={host.tsc_khz}")
     disks = [
         DiskSpec(Path(image.rootfs), boot.ROOT_SERIAL, read_only=True),
-        DiskSpec(overlay, boot.OVERLAY_SERIAL),
+        DiskSpec(paths.overlay, boot.OVERLAY_SERIAL),
     ]
-    work_disk = None
+    work = None
     if vm.work_disk_bytes:
-        work_disk = vm_dir / "work.ext4"
-        disks.append(DiskSpec(work_disk, WORK_SERIAL))
+        work = paths.work_disk
+        disks.append(DiskSpec(work, WORK_SERIAL))
         extra.append(f"banger.work={WORK_SERIAL}")
     if image.init:
         extra.append(f"banger.init={image.init}")
@@ -118,24 +243,30 @@ def plan_vm(
         hostname=vm.name,
         extra=extra,
     )
+    initrd, build = _initrd(sources)
     config = VmmConfig(
         name=vm.name,
         vcpus=vm.vcpus,
         memory_mib=vm.memory_mib,
         kernel=Path(kernel.vmlinuz),
-        initrd=Path(kernel.initrd),
+        initrd=initrd,
         cmdline=cmdline,
         disks=tuple(disks),
         net=NetSpec(tap=vm.tap, mac=vm.mac),
-        run_dir=vm_dir,
-        accel=accel,
+        run_dir=paths.dir,
+        accel=host.accel,
     )
     return VmPlan(
         vm=vm,
-        dir=vm_dir,
-        overlay=overlay,
-        work_disk=work_disk,
-        known_hosts=vm_dir / "known_hosts",
+        paths=paths,
         host_key_alias=host_key_alias(vm),
+        disks=DiskPlan(
+            overlay=paths.overlay,
+            overlay_bytes=vm.overlay_bytes,
+            work=work,
+            work_bytes=vm.work_disk_bytes,
+            work_seed=Path(image.work_seed) if image.work_seed else None,
+        ),
+        initrd_build=build,
         vmm=config,
     )

@@ -16,24 +16,24 @@ from banger.api.models import (
     KernelPull,
     Operation,
 )
-from banger.daemon.context import Context
 from banger.daemon.images import ImageService
 from banger.daemon.kernels import KernelService
 from banger.daemon.operations import Operations, dump
+from banger.store import Store
 
 
-def artifact_routes(ctx: Context, ops: Operations) -> APIRouter:
+def artifact_routes(
+    store: Store, kernels: KernelService, images: ImageService, ops: Operations
+) -> APIRouter:
     router = APIRouter()
-    kernels = KernelService(ctx)
-    images = ImageService(ctx, kernels)
 
     @router.get("/kernels")
     async def list_kernels() -> list[Kernel]:
-        return ctx.store.list_kernels()
+        return store.list_kernels()
 
     @router.get("/kernels/{name}")
     async def show_kernel(name: str) -> Kernel:
-        return ctx.store.get_kernel(name)
+        return store.get_kernel(name)
 
     @router.post("/kernels/pull", status_code=202)
     async def pull_kernel(req: KernelPull) -> Operation:
@@ -51,11 +51,11 @@ def artifact_routes(ctx: Context, ops: Operations) -> APIRouter:
 
     @router.get("/images")
     async def list_images() -> list[Image]:
-        return ctx.store.list_images()
+        return store.list_images()
 
     @router.get("/images/{name}")
     async def show_image(name: str) -> Image:
-        return ctx.store.get_image(name)
+        return store.get_image(name)
 
     @router.post("/images/pull", status_code=202)
     async def pull_image(req: ImagePull) -> Operation:

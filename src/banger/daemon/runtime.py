@@ -1,26 +1,29 @@
-"""Bringing a VM up and down: the steps create, start, stop and delete share.
+"""Applying a VM's plan: the steps create, start, stop and delete share.
 
-``boot`` pushes an undo for every resource it makes onto the caller's stack;
-``halt`` tears the running parts down in the reverse order and is safe to
-call on a VM that is already (partly) down.
+``make_disks`` and ``boot`` push an undo for every resource they make onto
+the caller's stack; ``halt`` tears the running parts down in the reverse
+order and is safe to call on a VM that is already (partly) down.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from banger.api.models import Vm
-from banger.daemon.context import Context
 from banger.daemon.operations import Progress
-from banger.daemon.plan import VmPlan, plan_vm
-from banger.disk.work import grow_work_disk
+from banger.daemon.plan import VmPlan, vm_paths
+from banger.disk.overlay import create_overlay_disk
+from banger.disk.work import create_work_disk, grow_work_disk
 from banger.errors import UserError
-from banger.guest import ssh
-from banger.kernel.initramfs import current_initramfs
+from banger.guest import boot, ssh
+from banger.kernel.initramfs import build_initramfs
+from banger.net.network import Network
+from banger.vmm.base import Vmm
 
 log = logging.getLogger("banger.daemon")
 
@@ -34,58 +37,58 @@ POWEROFF = (
 
 
 def host_public_key(vm: Vm) -> str:
-    return (Path(vm.dir) / "ssh_host_ed25519_key.pub").read_text().strip()
+    return vm_paths(vm).host_key_pub.read_text().strip()
 
 
 class VmRuntime:
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, vmm: Vmm, net: Network, user_key: Path, accel: str) -> None:
+        self.vmm = vmm
+        self.net = net
+        self.user_key = user_key
+        self.accel = accel
 
-    def plan(self, vm: Vm) -> VmPlan:
-        image = self.ctx.store.get_image(vm.image)
-        kernel = self.ctx.store.get_kernel(image.kernel)
-        kernel_dir = Path(kernel.dir)
-        if (kernel_dir / "busybox").exists() and (kernel_dir / "modules").is_dir():
-            # banger builds this initramfs itself: keep its /init current.
-            initrd = current_initramfs(kernel_dir, kernel.version)
-            kernel = kernel.model_copy(update={"initrd": str(initrd)})
-        return plan_vm(
-            self.ctx.settings,
-            vm,
-            image,
-            kernel,
-            accel=self.ctx.accel.kind,
-            tsc_khz=self.ctx.tsc_khz,
+    def make_disks(self, plan: VmPlan, progress: Progress, undo: ExitStack) -> None:
+        """A new VM's directory, host key and disks (the image is shared, never copied)."""
+        vm, paths, disks = plan.vm, plan.paths, plan.disks
+        progress.stage("disks", "creating the overlay and work disk (the image is shared)")
+        paths.dir.mkdir(parents=True, exist_ok=False)
+        undo.callback(shutil.rmtree, paths.dir, True)
+        private, public = ssh.make_host_key(paths.host_key, f"root@{vm.name}")
+        ssh.write_known_hosts(paths.known_hosts, plan.host_key_alias, public)
+        seed = boot.seed_files(
+            authorized_keys=Path(f"{self.user_key}.pub").read_text(),
+            host_key_private=private,
+            host_key_public=public,
         )
+        create_overlay_disk(disks.overlay, disks.overlay_bytes, seed)
+        if disks.work is not None:
+            create_work_disk(disks.work, disks.work_bytes, disks.work_seed)
 
     def boot(self, plan: VmPlan, progress: Progress, undo: ExitStack) -> None:
-        ctx = self.ctx
         vm = plan.vm
-        work = plan.work_disk
+        work = plan.disks.work
         if work is not None and work.exists() and grow_work_disk(work, vm.work_disk_bytes):
             progress.info(f"grew the work disk to {vm.work_disk_bytes >> 20} MiB")
+        build = plan.initrd_build
+        if build is not None and not build.out.exists():
+            progress.info("building banger's initramfs for this kernel (once)")
+            build_initramfs(build.modules, build.version, build.busybox, build.out)
 
-        progress.stage("network", f"tap {vm.tap} on bridge {ctx.settings.bridge}")
-        helper = ctx.helper()
-        ctx.bridge().ensure(helper)
-        helper.create_tap(vm.tap, ctx.settings.bridge, ctx.uid)
-        undo.callback(helper.delete_tap, vm.tap)
-        if vm.nat:
-            helper.nat_enable(ctx.settings.bridge, ctx.settings.subnet, vm.ip)
-            undo.callback(helper.nat_disable, vm.ip)
+        progress.stage("network", f"tap {vm.tap} on bridge {self.net.bridge_name}")
+        undo.callback(self.net.attach(vm))
 
-        progress.stage("boot", f"starting {ctx.vmm.name} ({ctx.accel.kind})")
-        ctx.vmm.launch(plan.vmm)
-        undo.callback(ctx.vmm.kill, plan.dir)
+        progress.stage("boot", f"starting {self.vmm.name} ({self.accel})")
+        self.vmm.launch(plan.vmm)
+        undo.callback(self.vmm.kill, plan.dir)
 
         progress.stage("ssh", "waiting for the guest to accept SSH")
         try:
             took = ssh.wait_for_ssh(
                 vm.ip,
-                ctx.user_key(),
+                self.user_key,
                 host_public_key(vm),
                 timeout=BOOT_TIMEOUT,
-                alive=lambda: ctx.vmm.pid(plan.dir) is not None,
+                alive=lambda: self.vmm.pid(plan.dir) is not None,
                 what=f"VM {vm.name!r}",
             )
         except Exception:
@@ -101,33 +104,28 @@ class VmRuntime:
         graceful_timeout: float | None,
         sig: signal.Signals = signal.SIGKILL,
     ) -> None:
-        """Stop the VMM (gracefully first when a timeout is given), then free its tap and NAT."""
-        ctx = self.ctx
+        """Stop the VMM (gracefully first when a timeout is given), then free its network."""
         run_dir = Path(vm.dir)
-        pid = ctx.vmm.pid(run_dir)
+        pid = self.vmm.pid(run_dir)
         if pid is not None and graceful_timeout:
             progress.stage("stop", f"asking {vm.name} to power off")
-            if self._poweroff(vm, pid, graceful_timeout):
+            if self._poweroff(vm, graceful_timeout):
                 progress.info(f"{vm.name} powered off")
             else:
                 progress.info(f"{vm.name} did not power off in {graceful_timeout:.0f}s; killing it")
         elif pid is not None and sig != signal.SIGKILL:
-            progress.stage("stop", f"sending {sig.name} to {ctx.vmm.name}")
-            ctx.vmm.signal(run_dir, sig)
+            progress.stage("stop", f"sending {sig.name} to {self.vmm.name}")
+            self.vmm.signal(run_dir, sig)
             self._wait_gone(run_dir, 10)
-        ctx.vmm.kill(run_dir)
+        self.vmm.kill(run_dir)
         progress.stage("network", f"removing tap {vm.tap}")
-        helper = ctx.helper()
-        if vm.nat:
-            helper.nat_disable(vm.ip)
-        helper.delete_tap(vm.tap)
-        ctx.bridge().release_if_idle(helper, vm.id)
+        self.net.detach(vm)
 
-    def _poweroff(self, vm: Vm, pid: int, timeout: float) -> bool:
+    def _poweroff(self, vm: Vm, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         try:
             ssh.run_in_guest(
-                vm.ip, self.ctx.user_key(), host_public_key(vm), POWEROFF, timeout=min(10, timeout)
+                vm.ip, self.user_key, host_public_key(vm), POWEROFF, timeout=min(10, timeout)
             )
         except Exception as exc:  # the connection often drops as the guest goes down
             log.debug("poweroff of %s: %s", vm.name, exc)
@@ -136,10 +134,10 @@ class VmRuntime:
     def _wait_gone(self, run_dir: Path, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.ctx.vmm.pid(run_dir) is None:
+            if self.vmm.pid(run_dir) is None:
                 return True
             time.sleep(0.2)
-        return self.ctx.vmm.pid(run_dir) is None
+        return self.vmm.pid(run_dir) is None
 
     def _log_console_tail(self, plan: VmPlan) -> None:
         try:

@@ -12,38 +12,66 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from banger.api.models import SshTarget, Vm, VmCreate, VmSet, VmState
-from banger.daemon.context import Context
+from banger.config import Settings
 from banger.daemon.operations import Progress, now_iso
 from banger.daemon.plan import (
+    HostFacts,
+    Sources,
     VmPlan,
     check_name,
-    default_memory_mib,
-    default_vcpus,
+    decide_vm,
     host_key_alias,
+    plan_vm,
     random_name,
+    vm_paths,
 )
 from banger.daemon.runtime import VmRuntime, parse_signal
-from banger.disk.overlay import create_overlay_disk
-from banger.disk.work import create_work_disk
 from banger.errors import UserError
-from banger.guest import boot, ssh
-from banger.net import plan as netplan
+from banger.kernel.initramfs import owns_initramfs
+from banger.net.network import Network
+from banger.store import Store
 from banger.store.repo import name_taken
 from banger.units import format_size, parse_size
+from banger.vmm.base import Vmm
 
 log = logging.getLogger("banger.daemon")
 
-DEFAULT_OVERLAY = "4G"
-DEFAULT_WORK_DISK = "8G"
+DEFAULT_IMAGE = "debian-bookworm"
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """A create request checked before its operation starts, with what it was checked against."""
+
+    vm: Vm
+    sources: Sources
+    no_start: bool
 
 
 class VmService:
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.runtime = VmRuntime(ctx)
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        vmm: Vmm,
+        net: Network,
+        host: HostFacts,
+        user_key: Path,
+        default_image: str = DEFAULT_IMAGE,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.vmm = vmm
+        self.net = net
+        self.host = host
+        self.user_key = user_key
+        self.default_image = default_image
+        self.runtime = VmRuntime(vmm, net, user_key, host.accel)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         # The fallback to software emulation is said once per daemon, not per VM.
@@ -60,18 +88,18 @@ class VmService:
 
     def refresh(self, vm: Vm) -> Vm:
         """The stored VM with what actually runs: a VMM that died means stopped."""
-        pid = self.ctx.vmm.pid(Path(vm.dir))
+        pid = self.vmm.pid(Path(vm.dir))
         state = vm.state
         if state == VmState.RUNNING and pid is None:
             state = VmState.STOPPED
-            self.ctx.store.set_vm_state(vm.id, state)
+            self.store.set_vm_state(vm.id, state)
         return vm.model_copy(update={"pid": pid, "state": state})
 
     def list_all(self) -> list[Vm]:
-        return [self.refresh(vm) for vm in self.ctx.store.list_vms()]
+        return [self.refresh(vm) for vm in self.store.list_vms()]
 
     def show(self, name: str) -> Vm:
-        return self.refresh(self.ctx.store.get_vm(name))
+        return self.refresh(self.store.get_vm(name))
 
     def running(self, name: str) -> Vm:
         vm = self.show(name)
@@ -86,88 +114,61 @@ class VmService:
         vm = self.running(name)
         return SshTarget(
             host=vm.ip,
-            identity_file=str(self.ctx.user_key()),
-            known_hosts_file=str(Path(vm.dir) / "known_hosts"),
+            identity_file=str(self.user_key),
+            known_hosts_file=str(vm_paths(vm).known_hosts),
             host_key_alias=host_key_alias(vm),
         )
 
+    # planning
+
+    def sources(self, image_name: str) -> Sources:
+        image = self.store.get_image(image_name)
+        kernel = self.store.get_kernel(image.kernel)
+        return Sources(image=image, kernel=kernel, own_initrd=owns_initramfs(Path(kernel.dir)))
+
+    def plan(self, vm: Vm, sources: Sources | None = None) -> VmPlan:
+        return plan_vm(self.settings, vm, sources or self.sources(vm.image), self.host)
+
     # create
 
-    def validate(self, req: VmCreate) -> VmCreate:
+    def validate(self, req: VmCreate) -> CreateRequest:
         """Check a request before an operation starts, so bad input fails fast."""
-        store = self.ctx.store
-        self.ctx.vmm.check_host()
-        taken = {vm.name for vm in store.list_vms()}
+        self.vmm.check_host()
+        taken = {vm.name for vm in self.store.list_vms()}
         name = check_name(req.name) if req.name else random_name(taken)
         if name in taken:
             raise name_taken(name)
-        image = store.get_image(req.image or self.ctx.default_image)
-        store.get_kernel(image.kernel)
-        parse_size(req.system_overlay_size or DEFAULT_OVERLAY, what="--system-overlay-size")
-        parse_size(req.work_disk_size or DEFAULT_WORK_DISK, what="--work-disk-size")
-        return req.model_copy(update={"image": image.name, "name": name})
-
-    def _draft(self, req: VmCreate) -> Vm:
-        ctx = self.ctx
-        vm_id = uuid.uuid4().hex[:12]
-        return Vm(
-            id=vm_id,
-            name=req.name or random_name({v.name for v in ctx.store.list_vms()}),
-            image=req.image or ctx.default_image,
-            state=VmState.CREATING,
-            vcpus=req.vcpus or ctx.settings.default_vcpus or default_vcpus(),
-            memory_mib=req.memory_mib or ctx.settings.default_memory_mib or default_memory_mib(),
-            overlay_bytes=parse_size(req.system_overlay_size or DEFAULT_OVERLAY),
-            work_disk_bytes=parse_size(req.work_disk_size or DEFAULT_WORK_DISK),
-            nat=req.nat,
-            ip="",
-            tap=netplan.tap_name(vm_id),
-            mac=netplan.mac_address(vm_id),
-            vmm=ctx.vmm.name,
-            dir=str(ctx.settings.vms_dir / vm_id),
-            created_at=now_iso(),
+        sources = self.sources(req.image or self.default_image)
+        vm = decide_vm(
+            req,
+            vm_id=uuid.uuid4().hex[:12],
+            name=name,
+            image=sources.image,
+            settings=self.settings,
+            host=self.host,
+            now=now_iso(),
         )
+        return CreateRequest(vm=vm, sources=sources, no_start=req.no_start)
 
-    def create(self, req: VmCreate, progress: Progress) -> Vm:
-        ctx = self.ctx
-        draft = self._draft(req)
-        with self.locked(draft.name):
+    def create(self, req: CreateRequest, progress: Progress) -> Vm:
+        with self.locked(req.vm.name):
             progress.stage("lease", "reserving a name and an address")
-            network = ctx.settings.network
-            vm = ctx.store.create_vm(draft, network, reserved=[netplan.gateway(network)])
-            if ctx.accel.kind == "tcg" and not self._told_tcg:
+            vm = self.net.lease(req.vm, self.store)
+            if self.host.accel == "tcg" and not self._told_tcg:
                 self._told_tcg = True
-                progress.info(f"note: {ctx.accel.reason}")
-            progress.info(spec_line(vm, ctx))
+                progress.info(f"note: {self.host.accel_reason}")
+            progress.info(spec_line(vm, self.host))
             with ExitStack() as undo:
-                undo.callback(ctx.store.delete_vm, vm.id)
-                plan = self.runtime.plan(vm)
-                self._make_disks(plan, progress, undo)
+                undo.callback(self.store.delete_vm, vm.id)
+                plan = self.plan(vm, req.sources)
+                self.runtime.make_disks(plan, progress, undo)
                 if req.no_start:
-                    ctx.store.set_vm_state(vm.id, VmState.STOPPED)
+                    self.store.set_vm_state(vm.id, VmState.STOPPED)
                 else:
                     self.runtime.boot(plan, progress, undo)
-                    ctx.store.set_vm_state(vm.id, VmState.RUNNING)
+                    self.store.set_vm_state(vm.id, VmState.RUNNING)
                 undo.pop_all()
             return self.show(vm.id)
-
-    def _make_disks(self, plan: VmPlan, progress: Progress, undo: ExitStack) -> None:
-        vm = plan.vm
-        progress.stage("disks", "creating the overlay and work disk (the image is shared)")
-        plan.dir.mkdir(parents=True, exist_ok=False)
-        undo.callback(shutil.rmtree, plan.dir, True)
-        private, public = ssh.make_host_key(plan.dir, f"root@{vm.name}")
-        ssh.write_known_hosts(plan.known_hosts, plan.host_key_alias, public)
-        seed = boot.seed_files(
-            authorized_keys=Path(f"{self.ctx.user_key()}.pub").read_text(),
-            host_key_private=private,
-            host_key_public=public,
-        )
-        create_overlay_disk(plan.overlay, vm.overlay_bytes, seed)
-        if plan.work_disk is not None:
-            image = self.ctx.store.get_image(vm.image)
-            seed_dir = Path(image.work_seed) if image.work_seed else None
-            create_work_disk(plan.work_disk, vm.work_disk_bytes, seed_dir)
 
     # start, stop, restart, kill
 
@@ -178,23 +179,23 @@ class VmService:
             if vm.state == VmState.RUNNING:
                 progress.info(f"{vm.name} is already running")
                 return vm
-            self.ctx.store.set_vm_state(vm.id, VmState.STARTING)
+            self.store.set_vm_state(vm.id, VmState.STARTING)
             with ExitStack() as undo:
-                undo.callback(self.ctx.store.set_vm_state, vm.id, VmState.STOPPED)
-                self.runtime.boot(self.runtime.plan(vm), progress, undo)
+                undo.callback(self.store.set_vm_state, vm.id, VmState.STOPPED)
+                self.runtime.boot(self.plan(vm), progress, undo)
                 undo.pop_all()
-            self.ctx.store.set_vm_state(vm.id, VmState.RUNNING)
+            self.store.set_vm_state(vm.id, VmState.RUNNING)
             return self.show(vm.id)
 
     def stop(self, name: str, timeout: float, progress: Progress) -> Vm:
         vm = self.show(name)
         with self.locked(vm.name):
             vm = self.show(vm.id)
-            self.ctx.store.set_vm_state(vm.id, VmState.STOPPING)
+            self.store.set_vm_state(vm.id, VmState.STOPPING)
             try:
                 self.runtime.halt(vm, progress, graceful_timeout=timeout)
             finally:
-                self.ctx.store.set_vm_state(vm.id, VmState.STOPPED)
+                self.store.set_vm_state(vm.id, VmState.STOPPED)
             return self.show(vm.id)
 
     def restart(self, name: str, timeout: float, progress: Progress) -> Vm:
@@ -209,13 +210,13 @@ class VmService:
             try:
                 self.runtime.halt(vm, progress, graceful_timeout=None, sig=sig)
             finally:
-                self.ctx.store.set_vm_state(vm.id, VmState.STOPPED)
+                self.store.set_vm_state(vm.id, VmState.STOPPED)
             return self.show(vm.id)
 
     # set
 
     def check_set(self, name: str, req: VmSet) -> Vm:
-        vm = self.ctx.store.get_vm(name)
+        vm = self.store.get_vm(name)
         if req.work_disk_size is not None:
             size = parse_size(req.work_disk_size, what="--work-disk-size")
             if size < vm.work_disk_bytes:
@@ -231,17 +232,13 @@ class VmService:
         with self.locked(vm.name):
             vm = self.show(vm.id)
             size = parse_size(req.work_disk_size) if req.work_disk_size else None
-            self.ctx.store.update_vm(
+            self.store.update_vm(
                 vm.id, vcpus=req.vcpus, memory_mib=req.memory_mib, work_disk_bytes=size
             )
             if req.nat is not None and req.nat != vm.nat:
-                self.ctx.store.update_vm(vm.id, nat=req.nat)
+                self.store.update_vm(vm.id, nat=req.nat)
                 if vm.state == VmState.RUNNING:
-                    helper = self.ctx.helper()
-                    if req.nat:
-                        helper.nat_enable(self.ctx.settings.bridge, self.ctx.settings.subnet, vm.ip)
-                    else:
-                        helper.nat_disable(vm.ip)
+                    self.net.set_nat(vm, req.nat)
                     progress.info(f"NAT {'on' if req.nat else 'off'} for {vm.name} now")
             needs_restart = vm.state == VmState.RUNNING and (
                 req.vcpus is not None or req.memory_mib is not None or size is not None
@@ -256,12 +253,12 @@ class VmService:
     # delete, prune
 
     def delete(self, name: str, progress: Progress) -> Vm:
-        vm = self.ctx.store.get_vm(name)
+        vm = self.store.get_vm(name)
         with self.locked(vm.name):
             self.runtime.halt(vm, progress, graceful_timeout=None)
             progress.stage("disks", "removing the VM's disks")
             shutil.rmtree(vm.dir, ignore_errors=True)
-            self.ctx.store.delete_vm(vm.id)
+            self.store.delete_vm(vm.id)
         return vm.model_copy(update={"state": VmState.STOPPED, "pid": None})
 
     def prune(self, names: list[str], progress: Progress) -> list[str]:
@@ -277,9 +274,9 @@ class VmService:
         return deleted
 
 
-def spec_line(vm: Vm, ctx: Context) -> str:
+def spec_line(vm: Vm, host: HostFacts) -> str:
     return (
         f"{vm.name}: image {vm.image}, {vm.vcpus} vCPU, {vm.memory_mib} MiB,"
         f" overlay {format_size(vm.overlay_bytes)}, work disk {format_size(vm.work_disk_bytes)},"
-        f" IP {vm.ip}{', NAT' if vm.nat else ''}, {ctx.vmm.name} ({ctx.accel.kind})"
+        f" IP {vm.ip}{', NAT' if vm.nat else ''}, {host.vmm} ({host.accel})"
     )

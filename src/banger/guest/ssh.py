@@ -37,9 +37,8 @@ def ensure_user_key(ssh_dir: Path) -> Path:
     return key
 
 
-def make_host_key(directory: Path, comment: str) -> tuple[bytes, str]:
-    """Generate a VM's ed25519 host key in ``directory``; return (private, public)."""
-    key = directory / "ssh_host_ed25519_key"
+def make_host_key(key: Path, comment: str) -> tuple[bytes, str]:
+    """Generate a VM's ed25519 host key at ``key`` (and ``key``.pub); return (private, public)."""
     key.unlink(missing_ok=True)
     key.with_suffix(".pub").unlink(missing_ok=True)
     proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", key])

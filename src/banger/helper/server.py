@@ -182,7 +182,7 @@ def _remove_stale(path: Path) -> None:
         probe.close()
     raise Conflict(
         f"another helper already answers on {path}",
-        hint="stop it first (`sudo banger system restart` if installed), or use another --socket",
+        hint="stop the helper that runs, or use another --socket",
     )
 
 

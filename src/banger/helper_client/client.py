@@ -44,10 +44,7 @@ REQUIRED_VERBS = frozenset(
 
 
 def start_hint(socket_path: Path) -> str:
-    return (
-        "start it with `sudo banger system install`, or as root "
-        f"`banger-helper --socket {socket_path} --owner-uid <your uid>`"
-    )
+    return f"start it as root: `sudo banger-helper --socket {socket_path} --owner-uid $(id -u)`"
 
 
 class HelperClient:
@@ -75,8 +72,8 @@ class HelperClient:
             sock.close()
             raise HelperError(
                 f"no permission to use the helper socket {self.socket_path}",
-                hint="the helper serves one user; run banger as that user, or reinstall "
-                "with `sudo banger system install`",
+                hint="the helper serves one user: run banger as that user, or start a"
+                " helper for yours (see `banger doctor`)",
             ) from exc
         except OSError as exc:
             sock.close()

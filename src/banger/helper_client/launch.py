@@ -1,9 +1,9 @@
 """Finding banger-helper, or starting it where banger itself runs as root.
 
-On a user's host the helper is a systemd service installed once with
-``sudo banger system install``. Where banger already runs as root (CI,
-containers) bangerd starts one itself, still behind its socket, so the
-privilege boundary is exercised everywhere.
+On a user's host the helper runs as root, started by hand or by a service
+manager. Where banger already runs as root (CI, containers) bangerd starts
+one itself, still behind its socket, so the privilege boundary is exercised
+everywhere; and stops it again when the daemon stops.
 """
 
 from __future__ import annotations
@@ -95,8 +95,9 @@ def _retire_stale(settings: Settings, client: HelperClient, missing: set[str]) -
             "the running banger-helper is older than this banger (it lacks "
             + ", ".join(sorted(missing))
             + ")",
-            hint="restart it: `sudo systemctl restart banger-helper`, or"
-            " `sudo banger system install` again",
+            hint="stop it (`sudo kill` the banger-helper process) and start this banger's:"
+            f" `sudo banger-helper --socket {settings.helper_socket_path} --owner-uid"
+            f" {os.getuid()} --allowed-dir {settings.home}`",
         )
     pid = _peer_pid(settings.helper_socket_path)
     log.warning("replacing an outdated banger-helper (pid %s) lacking %s", pid, sorted(missing))
@@ -119,7 +120,7 @@ def ensure_helper(settings: Settings, timeout: float = START_TIMEOUT) -> HelperC
     if os.geteuid() != 0:
         raise HelperError(
             f"banger-helper is not running (nothing answers on {settings.helper_socket_path})",
-            hint="run `sudo banger system install` once, or start it as root: "
+            hint="start it as root: "
             f"`sudo banger-helper --socket {settings.helper_socket_path} "
             f"--owner-uid {os.getuid()} --allowed-dir {settings.home}`",
         )
@@ -129,6 +130,10 @@ def ensure_helper(settings: Settings, timeout: float = START_TIMEOUT) -> HelperC
     log.info("starting banger-helper on %s", settings.helper_socket_path)
     child = proc.spawn(argv, stdout=logfile)
     _started.append(child)
+    # Recorded so that `banger daemon stop` stops what a daemon started, even a
+    # daemon that crashed since; a systemd-managed helper has no such file.
+    settings.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _pidfile(settings).write_text(f"{child.pid}\n")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         # Another daemon may have won a race to start one; any helper that answers will do.
@@ -148,3 +153,46 @@ def ensure_helper(settings: Settings, timeout: float = START_TIMEOUT) -> HelperC
         f"banger-helper did not answer on {settings.helper_socket_path} within {timeout:.0f}s",
         hint=f"see {logfile}",
     )
+
+
+def _pidfile(settings: Settings) -> Path:
+    return settings.runtime_dir / "helper.pid"
+
+
+def connect_helper(settings: Settings) -> HelperClient:
+    """The daemon's helper client; where banger runs as root, the helper is started now.
+
+    A helper that cannot be reached is not fatal here: the daemon still
+    serves lists and shows, and each VM operation reports the helper's error
+    with its hint.
+    """
+    if os.geteuid() == 0:
+        try:
+            return ensure_helper(settings)
+        except BangerError as exc:
+            log.warning("banger-helper: %s", exc.message)
+    return HelperClient(settings.helper_socket_path)
+
+
+def stop_started_helper(settings: Settings, timeout: float = START_TIMEOUT) -> bool:
+    """Stop the helper a daemon of this user started (never an installed one); True if done."""
+    pidfile = _pidfile(settings)
+    try:
+        recorded = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    serving = _peer_pid(settings.helper_socket_path)
+    pidfile.unlink(missing_ok=True)
+    if serving is None or serving != recorded:
+        return False  # gone already, or someone else's helper serves the socket now
+    log.info("stopping banger-helper (pid %d), which this daemon started", serving)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(serving, signal.SIGTERM)
+    for child in _started:
+        if child.pid == serving:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _peer_pid(settings.helper_socket_path) is not None:
+        time.sleep(0.05)
+    return True

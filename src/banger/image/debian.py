@@ -73,8 +73,8 @@ def check_can_build() -> None:
         raise HostError(
             "building a Debian image needs root (debootstrap creates device nodes and"
             " root-owned files)",
-            hint="run bangerd as root, or install banger's system service with"
-            " `sudo banger system install`",
+            hint="run banger as root for the build (`sudo banger image pull debian-bookworm`),"
+            " or pull an OCI image instead: `banger image pull docker.io/library/debian:bookworm`",
         )
     if proc.which("debootstrap") is None:
         raise HostError(

@@ -160,15 +160,25 @@ def build_initramfs(modules_root: Path, kernel_version: str, busybox: Path, out:
     log.info("initramfs %s: %d KiB", out, out.stat().st_size // 1024)
 
 
-def current_initramfs(kernel_dir: Path, kernel_version: str) -> Path:
-    """The kernel's initramfs for this banger's /init, rebuilt when /init has changed.
+def initramfs_path(kernel_dir: Path) -> Path:
+    """Where banger's initramfs for its current /init lives in a kernel's directory.
 
     The file name carries a digest of the /init script, so a banger upgrade
     that changes the boot contract never boots a VM with a stale /init, and
     VMs already running keep the file they booted from.
     """
     digest = hashlib.sha256(boot.init_script()).hexdigest()[:12]
-    out = kernel_dir / f"initramfs-{digest}.img"
+    return kernel_dir / f"initramfs-{digest}.img"
+
+
+def owns_initramfs(kernel_dir: Path) -> bool:
+    """Whether banger builds this kernel's initramfs (it keeps the modules and busybox)."""
+    return (kernel_dir / "busybox").exists() and (kernel_dir / "modules").is_dir()
+
+
+def current_initramfs(kernel_dir: Path, kernel_version: str) -> Path:
+    """The kernel's initramfs for this banger's /init, built when missing."""
+    out = initramfs_path(kernel_dir)
     if not out.exists():
         build_initramfs(kernel_dir / "modules", kernel_version, kernel_dir / "busybox", out)
     return out

@@ -7,10 +7,12 @@ import ipaddress
 
 from banger.helper.validate import NAME_PREFIX
 
+TAP_PREFIX = f"{NAME_PREFIX}t"
+
 
 def tap_name(vm_id: str) -> str:
     # IFNAMSIZ is 16 with the NUL: "bgt" + 10 hex chars stays well inside it.
-    return f"{NAME_PREFIX}t{vm_id[:10]}"
+    return f"{TAP_PREFIX}{vm_id[:10]}"
 
 
 def mac_address(vm_id: str) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import sqlite3
-from collections.abc import Iterable
 
 from banger.api.models import ErrorBody, Image, Kernel, Operation, OpState, Vm, VmState
-from banger.errors import Conflict, HostError, NotFound
+from banger.errors import Conflict, NotFound
+from banger.net.leases import AddressTaken
 from banger.store.db import Database
 
 
@@ -129,30 +128,22 @@ class Store:
 
     # VMs and their address leases
 
-    def create_vm(
-        self,
-        vm: Vm,
-        network: ipaddress.IPv4Network,
-        reserved: Iterable[ipaddress.IPv4Address] = (),
-    ) -> Vm:
-        """Insert a VM and lease it the lowest free address, atomically.
+    def leased_addresses(self) -> set[str]:
+        return {str(r[0]) for r in self.db.query("SELECT ip FROM leases")}
+
+    def insert_vm(self, vm: Vm) -> Vm:
+        """Record a VM and the lease of its address (``vm.ip``, chosen by banger.net) at once.
 
         The lease table's primary key makes a double lease impossible even if
-        two daemons raced on one store.
+        two daemons raced on one store: the loser gets AddressTaken.
         """
-        skip = {network.network_address, network.broadcast_address, *reserved}
+        row = vm.model_dump(exclude={"ip", "pid"})
+        row["state"] = str(vm.state)
         with self.db.transaction() as conn:
             if conn.execute("SELECT 1 FROM vms WHERE name = ?", (vm.name,)).fetchone():
                 raise name_taken(vm.name)
-            used = {ipaddress.IPv4Address(r[0]) for r in conn.execute("SELECT ip FROM leases")}
-            free = next((ip for ip in network.hosts() if ip not in skip | used), None)
-            if free is None:
-                raise HostError(
-                    f"no free address left in {network}",
-                    hint="delete VMs you no longer need, or configure a larger subnet",
-                )
-            row = vm.model_dump(exclude={"ip", "pid"})
-            row["state"] = str(vm.state)
+            if conn.execute("SELECT 1 FROM leases WHERE ip = ?", (vm.ip,)).fetchone():
+                raise AddressTaken(f"address {vm.ip} is already leased")
             conn.execute(
                 "INSERT INTO vms (id, name, image, state, vcpus, memory_mib, overlay_bytes,"
                 " work_disk_bytes, nat, tap, mac, vmm, dir, created_at) VALUES (:id, :name,"
@@ -160,11 +151,14 @@ class Store:
                 " :tap, :mac, :vmm, :dir, :created_at)",
                 row,
             )
-            conn.execute(
-                "INSERT INTO leases (ip, vm_id, leased_at) VALUES (?, ?, ?)",
-                (str(free), vm.id, vm.created_at),
-            )
-        return vm.model_copy(update={"ip": str(free)})
+            try:
+                conn.execute(
+                    "INSERT INTO leases (ip, vm_id, leased_at) VALUES (?, ?, ?)",
+                    (vm.ip, vm.id, vm.created_at),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise AddressTaken(f"address {vm.ip} is already leased") from exc
+        return vm
 
     def get_vm(self, name: str) -> Vm:
         rows = self.db.query(f"{_VM_SELECT} WHERE vms.name = ? OR vms.id = ?", (name, name))

@@ -2,7 +2,8 @@
 
 Brought up before the first VM boots and torn down when the last running VM
 goes, so a host with no running VM carries none of banger's nftables rules.
-The bridge itself stays: it holds nothing but an address.
+The bridge itself stays while the daemon runs (it holds nothing but an
+address) and goes with the daemon when no VM runs.
 """
 
 from __future__ import annotations
@@ -13,27 +14,30 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from banger.api.models import VmState
 from banger.config import Settings
-from banger.helper_client.client import HelperClient
 from banger.net import plan as netplan
 from banger.net.dns import DnsResponder
-from banger.store import Store
+from banger.net.helper import NetHelper, VmDirectory
 
 log = logging.getLogger("banger.net")
 T = TypeVar("T")
 
-# States in which a VM needs the bridge's rules (it runs, or is about to).
-_USING = (VmState.CREATING, VmState.STARTING, VmState.RUNNING, VmState.STOPPING)
-
 
 class BridgeNetwork:
-    def __init__(self, settings: Settings, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        helper: NetHelper,
+        vms: VmDirectory,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self.settings = settings
-        self.store = store
+        self.helper = helper
+        self.vms = vms
         self._loop = loop
         self._lock = threading.Lock()
         self._dns: DnsResponder | None = None
+        self.resolver_linked = False
 
     @property
     def gateway(self) -> str:
@@ -41,21 +45,23 @@ class BridgeNetwork:
 
     def lookup(self, name: str) -> str | None:
         """The address of VM ``name`` for the DNS responder (any VM that exists)."""
-        for vm in self.store.list_vms():
+        for vm in self.vms.list_vms():
             if vm.name == name:
                 return vm.ip
         return None
 
-    def ensure(self, helper: HelperClient) -> None:
+    def ensure(self) -> None:
         """The bridge with its address, rules and DNS; idempotent, called before each boot."""
         bridge = self.settings.bridge
+        helper = self.helper
         with self._lock:
             helper.ensure_bridge(bridge, netplan.bridge_address(self.settings.network))
             helper.net_isolate(bridge)
             helper.dns_redirect(bridge, self.gateway, self.settings.dns_port)
             if self._dns is None:
                 resolver = helper.resolver_link(bridge, self.gateway)
-                if not resolver.get("linked"):
+                self.resolver_linked = bool(resolver.get("linked"))
+                if not self.resolver_linked:
                     log.info("NAME.vm from the host: %s", resolver.get("reason", "not linked"))
                 try:
                     self._dns = self._call(self._start_dns())
@@ -70,18 +76,31 @@ class BridgeNetwork:
                 else:
                     log.info("answering NAME.vm on %s:53", self.gateway)
 
-    def release_if_idle(self, helper: HelperClient, leaving: str) -> None:
-        """Tear the rules down when no VM but ``leaving`` (an id) uses the bridge."""
+    def in_use(self, leaving: str = "") -> bool:
+        """Whether a VM other than ``leaving`` (an id) runs or is about to."""
+        return any(vm.state.holds_network and vm.id != leaving for vm in self.vms.list_vms())
+
+    def release_if_idle(self, leaving: str = "") -> bool:
+        """Tear the rules down when no VM but ``leaving`` uses the bridge; True if done."""
         with self._lock:
-            users = [vm for vm in self.store.list_vms() if vm.state in _USING and vm.id != leaving]
-            if users:
-                return
-            if helper.net_teardown(self.settings.bridge):
+            if self.in_use(leaving):
+                return False
+            if self.helper.net_teardown(self.settings.bridge):
                 log.info("no VM runs: removed banger's nftables table")
-            helper.resolver_unlink(self.settings.bridge)
+            self.helper.resolver_unlink(self.settings.bridge)
+            self.resolver_linked = False
             if self._dns is not None:
                 dns, self._dns = self._dns, None
                 self._call(dns.stop())
+            return True
+
+    def remove_if_idle(self) -> bool:
+        """At daemon stop: the rules and the bridge itself go when no VM needs them."""
+        if not self.release_if_idle():
+            return False
+        if self.helper.delete_bridge(self.settings.bridge):
+            log.info("no VM runs: removed bridge %s", self.settings.bridge)
+        return True
 
     async def _start_dns(self) -> DnsResponder:
         dns = DnsResponder()

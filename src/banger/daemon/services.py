@@ -1,0 +1,136 @@
+"""The daemon's object graph, built whole before it serves.
+
+Each service receives what it uses in its constructor; this is the one
+place that decides which concrete helper, network, VMM and store they get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from banger.config import Settings
+from banger.daemon.context import Context
+from banger.daemon.images import ImageService
+from banger.daemon.inspect import Inspector
+from banger.daemon.kernels import KernelService
+from banger.daemon.operations import Operations
+from banger.daemon.plan import HostFacts, default_memory_mib
+from banger.daemon.reconcile import reconcile
+from banger.daemon.vms import VmService
+from banger.guest.ssh import ensure_user_key
+from banger.helper_client.launch import connect_helper
+from banger.net.bridge import BridgeNetwork
+from banger.net.helper import NetHelper
+from banger.net.network import VmNetwork
+from banger.store import Database, Store
+from banger.vmm import select_vmm
+from banger.vmm.accel import AccelChoice, detect_accel, host_tsc_khz
+from banger.vmm.base import Vmm
+
+log = logging.getLogger("banger.daemon")
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: Store
+    vmm: Vmm
+    accel: AccelChoice
+    net: VmNetwork
+    vms: VmService
+    inspector: Inspector
+    kernels: KernelService
+    images: ImageService
+    ops: Operations
+    uid: int
+
+    async def close(self) -> None:
+        """At daemon stop: the bridge goes when no VM needs it, then a helper we started."""
+        await self.net.bridge.close()
+        await asyncio.to_thread(self.net.close)
+        await asyncio.to_thread(self.helper_stop)
+        self.store.db.close()
+
+    def helper_stop(self) -> None:
+        from banger.helper_client.launch import stop_started_helper
+
+        stop_started_helper(self.settings)
+
+
+def host_facts(vmm: Vmm, accel: AccelChoice) -> HostFacts:
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    return HostFacts(
+        vmm=vmm.name,
+        accel=accel.kind,
+        accel_reason=accel.reason,
+        tsc_khz=host_tsc_khz(),
+        cpu_count=os.cpu_count() or 1,
+        memory_mib=total or default_memory_mib(),
+    )
+
+
+def wire(
+    settings: Settings,
+    *,
+    store: Store,
+    vmm: Vmm,
+    accel: AccelChoice,
+    helper: NetHelper,
+    user_key: Path,
+    loop: asyncio.AbstractEventLoop,
+    host: HostFacts | None = None,
+) -> Services:
+    """Every service, given its dependencies; tests pass fakes for the helper and the VMM."""
+    uid = os.getuid()
+    bridge = BridgeNetwork(settings, helper, store, loop)
+    net = VmNetwork(settings, helper, bridge, owner_uid=uid)
+    vms = VmService(
+        settings=settings,
+        store=store,
+        vmm=vmm,
+        net=net,
+        host=host or host_facts(vmm, accel),
+        user_key=user_key,
+    )
+    ctx = Context(settings=settings, store=store, vmm=vmm, user_key_path=user_key)
+    kernels = KernelService(ctx)
+    return Services(
+        settings=settings,
+        store=store,
+        vmm=vmm,
+        accel=accel,
+        net=net,
+        vms=vms,
+        inspector=Inspector(vms),
+        kernels=kernels,
+        images=ImageService(ctx, kernels),
+        ops=Operations(store),
+        uid=uid,
+    )
+
+
+def build(settings: Settings, loop: asyncio.AbstractEventLoop) -> Services:
+    """Open the store, reach the helper, wire every service; then reconcile."""
+    store = Store(Database(settings.db_path))
+    interrupted = store.fail_interrupted_operations()
+    if interrupted:
+        log.warning("marked %d operation(s) of a previous daemon as interrupted", interrupted)
+    accel = detect_accel(settings.accel)
+    if accel.kind == "tcg":
+        log.warning("guests run under software emulation (TCG): %s", accel.reason)
+    vmm = select_vmm(settings)
+    services = wire(
+        settings,
+        store=store,
+        vmm=vmm,
+        accel=accel,
+        helper=connect_helper(settings),
+        user_key=ensure_user_key(settings.ssh_dir),
+        loop=loop,
+    )
+    reconcile(store, vmm, services.net, settings.vms_dir)
+    return services
