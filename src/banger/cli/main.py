@@ -11,6 +11,7 @@ from banger import __version__
 from banger.cli import vm_inspect, vm_lifecycle
 from banger.cli.artifacts import image, kernel
 from banger.cli.daemon import daemon, doctor
+from banger.cli.reset import reset
 from banger.cli.vm import vm
 from banger.errors import BangerError
 
@@ -53,6 +54,7 @@ cli.add_command(image)
 cli.add_command(kernel)
 cli.add_command(daemon)
 cli.add_command(doctor)
+cli.add_command(reset)
 
 
 def main() -> None:
