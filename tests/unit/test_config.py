@@ -58,3 +58,10 @@ def test_bad_config_is_a_user_error(tmp_path, text, fragment):
     (tmp_path / "config.toml").write_text(text + "\n")
     with pytest.raises(UserError, match=fragment):
         load_settings()
+
+
+def test_banger_and_its_helper_agree_on_the_name_prefix():
+    from banger import config
+    from banger.helper import validate
+
+    assert config.NAME_PREFIX == validate.NAME_PREFIX

@@ -18,7 +18,7 @@ from typing import Any
 
 from banger.helper.errors import UserError
 
-# Every link and table the helper touches carries this prefix; config.py reads it from here.
+# Every link and table the helper touches carries this prefix (config.NAME_PREFIX too).
 NAME_PREFIX = "bg"
 
 # IFNAMSIZ is 16 including the NUL, so an interface name has at most 15 bytes.

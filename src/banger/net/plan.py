@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
-from banger.helper.validate import NAME_PREFIX
+from banger.config import NAME_PREFIX
 
 TAP_PREFIX = f"{NAME_PREFIX}t"
 
