@@ -6,9 +6,10 @@ import shutil
 from pathlib import Path
 
 from banger.api.models import Kernel, KernelImport
-from banger.daemon.context import Context
+from banger.config import Settings
 from banger.daemon.operations import Progress, now_iso
 from banger.errors import Conflict, UserError
+from banger.store import Store
 
 
 def _existing(text: str, kind: str) -> Path:
@@ -22,8 +23,9 @@ def _existing(text: str, kind: str) -> Path:
 
 
 class KernelService:
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
 
     def _check_free(self, name: str) -> None:
         if not name or "/" in name or name.startswith(".") or len(name) > 64:
@@ -31,7 +33,7 @@ class KernelService:
                 f"{name!r} is not a valid kernel name",
                 hint="use letters, digits, dots and dashes, like debian-bookworm-cloud",
             )
-        if self.ctx.store.find_kernel(name):
+        if self.store.find_kernel(name):
             raise Conflict(
                 f"kernel {name!r} already exists",
                 hint=f"see it with `banger kernel show {name}`, or delete it first",
@@ -48,7 +50,7 @@ class KernelService:
         from banger.kernel.debian import fetch_debian_kernel
 
         entry = catalog.lookup(name)
-        dest = self.ctx.settings.kernels_dir / name
+        dest = self.settings.kernels_dir / name
         if dest.exists():
             # Left by a pull that died with its daemon; the store never saw it.
             shutil.rmtree(dest)
@@ -80,7 +82,7 @@ class KernelService:
         from banger.kernel.importer import import_kernel
 
         kernel, initrd, modules = self.check_import(req)
-        dest = self.ctx.settings.kernels_dir / req.name
+        dest = self.settings.kernels_dir / req.name
         if dest.exists():
             shutil.rmtree(dest)
         progress.stage("import", f"importing {kernel}")
@@ -104,20 +106,20 @@ class KernelService:
             created_at=now_iso(),
         )
         try:
-            self.ctx.store.add_kernel(kernel)
+            self.store.add_kernel(kernel)
         except Exception:
             shutil.rmtree(dest, ignore_errors=True)
             raise
         return kernel
 
     def delete(self, name: str) -> Kernel:
-        kernel = self.ctx.store.get_kernel(name)
-        users = self.ctx.store.images_using_kernel(name)
+        kernel = self.store.get_kernel(name)
+        users = self.store.images_using_kernel(name)
         if users:
             raise Conflict(
                 f"kernel {name!r} is used by image(s) {', '.join(users)}",
                 hint="delete those images first",
             )
-        self.ctx.store.delete_kernel(name)
+        self.store.delete_kernel(name)
         shutil.rmtree(kernel.dir, ignore_errors=True)
         return kernel

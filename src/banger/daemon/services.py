@@ -97,7 +97,7 @@ def wire(
         user_key=user_key,
     )
     ctx = Context(settings=settings, store=store, vmm=vmm, user_key_path=user_key)
-    kernels = KernelService(ctx)
+    kernels = KernelService(settings, store)
     return Services(
         settings=settings,
         store=store,
