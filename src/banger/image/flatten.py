@@ -8,6 +8,16 @@ only the way a chroot would (a target that climbs above the root is an
 error). Files are created with ``O_NOFOLLOW|O_EXCL`` after whatever was at
 their name is removed, so nothing is ever written through a link.
 
+Absolute entry names and writes through a symlink to ``/`` (or to any
+absolute target) are contained, not refused: they land inside the image, as
+with umoci, because that is what the image would see once it boots.
+
+A layer must read to its end: the tar stream ends with the two zero blocks
+tar writers put there (any padding after them all zeros), or exactly at a
+block boundary after its last member. Python's ``tarfile`` silently stops at
+a bad header, which would register an image with the rest of the layer
+missing; here such a layer is refused, naming the blob and the byte offset.
+
 This module reads the layers (decompression, digest check, the tar stream);
 ``banger.image.layertree`` writes each entry into the tree.
 """
@@ -101,24 +111,80 @@ def _apply_zstd(tree: Tree, layer: Layer, raw: IO[bytes]) -> None:
             _apply_tar(tree, layer, plain)
 
 
+class _BadEnd(Exception):
+    """The tar stream stops somewhere other than a clean end of archive."""
+
+    def __init__(self, offset: int, why: str) -> None:
+        super().__init__(why)
+        self.offset = offset
+        self.why = why
+
+
+# tarfile ends its iteration quietly on these; only they may close an archive.
+_QUIET_ENDS = ("EOFHeaderError", "EmptyHeaderError")
+
+
+class _StrictInfo(tarfile.TarInfo):
+    """Headers that do not read are errors, not a silent end of the archive."""
+
+    @classmethod
+    def fromtarfile(cls, tar: tarfile.TarFile) -> _StrictInfo:
+        try:
+            return super().fromtarfile(tar)
+        except _BadEnd:
+            raise
+        except tarfile.TarError as exc:
+            if type(exc).__name__ in _QUIET_ENDS:
+                raise  # a zero block or EOF: checked once iteration has stopped
+            raise _BadEnd(tar.offset, f"the header there does not read ({exc})") from None
+
+
+def _check_end(tar: tarfile.TarFile) -> None:
+    """After the last member: EOF right there, or two zero blocks and only zeros after."""
+    end = tar.offset
+    stream = tar.fileobj
+    if stream.tell() == end:
+        return  # a clean EOF at the block boundary after the last member
+    seen = tarfile.BLOCKSIZE  # tarfile read one zero block
+    while chunk := stream.read(_CHUNK):
+        junk = len(chunk) - len(chunk.lstrip(b"\0"))
+        if junk < len(chunk):
+            raise _BadEnd(end + seen + junk, "there is data after the end-of-archive marker")
+        seen += len(chunk)
+    if seen < 2 * tarfile.BLOCKSIZE:
+        raise _BadEnd(end, "the archive stops after one of the two zero blocks that end it")
+
+
 def _apply_tar(tree: Tree, layer: Layer, stream: IO[bytes] | _HashingReader) -> None:
     name = "(archive header)"
+    tar: tarfile.TarFile | None = None
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+        with tarfile.open(  # type: ignore[call-overload]
+            fileobj=stream, mode="r|", tarinfo=_StrictInfo
+        ) as tar:
             for member in tar:
                 name = member.name
                 tree.entry(tar, member)
             name = "(end of archive)"
-            while stream.read(_CHUNK):
-                pass
+            _check_end(tar)
+        while stream.read(_CHUNK):  # a compressed stream checks its own end here
+            pass
+    except _BadEnd as exc:
+        raise UserError(
+            f"layer {layer.digest}: the archive does not end cleanly at byte {exc.offset}"
+            f" of its tar stream: {exc.why}",
+            hint="the layer is truncated or damaged and was not used; pull again, and if it"
+            " persists the image itself is broken",
+        ) from None
     except BadEntry as exc:
         raise UserError(
             f"layer {layer.digest}: entry {name!r} refused: {exc}",
             hint="the image is malformed or hostile; nothing was written outside its tree",
         ) from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        where = f" (byte {tar.fileobj.tell()} of its tar stream)" if tar is not None else ""
         raise UserError(
-            f"layer {layer.digest}: corrupt or truncated archive at entry {name!r}: {exc}",
+            f"layer {layer.digest}: corrupt or truncated archive at entry {name!r}{where}: {exc}",
             hint="pull again; if it persists the image itself is broken",
         ) from None
     except BangerError:
