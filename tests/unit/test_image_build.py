@@ -9,8 +9,9 @@ import pytest
 
 from banger.errors import HostError
 from banger.image import debian
-from banger.image.debian import build_debian_tree, mounts_below
+from banger.image.debian import build_debian_tree
 from banger.image.pipeline import Finished, MadeTree, finish, staging
+from banger.image.tree import mounts_below
 from tests.unit.test_agent import fake_bundle
 
 needs_mkfs = pytest.mark.skipif(shutil.which("mkfs.ext4") is None, reason="needs e2fsprogs")

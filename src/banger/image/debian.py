@@ -8,10 +8,8 @@ removed whatever happens, so a failed build leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,36 +70,3 @@ def build_debian_tree(
     progress("preparing the tree for banger (ssh, systemd units, apt caches)")
     customize_tree(tree)
     log.info("debootstrapped %s into %s in %.1fs", suite, tree, time.monotonic() - started)
-
-
-def mounts_below(tree: Path, mounts_file: Path = Path("/proc/self/mounts")) -> list[Path]:
-    """Mount points under ``tree``, deepest first (the order to unmount them in)."""
-    root = os.path.realpath(tree)
-    found: list[Path] = []
-    with contextlib.suppress(OSError):
-        for line in mounts_file.read_text().splitlines():
-            fields = line.split()
-            if len(fields) < 2:
-                continue
-            # /proc/mounts escapes spaces and friends as octal.
-            point = fields[1].encode().decode("unicode_escape")
-            if point == root or point.startswith(root + "/"):
-                found.append(Path(point))
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
-
-
-def remove_tree(tree: Path) -> None:
-    """Delete a build tree; a debootstrap killed mid-way may leave /proc or /sys mounted in it.
-
-    Removing files through such a mount would reach the host's, so unmount first
-    and refuse to delete if anything stays mounted.
-    """
-    if not tree.exists():
-        return
-    for point in mounts_below(tree):
-        proc.run(["umount", "--lazy", point], check=False)
-    left = mounts_below(tree)
-    if left:
-        log.error("not removing %s: %s still mounted", tree, left[0])
-        return
-    shutil.rmtree(tree, ignore_errors=True)

@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from banger.errors import UserError
+from banger.errors import HostError, UserError
 from banger.guest.agent import AgentConfig, inject_agent
-from banger.image.debian import remove_tree
 from banger.image.ext4 import make_ext4
-from banger.image.tree import content_size_for, save_work_seed
+from banger.image.tree import content_size_for, remove_tree, save_work_seed
 from banger.units import format_size
 
 log = logging.getLogger("banger.image")
@@ -112,7 +111,7 @@ def finish(
     """
     started = time.monotonic()
     if not stage.tree.is_dir():
-        raise UserError(f"the image source left no tree in {stage.tree}")
+        raise HostError(f"the image source left no tree in {stage.tree}")
     progress("adding banger's guest agent (SSH and init for images without them)")
     plan = inject_agent(stage.tree, bundle(), made.agent)
     stage.image.mkdir()

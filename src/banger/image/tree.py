@@ -1,12 +1,15 @@
-"""Things done to an image's file tree before it becomes an ext4 disk."""
+"""Things done to an image's file tree: its work seed, its size, removing a build tree."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import stat
 from pathlib import Path
+
+from banger import proc
 
 log = logging.getLogger("banger.image")
 
@@ -87,3 +90,36 @@ def content_size_for(tree: Path, requested: int | None) -> tuple[int, int]:
             hint=f"pass at least {format_size(content * 1.1 + (64 << 20))}, or leave --size out",
         )
     return content, requested
+
+
+def mounts_below(tree: Path, mounts_file: Path = Path("/proc/self/mounts")) -> list[Path]:
+    """Mount points under ``tree``, deepest first (the order to unmount them in)."""
+    root = os.path.realpath(tree)
+    found: list[Path] = []
+    with contextlib.suppress(OSError):
+        for line in mounts_file.read_text().splitlines():
+            fields = line.split()
+            if len(fields) < 2:
+                continue
+            # /proc/mounts escapes spaces and friends as octal.
+            point = fields[1].encode().decode("unicode_escape")
+            if point == root or point.startswith(root + "/"):
+                found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_tree(tree: Path) -> None:
+    """Delete a build tree; a debootstrap killed mid-way may leave /proc or /sys mounted in it.
+
+    Removing files through such a mount would reach the host's, so unmount first
+    and refuse to delete if anything stays mounted.
+    """
+    if not tree.exists():
+        return
+    for point in mounts_below(tree):
+        proc.run(["umount", "--lazy", point], check=False)
+    left = mounts_below(tree)
+    if left:
+        log.error("not removing %s: %s still mounted", tree, left[0])
+        return
+    shutil.rmtree(tree, ignore_errors=True)
