@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from banger.errors import HostError, UserError
 from banger.guest.agent import AgentConfig, inject_agent
 from banger.image.ext4 import make_ext4
-from banger.image.tree import content_size_for, remove_tree, save_work_seed
+from banger.image.tree import WORK_SEED_NAME, content_size_for, remove_tree, save_work_seed
 from banger.units import format_size
 
 log = logging.getLogger("banger.image")
@@ -122,7 +122,7 @@ def finish(
     remove_tree(stage.tree)
     finished = Finished(
         rootfs=stage.dest / ROOTFS_NAME,
-        work_seed=stage.dest / "work-seed",
+        work_seed=stage.dest / WORK_SEED_NAME,
         size_bytes=size,
         source=made.source,
         init=plan.init,
