@@ -9,7 +9,10 @@ import pytest
 
 from banger.errors import HostError
 from banger.image import debian
-from banger.image.debian import build_debian_image, mounts_below
+from banger.image.debian import build_debian_tree
+from banger.image.pipeline import Finished, MadeTree, finish, staging
+from banger.image.tree import mounts_below
+from tests.unit.test_agent import fake_bundle
 
 needs_mkfs = pytest.mark.skipif(shutil.which("mkfs.ext4") is None, reason="needs e2fsprogs")
 
@@ -42,6 +45,20 @@ def fake_debootstrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Install
     return install
 
 
+def build(dest: Path, tmp_path: Path, progress: Callable[[str], None]) -> Finished:
+    """The catalog source and the pipeline's finishing stage, as the image service runs them."""
+    with staging(dest) as stage:
+        build_debian_tree(stage.tree, mirror="http://mirror.example/debian", progress=progress)
+        return finish(
+            stage,
+            MadeTree(source="catalog:debian-bookworm"),
+            bundle=lambda: fake_bundle(tmp_path / "bundle"),
+            size_bytes=None,
+            progress=progress,
+            register=lambda done: done,
+        )
+
+
 @needs_mkfs
 def test_build_makes_a_customized_ext4_and_removes_the_tree(
     tmp_path: Path, fake_debootstrap: Installer
@@ -49,19 +66,19 @@ def test_build_makes_a_customized_ext4_and_removes_the_tree(
     log = fake_debootstrap()
     dest = tmp_path / "images" / "debian-bookworm"
     messages: list[str] = []
-    info = build_debian_image(dest, mirror="http://mirror.example/debian", progress=messages.append)
+    done = build(dest, tmp_path, messages.append)
     argv = log.read_text().split()
     assert argv[0] == "--variant=minbase"
     assert "openssh-server" in argv[1] and "systemd-sysv" in argv[1]
     assert argv[2:] == ["bookworm", argv[3], "http://mirror.example/debian"]
-    assert info.rootfs == dest / "rootfs.ext4"
-    assert info.size_bytes == 1 << 30 == info.rootfs.stat().st_size
-    assert 0 < info.content_bytes < 100_000  # the .deb was cleaned before measuring
-    assert "mirror.example" not in repr(info)
+    assert done.rootfs == dest / "rootfs.ext4"
+    assert done.size_bytes == 1 << 30 == done.rootfs.stat().st_size
+    assert "mirror.example" not in repr(done)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["debian-bookworm"]
     assert sorted(p.name for p in dest.iterdir()) == ["rootfs.ext4", "work-seed"]
-    assert info.work_seed == dest / "work-seed" and info.work_seed.is_dir()
+    assert done.work_seed == dest / "work-seed" and done.work_seed.is_dir()
     assert messages and messages[0].startswith("debootstrap bookworm")
+    assert any("GiB for" in m and "KiB" in m for m in messages)  # the .deb was cleaned first
 
 
 @needs_mkfs
@@ -69,17 +86,17 @@ def test_failed_debootstrap_leaves_nothing(tmp_path: Path, fake_debootstrap: Ins
     fake_debootstrap(fail=True)
     images = tmp_path / "images"
     with pytest.raises(HostError, match="Couldn't download"):
-        build_debian_image(images / "debian-bookworm", mirror="http://m/debian", progress=print)
+        build(images / "debian-bookworm", tmp_path, print)
     assert list(images.iterdir()) == []
 
 
 def test_needs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(debian.os, "geteuid", lambda: 1000)
     with pytest.raises(HostError) as err:
-        build_debian_image(tmp_path / "img", mirror="http://m/debian", progress=print)
+        build(tmp_path / "images" / "img", tmp_path, print)
     assert "root" in err.value.message
     assert err.value.hint
-    assert not (tmp_path / "img").exists()
+    assert list((tmp_path / "images").iterdir()) == []
 
 
 def test_mounts_below_lists_deepest_first(tmp_path: Path) -> None:

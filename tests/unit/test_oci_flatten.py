@@ -337,3 +337,77 @@ def test_a_full_disk_is_a_clear_error_naming_blob_and_entry(world: Path):
     finally:
         subprocess.run(["umount", str(small)], check=True)
     assert (world / "outside/secret").read_text() == "keep"
+
+
+# -- a layer must read to its end ------------------------------------------------
+
+
+def members_at(data: bytes) -> dict[str, tuple[int, int]]:
+    """Each member's header offset and the offset just past its padded data."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {
+            m.name: (m.offset, m.offset_data + -(-m.size // 512) * 512) for m in tar.getmembers()
+        }
+
+
+THREE = (entry("a", data=b"a" * 700), entry("b", data=b"b"), entry("c", data=b"c" * 10))
+
+
+@pytest.mark.parametrize("how", ["tar", "gzip"])
+def test_a_bad_checksum_after_valid_members_is_refused_with_its_offset(
+    world: Path, how: str
+) -> None:
+    data = bytearray(tarball(*THREE))
+    at = members_at(bytes(data))["b"][0]
+    data[at + 148 : at + 156] = b"0000000\0"  # checksum field: no longer matches
+    bad = layer(world, bytes(data), how=how)
+    with pytest.raises(UserError) as err:
+        flatten([bad], world / "root")
+    assert bad.digest in err.value.message
+    assert f"does not end cleanly at byte {at}" in err.value.message
+    assert err.value.hint and "pull again" in err.value.hint
+
+
+def test_a_layer_cut_in_the_middle_of_a_member_is_refused(world: Path) -> None:
+    data = tarball(*THREE)
+    cut = members_at(data)["a"][0] + 512 + 300  # inside a's 700 bytes
+    bad = layer(world, data[:cut], how="tar")
+    with pytest.raises(UserError, match=r"truncated archive at entry 'a' \(byte \d+") as err:
+        flatten([bad], world / "root")
+    assert bad.digest in err.value.message
+
+
+def test_a_layer_cut_inside_a_header_is_refused(world: Path) -> None:
+    data = tarball(*THREE)
+    at = members_at(data)["c"][0]
+    bad = layer(world, data[: at + 100], how="tar")
+    with pytest.raises(UserError, match=f"at byte {at} ") as err:
+        flatten([bad], world / "root")
+    assert bad.digest in err.value.message
+
+
+def test_data_after_the_end_of_archive_is_refused(world: Path) -> None:
+    data = tarball(*THREE)
+    bad = layer(world, data + b"\0" * 1024 + b"trailing garbage", how="gzip")
+    with pytest.raises(UserError) as err:
+        flatten([bad], world / "root")
+    assert f"byte {len(data) + 1024} " in err.value.message
+    assert "data after the end-of-archive marker" in err.value.message
+
+
+def test_one_zero_block_is_not_an_end_of_archive(world: Path) -> None:
+    data = tarball(*THREE)
+    end = members_at(data)["c"][1]
+    bad = layer(world, data[: end + 512], how="tar")
+    with pytest.raises(UserError, match=f"at byte {end} .*one of the two zero blocks"):
+        flatten([bad], world / "root")
+
+
+@pytest.mark.parametrize("ending", ["record padding", "two zero blocks", "none"])
+def test_archives_that_end_as_tar_writers_end_them_are_applied(world: Path, ending: str) -> None:
+    data = tarball(*THREE)
+    end = members_at(data)["c"][1]
+    cut = {"record padding": len(data), "two zero blocks": end + 1024, "none": end}[ending]
+    root = apply(world, data[:cut])
+    assert (root / "a").read_bytes() == b"a" * 700
+    assert (root / "c").read_bytes() == b"c" * 10

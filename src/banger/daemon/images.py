@@ -1,12 +1,20 @@
-"""Images: built from the catalog, pulled from registries, registered from a file."""
+"""Images: built from the catalog, pulled from registries, promoted from a VM, registered.
+
+Each is a source of ``banger.image.pipeline``; this service picks the source,
+runs it in the pipeline's staging directory and finishes it there.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from banger.api.models import Image, ImagePromote, ImagePull, ImageRegister
 from banger.daemon.context import Context
@@ -14,6 +22,9 @@ from banger.daemon.kernels import KernelService
 from banger.daemon.operations import Progress, now_iso
 from banger.errors import Conflict, UserError
 from banger.units import format_size, parse_size
+
+if TYPE_CHECKING:
+    from banger.image.pipeline import Finished, MadeTree, Staging
 
 log = logging.getLogger("banger.daemon")
 
@@ -43,6 +54,8 @@ class ImageService:
     def __init__(self, ctx: Context, kernels: KernelService) -> None:
         self.ctx = ctx
         self.kernels = kernels
+        self._lock = threading.Lock()
+        self._in_progress: set[str] = set()
 
     def _check_free(self, name: str) -> None:
         check_image_name(name)
@@ -77,106 +90,110 @@ class ImageService:
         return kernel
 
     def pull(self, req: ImagePull, progress: Progress) -> Image:
+        """A catalog name or an OCI reference: pick the source, run it, finish."""
         from banger.image import catalog
+        from banger.image.pipeline import staging
 
         name = req.name or req.ref
         kernel = self._kernel_for(req.kernel, progress)
-        dest = self.ctx.settings.images_dir / name
-        if dest.exists():
-            shutil.rmtree(dest)  # left by a daemon that died mid-pull; never registered
-        if req.ref in catalog.names():
-            image = self._build_catalog(req.ref, name, kernel, dest, progress)
-        else:
-            image = self._pull_oci(req, name, kernel, dest, progress)
-        return self._register_built(image, dest)
+        with self._making(name), staging(self.ctx.settings.images_dir / name) as stage:
+            if req.ref in catalog.names():
+                made = self._catalog_tree(req.ref, name, stage.tree, progress)
+            else:
+                made = self._oci_tree(req.ref, stage.tree, progress)
+            return self._finish(stage, made, name, kernel, req.size, progress)
 
-    def _build_catalog(
-        self, ref: str, name: str, kernel: str, dest: Path, progress: Progress
-    ) -> Image:
+    def _catalog_tree(self, ref: str, name: str, tree: Path, progress: Progress) -> MadeTree:
         from banger.image import catalog
-        from banger.image.debian import build_debian_image
+        from banger.image.debian import build_debian_tree
         from banger.image.mirror import debian_mirror
+        from banger.image.pipeline import MadeTree
 
         entry = catalog.lookup(ref)
         mirror = debian_mirror(self.ctx.settings.debian_mirror)
-        from banger.guest.agent import AgentConfig, inject_agent
-        from banger.guest.bundle import build_agent_bundle
-
-        def add_agent(tree: Path) -> None:
-            # The image has systemd and sshd of its own; the agent is there for
-            # what banger asks of every guest (a poweroff that always works).
-            bundle = build_agent_bundle(self.ctx.settings.cache_dir / "agent", progress.info)
-            inject_agent(tree, bundle, AgentConfig())
-
         progress.stage("build", f"building {name} ({entry.description})")
-        info = build_debian_image(
-            dest, suite=entry.suite, mirror=mirror, progress=progress.info, prepare=add_agent
-        )
-        return Image(
-            name=name,
-            kernel=kernel,
-            rootfs=str(info.rootfs),
-            size_bytes=info.size_bytes,
-            source=f"catalog:{ref}",
-            work_seed=str(info.work_seed),
-            created_at=now_iso(),
-        )
+        build_debian_tree(tree, suite=entry.suite, mirror=mirror, progress=progress.info)
+        # The image has systemd and sshd of its own; the agent is there for
+        # what banger asks of every guest (a poweroff that always works).
+        return MadeTree(source=f"catalog:{ref}")
 
-    def _pull_oci(
-        self, req: ImagePull, name: str, kernel: str, dest: Path, progress: Progress
-    ) -> Image:
-        from banger.image.build import build_oci_image
+    def _oci_tree(self, ref: str, tree: Path, progress: Progress) -> MadeTree:
+        from banger.image.ocitree import pull_oci_tree
 
-        progress.stage("pull", f"pulling {req.ref}")
-        built = build_oci_image(
-            req.ref,
-            dest,
+        progress.stage("pull", f"pulling {ref}")
+        return pull_oci_tree(
+            ref,
+            tree,
             cache_dir=self.ctx.settings.cache_dir,
-            size_bytes=parse_size(req.size) if req.size else None,
             insecure_registries=self.ctx.settings.insecure_registries,
             progress=progress.info,
             layer_progress=LayerReporter(progress),
         )
-        return Image(
-            name=name,
-            kernel=kernel,
-            rootfs=str(built.rootfs),
-            size_bytes=built.size_bytes,
-            source=built.source,
-            work_seed=str(built.work_seed),
-            init=built.init or "",
-            config=built.config,
-            created_at=now_iso(),
+
+    def _finish(
+        self,
+        stage: Staging,
+        made: MadeTree,
+        name: str,
+        kernel: str,
+        size: str | None,
+        progress: Progress,
+    ) -> Image:
+        """The pipeline's finishing stage, registering the image in the store."""
+        from banger.guest.bundle import build_agent_bundle
+        from banger.image.pipeline import finish
+
+        return finish(
+            stage,
+            made,
+            bundle=lambda: build_agent_bundle(self.ctx.settings.cache_dir / "agent", progress.info),
+            size_bytes=parse_size(size) if size else None,
+            progress=progress.info,
+            register=lambda done: self._record(name, kernel, done),
         )
 
-    def register(self, req: ImageRegister) -> Image:
-        """Adopt an ext4 root filesystem that already exists on the host (not copied)."""
-        self._check_free(req.name)
-        rootfs = Path(req.rootfs)
-        if not rootfs.is_absolute() or not rootfs.is_file():
-            raise UserError(
-                f"{req.rootfs!r} is not a file", hint="pass the absolute path of an ext4 image"
-            )
-        with rootfs.open("rb") as disk:
-            disk.seek(1024 + 56)
-            if disk.read(2) != b"\x53\xef":
-                raise UserError(
-                    f"{rootfs} is not an ext2/3/4 filesystem",
-                    hint="make one with `mkfs.ext4 -d DIR FILE SIZE`",
-                )
-        kernel = req.kernel or self.ctx.default_kernel
-        self.ctx.store.get_kernel(kernel)
+    def _record(self, name: str, kernel: str, done: Finished) -> Image:
         image = Image(
-            name=req.name,
+            name=name,
             kernel=kernel,
-            rootfs=str(rootfs),
-            size_bytes=rootfs.stat().st_size,
-            source=f"file:{rootfs}",
-            init=req.init or "",
+            rootfs=str(done.rootfs),
+            size_bytes=done.size_bytes,
+            source=done.source,
+            work_seed=str(done.work_seed) if done.work_seed is not None else "",
+            init=done.init or "",
+            config=done.config,
             created_at=now_iso(),
         )
         self.ctx.store.add_image(image)
         return image
+
+    @contextlib.contextmanager
+    def _making(self, name: str) -> Iterator[None]:
+        """Hold ``name`` while an image of that name is made, so two makes never share a dir."""
+        with self._lock:
+            if name in self._in_progress:
+                raise Conflict(
+                    f"an image named {name!r} is already being made",
+                    hint="wait for that operation (`banger image list` shows it when done),"
+                    " or pass another --name",
+                )
+            self._check_free(name)
+            self._in_progress.add(name)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_progress.discard(name)
+
+    def register(self, req: ImageRegister) -> Image:
+        """Adopt an ext4 root filesystem that already exists on the host (not copied)."""
+        from banger.image.pipeline import adopt_disk
+
+        self._check_free(req.name)
+        disk = adopt_disk(Path(req.rootfs), init=req.init or "")
+        kernel = req.kernel or self.ctx.default_kernel
+        self.ctx.store.get_kernel(kernel)
+        return self._record(req.name, kernel, disk)
 
     def check_promote(self, req: ImagePromote) -> Image:
         """The image the VM was made from; the VM must run (its guest makes the copy)."""
@@ -192,9 +209,11 @@ class ImageService:
         return self.ctx.store.get_image(vm.image)
 
     def promote(self, req: ImagePromote, progress: Progress) -> Image:
+        """A running VM's filesystem: the guest tars itself out, then the pipeline finishes."""
         from banger.daemon.runtime import host_public_key
         from banger.guest.ssh import capture_from_guest
-        from banger.image.promote import promote_from_guest
+        from banger.image.pipeline import MadeTree, agent_config_of, staging
+        from banger.image.promote import promote_tree
 
         base = self.check_promote(req)
         vm = self.ctx.store.get_vm(req.vm)
@@ -204,37 +223,14 @@ class ImageService:
             result = capture_from_guest(vm.ip, key, host_public_key(vm), command, out)
             return result.exit_status
 
-        progress.stage("copy", f"copying {vm.name}'s filesystem into image {req.name}")
-        dest = self.ctx.settings.images_dir / req.name
-        if dest.exists():
-            shutil.rmtree(dest)
-        promoted = promote_from_guest(
-            capture,
-            dest,
-            size_bytes=parse_size(req.size) if req.size else None,
-            progress=progress.info,
-        )
-        image = Image(
-            name=req.name,
-            kernel=base.kernel,
-            rootfs=str(promoted.rootfs),
-            size_bytes=promoted.size_bytes,
-            source=f"vm:{vm.name}",
-            work_seed=str(promoted.work_seed),
-            init=base.init,
-            config=base.config,
-            created_at=now_iso(),
-        )
-        return self._register_built(image, dest)
-
-    def _register_built(self, image: Image, dest: Path) -> Image:
-        """Record an image banger just made in ``dest``; remove ``dest`` if that fails."""
-        try:
-            self.ctx.store.add_image(image)
-        except Exception:
-            shutil.rmtree(dest, ignore_errors=True)
-            raise
-        return image
+        with self._making(req.name), staging(self.ctx.settings.images_dir / req.name) as stage:
+            progress.stage("copy", f"copying {vm.name}'s filesystem into image {req.name}")
+            archive = stage.scratch("root.tar")
+            promote_tree(capture, stage.tree, archive=archive, progress=progress.info)
+            made = MadeTree(
+                source=f"vm:{vm.name}", agent=agent_config_of(base.config), config=base.config
+            )
+            return self._finish(stage, made, req.name, base.kernel, req.size, progress)
 
     def delete(self, name: str) -> Image:
         image = self.ctx.store.get_image(name)

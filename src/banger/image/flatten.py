@@ -7,41 +7,46 @@ component at a time relative to an open directory, with symlinks followed
 only the way a chroot would (a target that climbs above the root is an
 error). Files are created with ``O_NOFOLLOW|O_EXCL`` after whatever was at
 their name is removed, so nothing is ever written through a link.
+
+Absolute entry names and writes through a symlink to ``/`` (or to any
+absolute target) are contained, not refused: they land inside the image, as
+with umoci, because that is what the image would see once it boots.
+
+A layer must read to its end: the tar stream ends with the two zero blocks
+tar writers put there (any padding after them all zeros), or exactly at a
+block boundary after its last member. Python's ``tarfile`` silently stops at
+a bad header, which would register an image with the rest of the layer
+missing; here such a layer is refused, naming the blob and the byte offset.
+
+This module reads the layers (decompression, digest check, the tar stream);
+``banger.image.layertree`` writes each entry into the tree.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import errno
 import gzip
 import hashlib
 import logging
-import os
-import shutil
-import stat
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO
 
 from banger import proc
 from banger.errors import BangerError, HostError, UserError
+from banger.image.layertree import BadEntry, Tree
 
 log = logging.getLogger("banger.image")
 
-WHITEOUT = ".wh."
-OPAQUE = ".wh..wh..opq"
+__all__ = ["Layer", "Tree", "apply_layer", "flatten"]
+
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_MAX_LINKS = 40
-_FD_CACHE = 256
 _CHUNK = 1 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -50,10 +55,6 @@ class Layer:
     path: Path
     size: int
     media_type: str = ""
-
-
-class _Bad(Exception):
-    """An entry the layer must not contain; becomes a UserError naming blob and entry."""
 
 
 class _HashingReader:
@@ -75,393 +76,128 @@ class _HashingReader:
             pass
 
 
-def _clean(name: str) -> list[str]:
-    if "\0" in name:
-        raise _Bad("the name contains a NUL byte")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise _Bad("the name contains '..'")
-    return parts
-
-
-def _mtime_ns(member: tarfile.TarInfo) -> int:
-    raw = member.pax_headers.get("mtime")
-    if raw is not None:
-        with contextlib.suppress(InvalidOperation):
-            return int(Decimal(raw) * 1_000_000_000)
-    return int(member.mtime) * 1_000_000_000
-
-
-def _xattrs(member: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
-    for key, value in member.pax_headers.items():
-        if key.startswith("SCHILY.xattr."):
-            yield key[len("SCHILY.xattr.") :], value.encode("utf-8", "surrogateescape")
-        elif key.startswith("LIBARCHIVE.xattr."):
-            with contextlib.suppress(ValueError):
-                yield key[len("LIBARCHIVE.xattr.") :], base64.b64decode(value + "==")
-
-
-class Tree:
-    """The directory being built; keeps state that spans layers (directory times)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root_fd = os.open(root, _DIR_FLAGS)
-        self.is_root = os.geteuid() == 0
-        self._fds: dict[tuple[str, ...], int] = {}
-        self._stale: list[int] = []
-        self._dirs: dict[str, tuple[int, int]] = {}
-        self._touched: set[str] = set()
-
-    def close(self) -> None:
-        self._invalidate()
-        self._close_stale()
-        os.close(self.root_fd)
-
-    # -- resolving parents --------------------------------------------------
-
-    def _invalidate(self) -> None:
-        # Callers may still hold a cached fd during this entry; close it afterwards.
-        self._stale.extend(self._fds.values())
-        self._fds.clear()
-
-    def _close_stale(self) -> None:
-        for fd in self._stale:
-            os.close(fd)
-        self._stale.clear()
-
-    def _open_path(self, parts: Sequence[str]) -> int:
-        fd = os.dup(self.root_fd)
-        for name in parts:
-            nxt = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-        return fd
-
-    def parent(self, parts: Sequence[str], *, create: bool) -> int | None:
-        """An fd (owned by the cache) for the directory at ``parts``, or None if missing."""
-        key = tuple(parts)
-        if key in self._fds:
-            return self._fds[key]
-        fd = self._resolve(parts, create)
-        if fd is None:
-            return None
-        if len(self._fds) >= _FD_CACHE:
-            self._invalidate()
-        self._fds[key] = fd
-        return fd
-
-    def _resolve(self, parts: Sequence[str], create: bool) -> int | None:
-        pending = list(reversed(parts))
-        resolved: list[str] = []
-        fd = os.dup(self.root_fd)
-        links = 0
-        try:
-            while pending:
-                name = pending.pop()
-                if name in ("", "."):
-                    continue
-                if name == "..":
-                    if not resolved:
-                        raise _Bad("a symlink in its path leads outside the image root")
-                    resolved.pop()
-                    os.close(fd)
-                    fd = self._open_path(resolved)
-                    continue
-                try:
-                    st = os.lstat(name, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        os.close(fd)
-                        return None
-                    os.mkdir(name, 0o755, dir_fd=fd)
-                    st = os.lstat(name, dir_fd=fd)
-                if stat.S_ISLNK(st.st_mode):
-                    links += 1
-                    if links > _MAX_LINKS:
-                        raise _Bad("too many levels of symlinks in its path")
-                    target = os.readlink(name, dir_fd=fd)
-                    if target.startswith("/"):
-                        resolved = []
-                        os.close(fd)
-                        fd = os.dup(self.root_fd)
-                    pending.extend(reversed(target.split("/")))
-                    continue
-                if not stat.S_ISDIR(st.st_mode):
-                    raise _Bad(f"its parent {'/'.join([*resolved, name])!r} is not a directory")
-                nxt = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = nxt
-                resolved.append(name)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-    # -- removing -----------------------------------------------------------
-
-    def _remove(self, parent: int, name: str, path: str) -> None:
-        try:
-            st = os.lstat(name, dir_fd=parent)
-        except FileNotFoundError:
+def apply_layer(tree: Tree, layer: Layer) -> None:
+    """Apply one layer blob (plain, gzip or zstd tar) to ``tree``, checking its digest."""
+    tree.begin_layer()
+    with open(layer.path, "rb") as raw:
+        magic = raw.read(4)
+        raw.seek(0)
+        if magic.startswith(_ZSTD_MAGIC):
+            _apply_zstd(tree, layer, raw)
             return
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=parent)
-        else:
-            os.unlink(name, dir_fd=parent)
-        if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
-            self._invalidate()
-            prefix = path + "/"
-            for key in [k for k in self._dirs if k == path or k.startswith(prefix)]:
-                del self._dirs[key]
-
-    def _whiteout(self, parts: list[str]) -> None:
-        base = parts[-1]
-        name = base[len(WHITEOUT) :]
-        if name in ("", ".", ".."):
-            raise _Bad("the whiteout names a path outside its directory")
-        parent = self.parent(parts[:-1], create=False)
-        if parent is None or (base != OPAQUE and base.startswith(WHITEOUT + WHITEOUT)):
-            return  # nothing below to hide, or aufs bookkeeping (.wh..wh.plnk)
-        prefix = "/".join(parts[:-1])
-        if base == OPAQUE:
-            self._clear_lower(parent, prefix)
-            return
-        self._remove(parent, name, f"{prefix}/{name}" if prefix else name)
-
-    def _clear_lower(self, dirfd: int, prefix: str) -> None:
-        # An opaque marker hides what lower layers put here, not this layer's entries.
-        for child in os.listdir(dirfd):
-            path = f"{prefix}/{child}" if prefix else child
-            if path not in self._touched:
-                self._remove(dirfd, child, path)
-            elif stat.S_ISDIR(os.lstat(child, dir_fd=dirfd).st_mode):
-                sub = os.open(child, _DIR_FLAGS, dir_fd=dirfd)
-                try:
-                    self._clear_lower(sub, path)
-                finally:
-                    os.close(sub)
-
-    # -- creating -----------------------------------------------------------
-
-    def entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        parts = _clean(member.name)
-        if "\0" in member.linkname:
-            raise _Bad("the link target contains a NUL byte")
-        if parts and parts[-1].startswith(WHITEOUT):
-            self._whiteout(parts)
-            return
-        for i in range(1, len(parts) + 1):
-            self._touched.add("/".join(parts[:i]))
-        if not parts:
-            if member.isdir():
-                self._dir_meta(self.root_fd, member, "")
-            return
-        parent = self.parent(parts[:-1], create=True)
-        assert parent is not None
-        name, path = parts[-1], "/".join(parts)
-        if member.isdir():
-            self._mkdir(parent, name, path, member)
-        elif member.isreg():
-            self._file(tar, parent, name, path, member)
-        elif member.islnk():
-            self._hardlink(parent, name, path, member)
-        elif member.issym():
-            self._remove(parent, name, path)
-            os.symlink(member.linkname, name, dir_fd=parent)
-            self._meta_at(parent, name, member, chmod=False)
-        elif member.ischr() or member.isblk() or member.isfifo():
-            self._special(parent, name, path, member)
-        else:
-            raise _Bad(f"unsupported tar entry type {member.type!r}")
-
-    def _mkdir(self, parent: int, name: str, path: str, member: tarfile.TarInfo) -> None:
-        try:
-            st = os.lstat(name, dir_fd=parent)
-            exists = stat.S_ISDIR(st.st_mode)
-        except FileNotFoundError:
-            exists = False
-        if not exists:
-            self._remove(parent, name, path)
-            os.mkdir(name, 0o700, dir_fd=parent)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
-        try:
-            self._dir_meta(fd, member, path)
-        finally:
-            os.close(fd)
-
-    def _dir_meta(self, fd: int, member: tarfile.TarInfo, path: str) -> None:
-        if self.is_root:
-            os.fchown(fd, member.uid, member.gid)
-        # Writable by us until the end, when the real mode and time are set.
-        os.fchmod(fd, member.mode | (0 if self.is_root else 0o700))
-        self._set_xattrs(fd, member)
-        self._dirs[path] = (member.mode, _mtime_ns(member))
-
-    def _file(
-        self, tar: tarfile.TarFile, parent: int, name: str, path: str, member: tarfile.TarInfo
-    ) -> None:
-        self._remove(parent, name, path)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, 0o600, dir_fd=parent)
-        with open(fd, "wb", buffering=0) as out:
-            src = tar.extractfile(member)
-            if src is not None:
-                shutil.copyfileobj(src, out, _CHUNK)
-            if self.is_root:
-                os.fchown(fd, member.uid, member.gid)
-            os.fchmod(fd, member.mode)
-            self._set_xattrs(fd, member)
-            mtime = _mtime_ns(member)
-            os.utime(fd, ns=(mtime, mtime))
-
-    def _hardlink(self, parent: int, name: str, path: str, member: tarfile.TarInfo) -> None:
-        try:
-            target = _clean(member.linkname)
-        except _Bad as exc:
-            raise _Bad(f"hard link target {member.linkname!r}: {exc}") from None
-        tparent = self.parent(target[:-1], create=False) if target else None
-        if tparent is None:
-            raise _Bad(f"hard link target {member.linkname!r} does not exist in the image")
-        try:
-            st = os.lstat(target[-1], dir_fd=tparent)
-        except FileNotFoundError:
-            raise _Bad(
-                f"hard link target {member.linkname!r} does not exist in the image"
-            ) from None
-        if stat.S_ISDIR(st.st_mode):
-            raise _Bad(f"hard link target {member.linkname!r} is a directory")
-        if "/".join(target) == path:
-            return
-        self._remove(parent, name, path)
-        os.link(target[-1], name, src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)
-
-    def _special(self, parent: int, name: str, path: str, member: tarfile.TarInfo) -> None:
-        self._remove(parent, name, path)
-        if member.isfifo():
-            os.mkfifo(name, 0o600, dir_fd=parent)
-        elif not self.is_root:
-            log.warning("skipping device node %s: creating devices needs root", path)
-            return
-        else:
-            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-            dev = os.makedev(member.devmajor, member.devminor)
-            os.mknod(name, kind | 0o600, dev, dir_fd=parent)
-        self._meta_at(parent, name, member, chmod=True)
-
-    def _meta_at(self, parent: int, name: str, member: tarfile.TarInfo, *, chmod: bool) -> None:
-        """Ownership, mode, xattrs and time of a node we must not open (link, fifo, device)."""
-        if self.is_root:
-            os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
-        if chmod:  # the node was just made by mknod/mkfifo here, so it is no symlink
-            os.chmod(name, member.mode, dir_fd=parent)
-        self._set_xattrs(f"/proc/self/fd/{parent}/{name}", member)
-        mtime = _mtime_ns(member)
-        os.utime(name, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
-
-    def _set_xattrs(self, target: int | str, member: tarfile.TarInfo) -> None:
-        for key, value in _xattrs(member):
-            try:
-                if isinstance(target, int):
-                    os.setxattr(target, key, value)
-                else:
-                    os.setxattr(target, key, value, follow_symlinks=False)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EACCES):
-                    raise
-                log.warning("cannot set xattr %s on %s: %s", key, member.name, exc.strerror)
-
-    # -- layers -------------------------------------------------------------
-
-    def apply(self, layer: Layer) -> None:
-        self._touched = set()
-        with open(layer.path, "rb") as raw:
-            magic = raw.read(4)
-            raw.seek(0)
-            if magic.startswith(_ZSTD_MAGIC):
-                self._apply_zstd(layer, raw)
-                return
-            reader = _HashingReader(raw)
-            stream: IO[bytes] | _HashingReader = reader
-            if magic.startswith(_GZIP_MAGIC):
-                stream = gzip.GzipFile(fileobj=reader, mode="rb")  # type: ignore[call-overload]
-            self._apply_tar(layer, stream)
-            reader.drain()
-        _verify(layer, f"sha256:{reader.sha.hexdigest()}", reader.size)
-
-    def _apply_zstd(self, layer: Layer, raw: IO[bytes]) -> None:
-        # Python 3.11 has no zstd; the zstd tool decompresses to a scratch file.
         reader = _HashingReader(raw)
+        stream: IO[bytes] | _HashingReader = reader
+        if magic.startswith(_GZIP_MAGIC):
+            stream = gzip.GzipFile(fileobj=reader, mode="rb")  # type: ignore[call-overload]
+        _apply_tar(tree, layer, stream)
         reader.drain()
-        _verify(layer, f"sha256:{reader.sha.hexdigest()}", reader.size)
-        with tempfile.NamedTemporaryFile(dir=layer.path.parent, prefix=".tmp-zstd-") as tmp:
-            try:
-                proc.run(["zstd", "-d", "-q", "-f", "-o", tmp.name, layer.path])
-            except HostError as exc:
-                raise UserError(
-                    f"layer {layer.digest}: zstd could not decompress it: {exc.message}",
-                    hint="the layer is corrupt; pull again or report it to the image's owner",
-                ) from exc
-            with open(tmp.name, "rb") as plain:
-                self._apply_tar(layer, plain)
+    _verify(layer, f"sha256:{reader.sha.hexdigest()}", reader.size)
 
-    def _apply_tar(self, layer: Layer, stream: IO[bytes] | _HashingReader) -> None:
-        name = "(archive header)"
+
+def _apply_zstd(tree: Tree, layer: Layer, raw: IO[bytes]) -> None:
+    # Python 3.11 has no zstd; the zstd tool decompresses to a scratch file.
+    reader = _HashingReader(raw)
+    reader.drain()
+    _verify(layer, f"sha256:{reader.sha.hexdigest()}", reader.size)
+    with tempfile.NamedTemporaryFile(dir=layer.path.parent, prefix=".tmp-zstd-") as tmp:
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    name = member.name
-                    try:
-                        self.entry(tar, member)
-                    finally:
-                        self._close_stale()
-                name = "(end of archive)"
-                while stream.read(_CHUNK):
-                    pass
-        except _Bad as exc:
+            proc.run(["zstd", "-d", "-q", "-f", "-o", tmp.name, layer.path])
+        except HostError as exc:
             raise UserError(
-                f"layer {layer.digest}: entry {name!r} refused: {exc}",
-                hint="the image is malformed or hostile; nothing was written outside its tree",
-            ) from None
-        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise UserError(
-                f"layer {layer.digest}: corrupt or truncated archive at entry {name!r}: {exc}",
-                hint="pull again; if it persists the image itself is broken",
-            ) from None
-        except BangerError:
-            raise
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise HostError(
-                    f"disk full while writing entry {name!r} of layer {layer.digest}",
-                    hint="free space where banger keeps images, then pull again",
-                ) from exc
-            raise HostError(
-                f"layer {layer.digest}: cannot write entry {name!r}: {exc.strerror or exc}"
+                f"layer {layer.digest}: zstd could not decompress it: {exc.message}",
+                hint="the layer is corrupt; pull again or report it to the image's owner",
             ) from exc
+        with open(tmp.name, "rb") as plain:
+            _apply_tar(tree, layer, plain)
 
-    def finish(self) -> None:
-        """Directory modes and times last: writing into a directory changes its mtime."""
-        for path in sorted(self._dirs, key=lambda p: p.count("/"), reverse=True):
-            mode, mtime = self._dirs[path]
-            parts = path.split("/") if path else []
-            try:
-                fd = self._dir_fd(parts)
-            except (_Bad, NotADirectoryError, FileNotFoundError, OSError):
-                continue
-            try:
-                os.fchmod(fd, mode)
-                os.utime(fd, ns=(mtime, mtime))
-            finally:
-                os.close(fd)
-        self._close_stale()
 
-    def _dir_fd(self, parts: list[str]) -> int:
-        if not parts:
-            return os.dup(self.root_fd)
-        parent = self.parent(parts[:-1], create=False)
-        if parent is None:
-            raise FileNotFoundError(parts[-1])
-        return os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
+class _BadEnd(Exception):
+    """The tar stream stops somewhere other than a clean end of archive."""
+
+    def __init__(self, offset: int, why: str) -> None:
+        super().__init__(why)
+        self.offset = offset
+        self.why = why
+
+
+# tarfile ends its iteration quietly on these; only they may close an archive.
+_QUIET_ENDS = ("EOFHeaderError", "EmptyHeaderError")
+
+
+class _StrictInfo(tarfile.TarInfo):
+    """Headers that do not read are errors, not a silent end of the archive."""
+
+    @classmethod
+    def fromtarfile(cls, tar: tarfile.TarFile) -> _StrictInfo:
+        try:
+            return super().fromtarfile(tar)
+        except _BadEnd:
+            raise
+        except tarfile.TarError as exc:
+            if type(exc).__name__ in _QUIET_ENDS:
+                raise  # a zero block or EOF: checked once iteration has stopped
+            raise _BadEnd(tar.offset, f"the header there does not read ({exc})") from None
+
+
+def _check_end(tar: tarfile.TarFile) -> None:
+    """After the last member: EOF right there, or two zero blocks and only zeros after."""
+    end = tar.offset
+    stream = tar.fileobj
+    if stream.tell() == end:
+        return  # a clean EOF at the block boundary after the last member
+    seen = tarfile.BLOCKSIZE  # tarfile read one zero block
+    while chunk := stream.read(_CHUNK):
+        junk = len(chunk) - len(chunk.lstrip(b"\0"))
+        if junk < len(chunk):
+            raise _BadEnd(end + seen + junk, "there is data after the end-of-archive marker")
+        seen += len(chunk)
+    if seen < 2 * tarfile.BLOCKSIZE:
+        raise _BadEnd(end, "the archive stops after one of the two zero blocks that end it")
+
+
+def _apply_tar(tree: Tree, layer: Layer, stream: IO[bytes] | _HashingReader) -> None:
+    name = "(archive header)"
+    tar: tarfile.TarFile | None = None
+    try:
+        with tarfile.open(  # type: ignore[call-overload]
+            fileobj=stream, mode="r|", tarinfo=_StrictInfo
+        ) as tar:
+            for member in tar:
+                name = member.name
+                tree.entry(tar, member)
+            name = "(end of archive)"
+            _check_end(tar)
+        while stream.read(_CHUNK):  # a compressed stream checks its own end here
+            pass
+    except _BadEnd as exc:
+        raise UserError(
+            f"layer {layer.digest}: the archive does not end cleanly at byte {exc.offset}"
+            f" of its tar stream: {exc.why}",
+            hint="the layer is truncated or damaged and was not used; pull again, and if it"
+            " persists the image itself is broken",
+        ) from None
+    except BadEntry as exc:
+        raise UserError(
+            f"layer {layer.digest}: entry {name!r} refused: {exc}",
+            hint="the image is malformed or hostile; nothing was written outside its tree",
+        ) from None
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        where = f" (byte {tar.fileobj.tell()} of its tar stream)" if tar is not None else ""
+        raise UserError(
+            f"layer {layer.digest}: corrupt or truncated archive at entry {name!r}{where}: {exc}",
+            hint="pull again; if it persists the image itself is broken",
+        ) from None
+    except BangerError:
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HostError(
+                f"disk full while writing entry {name!r} of layer {layer.digest}",
+                hint="free space where banger keeps images, then pull again",
+            ) from exc
+        raise HostError(
+            f"layer {layer.digest}: cannot write entry {name!r}: {exc.strerror or exc}"
+        ) from exc
 
 
 def _verify(layer: Layer, digest: str, size: int) -> None:
@@ -485,7 +221,7 @@ def flatten(
         for i, layer in enumerate(layers):
             if on_layer is not None:
                 on_layer(i, layer)
-            tree.apply(layer)
+            apply_layer(tree, layer)
         tree.finish()
     finally:
         tree.close()

@@ -20,7 +20,7 @@ import httpx
 
 from banger.errors import UserError
 from banger.image.blobcache import BlobCache, cache_prune, short
-from banger.image.flatten import Layer, Tree
+from banger.image.flatten import Layer, Tree, apply_layer
 from banger.image.reference import Reference, is_digest, parse_reference
 from banger.image.registry import (
     INDEX_TYPES,
@@ -149,7 +149,7 @@ async def _fetch_and_apply(
         for i, (task, (digest, size, media_type)) in enumerate(zip(tasks, layers, strict=True)):
             path = await task
             progress(f"applying layer {i + 1}/{len(layers)} {short(digest)}")
-            await asyncio.to_thread(tree.apply, Layer(digest, path, size, media_type))
+            await asyncio.to_thread(apply_layer, tree, Layer(digest, path, size, media_type))
         await asyncio.to_thread(tree.finish)
     finally:
         for task in tasks:
