@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 
 from banger.api.models import ImagePull, ImageRegister
-from banger.daemon.context import Context
 from banger.daemon.images import ImageService
 from banger.daemon.kernels import KernelService
 from banger.daemon.operations import Progress
 from banger.errors import Conflict, UserError
 from banger.guest import bundle as bundle_module
 from banger.image import debian
-from banger.vmm.accel import AccelChoice
+from tests.unit.fakes import FakeVmm
 from tests.unit.test_agent import fake_bundle
 from tests.unit.test_image_build import FAKE_DEBOOTSTRAP
 
@@ -48,10 +47,13 @@ def images(settings, store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     agent_bundle = fake_bundle(tmp_path / "bundle")
     monkeypatch.setattr(bundle_module, "build_agent_bundle", lambda *a, **k: agent_bundle)
     settings = dataclasses.replace(settings, debian_mirror="http://mirror.example/debian")
-    ctx = Context(
-        settings=settings, store=store, vmm=None, accel=AccelChoice("tcg", "t"), tsc_khz=None
-    )  # type: ignore[arg-type]
-    return ImageService(ctx, KernelService(ctx))
+    return ImageService(
+        settings=settings,
+        store=store,
+        kernels=KernelService(settings, store),
+        vmm=FakeVmm(),
+        user_key=tmp_path / "id_ed25519",
+    )
 
 
 @needs_mkfs
@@ -59,12 +61,12 @@ def test_a_catalog_pull_goes_through_the_pipeline_into_the_store(images: ImageSe
     progress = Quiet()
     image = images.pull(ImagePull(ref="debian-bookworm", name="deb", kernel="k"), progress)
     assert progress.stages == ["build"]
-    assert images.ctx.store.get_image("deb") == image
+    assert images.store.get_image("deb") == image
     assert image.source == "catalog:debian-bookworm"
     assert image.config == {"agent": "init"}  # the fake tree has no init of its own
     assert Path(image.rootfs).stat().st_size == 1 << 30
     assert Path(image.work_seed).is_dir()
-    assert sorted(p.name for p in images.ctx.settings.images_dir.iterdir()) == ["deb"]
+    assert sorted(p.name for p in images.settings.images_dir.iterdir()) == ["deb"]
 
 
 @needs_mkfs
@@ -76,7 +78,7 @@ def test_a_name_taken_while_building_registers_nothing(
     def customize_and_race(tree: Path) -> None:
         real(tree)
         # Someone registers the same name while this build runs.
-        disk = images.ctx.settings.home / "other.ext4"
+        disk = images.settings.home / "other.ext4"
         with disk.open("wb") as handle:
             handle.truncate(16 << 20)
         subprocess.run(["mkfs.ext4", "-q", "-F", str(disk)], check=True)
@@ -85,8 +87,8 @@ def test_a_name_taken_while_building_registers_nothing(
     monkeypatch.setattr(debian, "customize_tree", customize_and_race)
     with pytest.raises(Conflict):
         images.pull(ImagePull(ref="debian-bookworm", name="deb", kernel="k"), Quiet())
-    assert images.ctx.store.get_image("deb").source.startswith("file:")
-    assert list(images.ctx.settings.images_dir.iterdir()) == []
+    assert images.store.get_image("deb").source.startswith("file:")
+    assert list(images.settings.images_dir.iterdir()) == []
 
 
 def test_two_makes_of_one_name_do_not_overlap(images: ImageService) -> None:
@@ -97,7 +99,7 @@ def test_two_makes_of_one_name_do_not_overlap(images: ImageService) -> None:
 def test_register_refuses_a_file_that_is_not_ext4(images: ImageService, tmp_path: Path) -> None:
     junk = tmp_path / "junk.img"
     junk.write_bytes(b"\0" * 4096)
-    before = images.ctx.store.list_images()
+    before = images.store.list_images()
     with pytest.raises(UserError, match="not an ext2/3/4"):
         images.register(ImageRegister(name="junk", rootfs=str(junk), kernel="k"))
-    assert images.ctx.store.list_images() == before
+    assert images.store.list_images() == before

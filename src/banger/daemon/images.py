@@ -17,16 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from banger.api.models import Image, ImagePromote, ImagePull, ImageRegister
-from banger.daemon.context import Context
+from banger.config import Settings
 from banger.daemon.kernels import KernelService
 from banger.daemon.operations import Progress, now_iso
 from banger.errors import Conflict, UserError
+from banger.store import Store
 from banger.units import format_size, parse_size
+from banger.vmm.base import Vmm
 
 if TYPE_CHECKING:
     from banger.image.pipeline import Finished, MadeTree, Staging
 
 log = logging.getLogger("banger.daemon")
+
+DEFAULT_KERNEL = "debian-bookworm-cloud"
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
@@ -51,15 +55,28 @@ def name_from_ref(ref: str) -> str:
 
 
 class ImageService:
-    def __init__(self, ctx: Context, kernels: KernelService) -> None:
-        self.ctx = ctx
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        kernels: KernelService,
+        vmm: Vmm,
+        user_key: Path,
+        default_kernel: str = DEFAULT_KERNEL,
+    ) -> None:
+        self.settings = settings
+        self.store = store
         self.kernels = kernels
+        self.vmm = vmm
+        self.user_key = user_key
+        self.default_kernel = default_kernel
         self._lock = threading.Lock()
         self._in_progress: set[str] = set()
 
     def _check_free(self, name: str) -> None:
         check_image_name(name)
-        if self.ctx.store.find_image(name):
+        if self.store.find_image(name):
             raise Conflict(
                 f"an image named {name!r} already exists",
                 hint=f"see it with `banger image show {name}`, or pass another --name",
@@ -77,14 +94,14 @@ class ImageService:
         if req.size is not None:
             parse_size(req.size, what="--size")
         if req.kernel is not None:
-            self.ctx.store.get_kernel(req.kernel)
+            self.store.get_kernel(req.kernel)
         return req.model_copy(update={"name": name})
 
     def _kernel_for(self, requested: str | None, progress: Progress) -> str:
-        kernel = requested or self.ctx.default_kernel
-        if self.ctx.store.find_kernel(kernel) is None:
+        kernel = requested or self.default_kernel
+        if self.store.find_kernel(kernel) is None:
             if requested is not None:
-                self.ctx.store.get_kernel(kernel)  # raises NotFound with its hint
+                self.store.get_kernel(kernel)  # raises NotFound with its hint
             progress.stage("kernel", f"the default kernel {kernel} is missing: pulling it")
             self.kernels.pull(kernel, progress)
         return kernel
@@ -96,7 +113,7 @@ class ImageService:
 
         name = req.name or req.ref
         kernel = self._kernel_for(req.kernel, progress)
-        with self._making(name), staging(self.ctx.settings.images_dir / name) as stage:
+        with self._making(name), staging(self.settings.images_dir / name) as stage:
             if req.ref in catalog.names():
                 made = self._catalog_tree(req.ref, name, stage.tree, progress)
             else:
@@ -110,7 +127,7 @@ class ImageService:
         from banger.image.pipeline import MadeTree
 
         entry = catalog.lookup(ref)
-        mirror = debian_mirror(self.ctx.settings.debian_mirror)
+        mirror = debian_mirror(self.settings.debian_mirror)
         progress.stage("build", f"building {name} ({entry.description})")
         build_debian_tree(tree, suite=entry.suite, mirror=mirror, progress=progress.info)
         # The image has systemd and sshd of its own; the agent is there for
@@ -124,8 +141,8 @@ class ImageService:
         return pull_oci_tree(
             ref,
             tree,
-            cache_dir=self.ctx.settings.cache_dir,
-            insecure_registries=self.ctx.settings.insecure_registries,
+            cache_dir=self.settings.cache_dir,
+            insecure_registries=self.settings.insecure_registries,
             progress=progress.info,
             layer_progress=LayerReporter(progress),
         )
@@ -146,7 +163,7 @@ class ImageService:
         return finish(
             stage,
             made,
-            bundle=lambda: build_agent_bundle(self.ctx.settings.cache_dir / "agent", progress.info),
+            bundle=lambda: build_agent_bundle(self.settings.cache_dir / "agent", progress.info),
             size_bytes=parse_size(size) if size else None,
             progress=progress.info,
             register=lambda done: self._record(name, kernel, done),
@@ -164,7 +181,7 @@ class ImageService:
             config=done.config,
             created_at=now_iso(),
         )
-        self.ctx.store.add_image(image)
+        self.store.add_image(image)
         return image
 
     @contextlib.contextmanager
@@ -191,8 +208,8 @@ class ImageService:
 
         self._check_free(req.name)
         disk = adopt_disk(Path(req.rootfs), init=req.init or "")
-        kernel = req.kernel or self.ctx.default_kernel
-        self.ctx.store.get_kernel(kernel)
+        kernel = req.kernel or self.default_kernel
+        self.store.get_kernel(kernel)
         return self._record(req.name, kernel, disk)
 
     def check_promote(self, req: ImagePromote) -> Image:
@@ -200,13 +217,13 @@ class ImageService:
         self._check_free(req.name)
         if req.size is not None:
             parse_size(req.size, what="--size")
-        vm = self.ctx.store.get_vm(req.vm)
-        if self.ctx.vmm.pid(Path(vm.dir)) is None:
+        vm = self.store.get_vm(req.vm)
+        if self.vmm.pid(Path(vm.dir)) is None:
             raise UserError(
                 f"VM {vm.name!r} is not running",
                 hint=f"start it with `banger vm start {vm.name}`: its guest copies itself out",
             )
-        return self.ctx.store.get_image(vm.image)
+        return self.store.get_image(vm.image)
 
     def promote(self, req: ImagePromote, progress: Progress) -> Image:
         """A running VM's filesystem: the guest tars itself out, then the pipeline finishes."""
@@ -216,14 +233,14 @@ class ImageService:
         from banger.image.promote import promote_tree
 
         base = self.check_promote(req)
-        vm = self.ctx.store.get_vm(req.vm)
-        key = self.ctx.user_key()
+        vm = self.store.get_vm(req.vm)
+        key = self.user_key
 
         def capture(command: str, out: Path) -> int:
             result = capture_from_guest(vm.ip, key, host_public_key(vm), command, out)
             return result.exit_status
 
-        with self._making(req.name), staging(self.ctx.settings.images_dir / req.name) as stage:
+        with self._making(req.name), staging(self.settings.images_dir / req.name) as stage:
             progress.stage("copy", f"copying {vm.name}'s filesystem into image {req.name}")
             archive = stage.scratch("root.tar")
             promote_tree(capture, stage.tree, archive=archive, progress=progress.info)
@@ -233,22 +250,22 @@ class ImageService:
             return self._finish(stage, made, req.name, base.kernel, req.size, progress)
 
     def delete(self, name: str) -> Image:
-        image = self.ctx.store.get_image(name)
-        users = self.ctx.store.vms_using_image(name)
+        image = self.store.get_image(name)
+        users = self.store.vms_using_image(name)
         if users:
             raise Conflict(
                 f"image {name!r} is used by VM(s) {', '.join(users)}",
                 hint="delete those VMs first",
             )
-        self.ctx.store.delete_image(name)
+        self.store.delete_image(name)
         if not image.source.startswith("file:"):
-            shutil.rmtree(self.ctx.settings.images_dir / name, ignore_errors=True)
+            shutil.rmtree(self.settings.images_dir / name, ignore_errors=True)
         return image
 
     def prune_cache(self, dry_run: bool) -> str:
         from banger.image.oci import cache_prune, prune_message
 
-        oci_cache = self.ctx.settings.cache_dir / "oci"
+        oci_cache = self.settings.cache_dir / "oci"
         freed, blobs = cache_prune(oci_cache, dry_run)
         return prune_message(freed, blobs, oci_cache, dry_run=dry_run)
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from banger.config import Settings
-from banger.daemon.context import Context
 from banger.daemon.images import ImageService
 from banger.daemon.inspect import Inspector
 from banger.daemon.kernels import KernelService
@@ -96,7 +95,6 @@ def wire(
         host=host or host_facts(vmm, accel),
         user_key=user_key,
     )
-    ctx = Context(settings=settings, store=store, vmm=vmm, user_key_path=user_key)
     kernels = KernelService(settings, store)
     return Services(
         settings=settings,
@@ -107,7 +105,9 @@ def wire(
         vms=vms,
         inspector=Inspector(vms),
         kernels=kernels,
-        images=ImageService(ctx, kernels),
+        images=ImageService(
+            settings=settings, store=store, kernels=kernels, vmm=vmm, user_key=user_key
+        ),
         ops=Operations(store),
         uid=uid,
     )
