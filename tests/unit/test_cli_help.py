@@ -46,21 +46,41 @@ def section(text: str, title: str) -> list[str]:
     return out
 
 
-def example_invocations(text: str) -> list[list[str]]:
-    """Each ``banger ...`` call in the Examples section, split as a shell would."""
+def banger_calls(command_line: str) -> list[list[str]]:
+    """Each ``banger ...`` call in a shell line, its arguments split as a shell would."""
     calls = []
-    for line in section(text, "Examples:"):
-        command = line.strip().partition("  # ")[0]
-        words = shlex.split(command, comments=False)
-        segment: list[str] = []
-        for word in [*words, "|"]:
-            if word in ("|", "&&", ";", ">"):
-                if segment and segment[0] == "banger":
-                    calls.append(segment[1:])
-                segment = [] if word != ">" else ["<redirect>"]
-            else:
-                segment.append(word)
+    segment: list[str] = []
+    for word in [*shlex.split(command_line.partition("  # ")[0]), "|"]:
+        if word in ("|", "&&", ";", ">"):
+            if segment and segment[0] == "banger":
+                calls.append(segment[1:])
+            segment = [] if word != ">" else ["<redirect>"]
+        else:
+            segment.append(word)
     return calls
+
+
+def example_invocations(text: str) -> list[list[str]]:
+    """Each ``banger ...`` call in the Examples section."""
+    return [call for line in section(text, "Examples:") for call in banger_calls(line.strip())]
+
+
+def parse_failures(calls: list[list[str]], monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The calls whose flags and arguments the real command tree refuses; nothing runs."""
+    called: list[str] = []
+    for _, cmd in COMMANDS:
+        if not isinstance(cmd, click.Group):
+            monkeypatch.setattr(
+                cmd, "callback", lambda *a, _name=cmd.name, **kw: called.append(_name)
+            )
+    runner = CliRunner()
+    failures: list[object] = []
+    for call in calls:
+        before = len(called)
+        result = runner.invoke(cli, call)
+        if result.exit_code != 0 or len(called) != before + 1:
+            failures.append((" ".join(call), result.output.strip()))
+    return failures
 
 
 def test_the_tree_has_every_group_and_command():
@@ -112,19 +132,6 @@ def test_aliases_run_their_command():
 
 
 def test_every_example_parses_against_the_real_command_tree(monkeypatch):
-    """Each example's flags and arguments are accepted; nothing runs."""
-    called: list[str] = []
-    for _, cmd in COMMANDS:
-        if not isinstance(cmd, click.Group):
-            monkeypatch.setattr(
-                cmd, "callback", lambda *a, _name=cmd.name, **kw: called.append(_name)
-            )
-    runner = CliRunner()
-    failures = []
-    for path, _ in COMMANDS:
-        for call in example_invocations(help_of(path)):
-            before = len(called)
-            result = runner.invoke(cli, call)
-            if result.exit_code != 0 or len(called) != before + 1:
-                failures.append((" ".join(call), result.output.strip()))
-    assert not failures, failures
+    calls = [call for path, _ in COMMANDS for call in example_invocations(help_of(path))]
+    assert len(calls) > 60
+    assert not parse_failures(calls, monkeypatch)
