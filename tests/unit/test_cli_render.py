@@ -112,3 +112,13 @@ def test_kernel_show():
 
 def test_aligned_puts_values_in_one_column():
     assert render.aligned([("a", "1"), ("long label", "2")]) == "a           1\nlong label  2"
+
+
+def test_health_checks_read_as_phrases():
+    assert render.check_detail("vmm", {"ok": True, "pid": 4242}) == "pid 4242"
+    assert render.check_detail("vmm", {"ok": False, "pid": None}) == "not running"
+    assert render.check_detail("ssh", {"ok": True, "ms": 12.3}) == "answered in 12.3 ms"
+    assert render.check_detail("ssh", {"ok": False, "error": "timed out"}) == "timed out"
+    assert render.check_detail("init", {"ok": True, "state": "running"}) == (
+        "the guest's init says 'running'"
+    )

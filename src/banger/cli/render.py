@@ -232,3 +232,16 @@ def aligned(pairs: Sequence[tuple[str, str]]) -> str:
         return ""
     width = max(len(label) for label, _ in pairs)
     return "\n".join(f"{label.ljust(width)}  {text}" for label, text in pairs)
+
+
+def check_detail(name: str, result: Mapping[str, Any]) -> str:
+    """One health check's detail as a phrase: ``pid 4242``, ``answered in 12.3 ms``."""
+    if name == "vmm":
+        return f"pid {result['pid']}" if result.get("pid") else "not running"
+    if name == "ssh" and "ms" in result:
+        return f"answered in {result['ms']} ms"
+    if name == "init" and "state" in result:
+        return f"the guest's init says {result['state']!r}"
+    if result.get("error"):
+        return str(result["error"])
+    return ", ".join(f"{k} {value(v)}" for k, v in result.items() if k != "ok")

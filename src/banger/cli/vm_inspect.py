@@ -146,8 +146,10 @@ def health(name: str, as_json: bool) -> None:
         click.echo(
             f"{data['name']}: {'healthy' if data['healthy'] else 'UNHEALTHY'} ({data['state']})"
         )
+        from banger.cli.render import check_detail
+
         for check, result in data["checks"].items():
-            detail = ", ".join(f"{k}={v}" for k, v in result.items() if k != "ok")
+            detail = check_detail(check, result)
             click.echo(f"  {'ok  ' if result.get('ok') else 'FAIL'} {check}: {detail}")
     if not data["healthy"]:
         raise SystemExit(1)
