@@ -11,7 +11,7 @@ CONSOLE = (
     b"[    0.000000] Linux version 6.1.0\r\r\n"
     b"\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39mssh.service\x1b[0m.\r\n"
     b"\x1b]0;dev: ~\x07root@dev:~# \x1b[?2004hls\r\n"
-    b"\x1b(Bcharset\x1b[K\r\n"
+    b"\x1b(Bcharset\x1b[K\x1bPq#0;2;0;0;0\x1b\\\x1b7saved\x1b8\r\n"
     b"caf\xc3\xa9 \ttab\r\n"
     b"A start job is running\rA start job is done\r\n"
 )
@@ -19,7 +19,7 @@ EXPECTED = (
     b"[    0.000000] Linux version 6.1.0\n"
     b"  OK  ] Started ssh.service.\n"
     b"root@dev:~# ls\n"
-    b"charset\n"
+    b"charsetsaved\n"
     b"caf\xc3\xa9 \ttab\n"
     b"A start job is running\nA start job is done\n"
 )

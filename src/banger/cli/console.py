@@ -20,6 +20,13 @@ LF = 0x0A
 
 # Bytes that need a decision: C0 controls other than tab and newline, and DEL.
 _SPECIAL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
+# Complete CSI sequences, two- and three-byte escapes, and \r...\n line ends.
+_WHOLE = re.compile(
+    rb"\x1b\[[\x20-\x3f]*[\x40-\x7e]"  # CSI
+    rb"|\x1b[\x20-\x2f]+[\x30-\x7e]"  # ESC ( B and the like
+    rb"|\x1b[\x30-\x4f\x51-\x57\x59\x5a\x5c\x60-\x7e]"  # two bytes, not a string's start
+    rb"|\r+\n"
+)
 # A string sequence (OSC, DCS...) that never ends would swallow the log; past
 # this many bytes it is taken as garbage and dropped up to here.
 _MAX_STRING = 4096
@@ -57,6 +64,14 @@ class ConsoleCleaner:
                 i = end
                 if i == n:
                     break
+                # Whole sequences inside the chunk go in one step; only one cut
+                # by the chunk's end needs the byte-by-byte machine.
+                whole = _WHOLE.match(chunk, i)
+                if whole:
+                    if whole.group().endswith(b"\n"):
+                        out.append(LF)
+                    i = whole.end()
+                    continue
             self._step(chunk[i], out)
             i += 1
         return bytes(out)
