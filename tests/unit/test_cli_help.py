@@ -114,7 +114,11 @@ def test_group_listing_has_whole_sentences_and_aliases_beside_commands(path, cmd
         names.append(name)
         aliases = label[len(name) :].strip(" ()")
         assert set(filter(None, aliases.split(", "))) == set(cmd.aliases_of(name))
-    assert names == sorted(cmd.commands), "an alias is listed as a command of its own"
+    assert names == sorted(cmd.commands)
+    # The symptom of `group.add_command(cmd, "ls")`: one command under two names, listed twice.
+    assert len({id(sub) for sub in cmd.commands.values()}) == len(cmd.commands), (
+        "an alias is registered as a command of its own: use Group.add_alias"
+    )
     assert not set(cmd.aliases) & set(names)
     assert "..." not in "\n".join(rows), rows
     for name, sub in cmd.commands.items():
