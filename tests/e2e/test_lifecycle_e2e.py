@@ -94,7 +94,8 @@ def test_one_vm_through_every_command(banger: Banger):
     pid = banger.json("vm", "show", "e2e-life")["pid"]  # type: ignore[index]
     kill = banger.run("vm", "kill", "--signal", "KILL", "e2e-life")
     assert kill.returncode == 0, kill.stderr
-    assert stages(kill.stderr) == ["network"], kill.stderr
+    assert stages(kill.stderr) == ["stop", "network"], kill.stderr
+    assert "] stop: killing qemu (pid " in kill.stderr
     assert wait_gone(int(pid))
     assert banger.json("vm", "show", "e2e-life")["state"] == "stopped"  # type: ignore[index]
 

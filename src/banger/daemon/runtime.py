@@ -115,6 +115,8 @@ class VmRuntime:
             progress.stage("stop", f"sending {sig.name} to {ctx.vmm.name}")
             ctx.vmm.signal(run_dir, sig)
             self._wait_gone(run_dir, 10)
+        elif pid is not None:
+            progress.stage("stop", f"killing {ctx.vmm.name} (pid {pid})")
         ctx.vmm.kill(run_dir)
         progress.stage("network", f"removing tap {vm.tap}")
         helper = ctx.helper()
