@@ -226,14 +226,6 @@ def kernel_row(kernel: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
 KERNEL_HEADERS = ("NAME", "VERSION", "SOURCE", "CREATED")
 
 
-def aligned(pairs: Sequence[tuple[str, str]]) -> str:
-    """Fields as ``label  value`` lines, values in one column."""
-    if not pairs:
-        return ""
-    width = max(len(label) for label, _ in pairs)
-    return "\n".join(f"{label.ljust(width)}  {text}" for label, text in pairs)
-
-
 def check_detail(name: str, result: Mapping[str, Any]) -> str:
     """One health check's detail as a phrase: ``pid 4242``, ``answered in 12.3 ms``."""
     if name == "vmm":
