@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ARTIFACTS, BRIDGE, Banger, wait_gone
+from .conftest import ARTIFACTS, BIN, BRIDGE, Banger, wait_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +39,8 @@ def test_one_vm_through_every_command(banger: Banger):
 
     stop = banger.run("vm", "stop", "--timeout", "60", "e2e-life")
     assert stop.returncode == 0, stop.stderr
-    assert "stopped e2e-life (stopped)" in stop.stdout
+    assert stop.stdout == "stopped e2e-life (stopped)\n"
+    assert stages(stop.stderr) == ["stop", "network"], stop.stderr
     shown = banger.json("vm", "show", "e2e-life")
     assert shown["state"] == "stopped" and shown["pid"] is None  # type: ignore[index]
     assert shown["tap"] not in _links()  # type: ignore[index]
@@ -49,6 +51,11 @@ def test_one_vm_through_every_command(banger: Banger):
     )
     start = banger.run("vm", "start", "e2e-life")
     assert start.returncode == 0, start.stderr
+    # Its stages as they happen on stderr (issue 16.5: it was 15 s of silence), the result
+    # alone on stdout.
+    assert start.stdout == "started e2e-life (running)\n"
+    assert stages(start.stderr) == ["network", "boot", "ssh"], start.stderr
+    assert "e2e-life answered SSH after" in start.stderr
     assert ssh(banger, "e2e-life", "cat", "/root/note", "/etc/note").stdout.split() == [
         "kept",
         "sys",
@@ -60,9 +67,13 @@ def test_one_vm_through_every_command(banger: Banger):
     df = ssh(banger, "e2e-life", "df", "-B1", "--output=size", "/root").stdout.split()
     assert int(df[-1]) > 1_500_000_000
 
-    # Inspecting it.
+    # Inspecting it. Into a pipe the console comes without escapes or \r; --raw keeps them.
     logs = banger.run("vm", "logs", "e2e-life")
     assert "banger-init: switching root" in logs.stdout
+    piped = raw_run(banger, "vm", "logs", "e2e-life")
+    assert b"banger-init: switching root" in piped
+    assert b"\r" not in piped and b"\x1b" not in piped
+    assert b"\r\n" in raw_run(banger, "vm", "logs", "--raw", "e2e-life")
     stats = banger.json("vm", "stats", "e2e-life")
     assert stats["host"]["rss_bytes"] > 0 and stats["guest"]["mem_total_bytes"] > 0  # type: ignore[index]
     assert any(d["mount"] == "/root" for d in stats["guest"]["disks"])  # type: ignore[index]
@@ -75,13 +86,16 @@ def test_one_vm_through_every_command(banger: Banger):
     ping = banger.json("vm", "ping", "e2e-life")
     assert ping["reachable"] is True  # type: ignore[index]
 
-    restart = banger.run("vm", "restart", "e2e-life")
+    restart = banger.run("vm", "restart", "-q", "e2e-life")
     assert restart.returncode == 0, restart.stderr
+    assert restart.stderr == "" and restart.stdout == "restarted e2e-life (running)\n"
     assert ssh(banger, "e2e-life", "cat", "/root/note").stdout.strip() == "kept"
 
     pid = banger.json("vm", "show", "e2e-life")["pid"]  # type: ignore[index]
     kill = banger.run("vm", "kill", "--signal", "KILL", "e2e-life")
     assert kill.returncode == 0, kill.stderr
+    assert stages(kill.stderr) == ["stop", "network"], kill.stderr
+    assert "] stop: killing qemu (pid " in kill.stderr
     assert wait_gone(int(pid))
     assert banger.json("vm", "show", "e2e-life")["state"] == "stopped"  # type: ignore[index]
 
@@ -90,6 +104,7 @@ def test_one_vm_through_every_command(banger: Banger):
     assert refused.returncode != 0 and "--force" in refused.stderr
     pruned = banger.run("vm", "prune", "--force")
     assert pruned.returncode == 0 and "e2e-life" in pruned.stdout
+    assert stages(pruned.stderr) == ["delete", "network", "disks"], pruned.stderr
     assert banger.json("vm", "list") == []
     banger.created.remove("e2e-life")
 
@@ -117,6 +132,27 @@ def test_reconcile_marks_dead_vms_and_removes_orphan_taps(banger: Banger):
     assert "reconcile: e2e-orphan: its VMM is gone; marked stopped" in log
     assert f"removed tap {vm['tap']}" in log
     assert vm["tap"] not in _links()
+
+
+def stages(stderr: str) -> list[str]:
+    """The stage names of a command's progress lines (``[  1.2s] boot: starting ...``)."""
+    return [
+        line.split("] ", 1)[1].split(":", 1)[0]
+        for line in stderr.splitlines()
+        if re.match(r"\[ *\d+\.\ds\] ", line)
+    ]
+
+
+def raw_run(banger: Banger, *args: str) -> bytes:
+    """A command's stdout as bytes: text mode would turn \r\n into \n itself."""
+    return subprocess.run(
+        [str(BIN / "banger"), *args],
+        env=banger.env,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=True,
+    ).stdout
 
 
 def _links(master: str | None = None) -> set[str]:

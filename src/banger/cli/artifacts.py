@@ -7,22 +7,28 @@ from typing import Any
 import click
 
 from banger.cli import common
+from banger.cli.helptext import Group, epilog
 
 
 @click.group(
-    epilog="""\b
-Examples:
-  banger image pull debian-bookworm     # Debian 12 with SSH, built from your apt mirror
-  banger image list
-  banger image show debian-bookworm --json
-Next: `banger vm run --image debian-bookworm -- uname -a`
-"""
+    cls=Group,
+    epilog=epilog(
+        [
+            "banger image pull debian-bookworm  # Debian 12, via apt",
+            "banger image pull docker.io/library/alpine:3.20  # any OCI image",
+            "banger image list",
+            "banger image show debian-bookworm",
+        ],
+        next_step="`banger vm run --image debian-bookworm -- uname -a` boots one.",
+    ),
 )
 def image() -> None:
     """Manage images: the root filesystems VMs boot from.
 
-    An image is shared read-only by every VM made from it; each VM writes
-    to its own copy-on-write overlay, so creating a VM never copies it.
+    `banger image pull NAME` builds a catalog image (`banger image catalog`)
+    or pulls any OCI image from a registry and makes it bootable. An image is
+    shared read-only by every VM made from it; each VM writes to its own
+    copy-on-write overlay, so creating a VM never copies it.
     """
 
 
@@ -32,7 +38,17 @@ def _abs(path: str | None) -> str | None:
     return str(Path(path).resolve()) if path else None
 
 
-@image.command("pull")
+@image.command(
+    "pull",
+    epilog=epilog(
+        [
+            "banger image pull debian-bookworm  # from your apt mirror",
+            "banger image pull docker.io/library/debian:bookworm  # a registry",
+            "banger image pull 127.0.0.1:5000/team/dev:latest --name dev",
+        ],
+        next_step="`banger vm create --image NAME`.",
+    ),
+)
 @click.argument("ref")
 @click.option("--name", help="Name for the image (default: from the reference, e.g. debian-12).")
 @click.option("--kernel-ref", help="A kernel banger has (`kernel list`) to boot it with.")
@@ -42,6 +58,8 @@ def _abs(path: str | None) -> str | None:
     "--modules", help="With --kernel: its lib/modules directory (banger builds the initramfs)."
 )
 @click.option("--size", help="Size of the image's disk (default: its files plus 25%, at least 1G).")
+@common.quiet_option
+@common.json_option
 def image_pull(
     ref: str,
     name: str | None,
@@ -50,17 +68,15 @@ def image_pull(
     initrd: str | None,
     modules: str | None,
     size: str | None,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
-    """Make image REF bootable: a catalog name, or any OCI image reference.
+    """Make image REF bootable: a catalog name or an OCI reference.
 
-    \b
-    Examples:
-      banger image pull debian-bookworm                     # built from your apt mirror
-      banger image pull docker.io/library/debian:bookworm   # from a registry
-      banger image pull 127.0.0.1:5000/team/dev:latest --name dev
-
-    Registry images get banger's guest agent, so they boot, get their
-    network and accept SSH even without an init system or an SSH server.
+    Catalog names (`banger image catalog`) are built or fetched as banger
+    knows them; any other REF is pulled from its registry. Registry images
+    get banger's guest agent, so they boot, get their network and accept SSH
+    even without an init system or an SSH server.
     """
     if kernel_file and kernel_ref:
         raise click.UsageError("pass --kernel-ref or --kernel, not both")
@@ -68,86 +84,151 @@ def image_pull(
         raise click.UsageError("--initrd and --modules go with --kernel")
     with common.client() as conn:
         if kernel_file:
-            kernel_ref = _import_for_image(conn, name or ref, kernel_file, initrd, modules)
+            kernel_ref = _import_for_image(conn, name or ref, kernel_file, initrd, modules, quiet)
         body = {"ref": ref, "name": name, "kernel": kernel_ref, "size": size}
         op = conn.post("/images/pull", body)
-        result = common.run_operation(conn, op).result or {}
+        result = common.run_operation(conn, op, quiet=quiet).result or {}
+    if as_json:
+        common.print_json(result)
+        return
     click.echo(f"image {result.get('name', ref)} ready ({result.get('rootfs', '')})")
 
 
 def _import_for_image(
-    conn: Any, image: str, kernel: str, initrd: str | None, modules: str | None
+    conn: Any, image: str, kernel: str, initrd: str | None, modules: str | None, quiet: bool
 ) -> str:
     import re
 
     name = re.sub(r"[^a-z0-9._-]", "-", image.lower()).strip("-.")[:56] + "-kernel"
     body = {"name": name, "kernel": _abs(kernel), "initrd": _abs(initrd), "modules": _abs(modules)}
-    common.run_operation(conn, conn.post("/kernels/import", body))
+    common.run_operation(conn, conn.post("/kernels/import", body), quiet=quiet)
     return name
 
 
-@image.command("register")
+@image.command(
+    "register",
+    epilog=epilog(
+        [
+            "banger image register mine ./rootfs.ext4",
+            "banger image register tiny ./tiny.ext4 --init /bin/sh",
+        ],
+        next_step="`banger vm run --image mine -- uname -a`.",
+    ),
+)
 @click.argument("name")
 @click.argument("rootfs")
 @click.option("--kernel-ref", help="Kernel to boot it with (default: the default kernel).")
 @click.option("--init", help="Init to run instead of the image's /sbin/init.")
-def image_register(name: str, rootfs: str, kernel_ref: str | None, init: str | None) -> None:
-    """Register an existing ext4 root filesystem ROOTFS as image NAME (used in place)."""
+@common.json_option
+def image_register(
+    name: str, rootfs: str, kernel_ref: str | None, init: str | None, as_json: bool
+) -> None:
+    """Register an ext4 root filesystem ROOTFS as image NAME.
+
+    The file is used in place, not copied: keep it where it is while the
+    image exists.
+    """
     with common.client() as conn:
         body = {"name": name, "rootfs": _abs(rootfs), "kernel": kernel_ref, "init": init}
         data = conn.post("/images/register", body)
+    if as_json:
+        common.print_json(data)
+        return
     click.echo(f"registered image {data['name']} ({data['rootfs']})")
 
 
-@image.command("promote")
+@image.command(
+    "promote",
+    epilog=epilog(
+        [
+            "banger vm create --name base --nat",
+            "banger vm ssh base -- apt-get install -y make",
+            "banger image promote base dev-base",
+            "banger vm run --image dev-base -- make --version",
+        ]
+    ),
+)
 @click.argument("vm")
 @click.argument("name")
 @click.option("--size", help="Size of the image's disk (default: its files plus 25%, at least 1G).")
-def image_promote(vm: str, name: str, size: str | None) -> None:
-    """Make running VM's filesystem, as it is now, into image NAME.
+@common.quiet_option
+@common.json_option
+def image_promote(vm: str, name: str, size: str | None, quiet: bool, as_json: bool) -> None:
+    """Make image NAME from running VM VM's filesystem as it is now.
 
     Set a VM up once (packages, tools, your dotfiles in /root), promote it, and
     every VM made from NAME starts that way. The VM keeps running.
-
-    \b
-    Example:
-      banger vm create --name base --nat && banger vm ssh base -- apt-get install -y make
-      banger image promote base dev-base && banger vm run --image dev-base -- make --version
     """
     with common.client() as conn:
         op = conn.post("/images/promote", {"vm": vm, "name": name, "size": size})
-        result = common.run_operation(conn, op).result or {}
+        result = common.run_operation(conn, op, quiet=quiet).result or {}
+    if as_json:
+        common.print_json(result)
+        return
     click.echo(f"image {result.get('name', name)} ready ({result.get('rootfs', '')})")
 
 
-@image.command("delete")
+@image.command(
+    "delete",
+    epilog=epilog(["banger image delete dev-base", "banger image rm old-1 old-2"]),
+)
 @click.argument("names", nargs=-1, required=True)
-def image_delete(names: tuple[str, ...]) -> None:
+@common.json_option
+def image_delete(names: tuple[str, ...], as_json: bool) -> None:
     """Delete images and their disks; refused while a VM uses one."""
+    deleted = []
     with common.client() as conn:
         for name in names:
-            conn.delete(f"/images/{name}")
-            click.echo(f"deleted image {name}")
+            deleted.append(conn.delete(f"/images/{name}"))
+            if not as_json:
+                click.echo(f"deleted image {name}")
+    if as_json:
+        common.print_json(deleted)
 
 
-image.add_command(image_delete, "rm")
+image.add_alias("rm", "delete")
 
 
-@image.group("cache")
+@image.group(
+    "cache",
+    cls=Group,
+    epilog=epilog(
+        [
+            "banger image cache prune --dry-run  # how much would be freed",
+            "banger image cache prune",
+        ],
+        next_step="`banger image pull REF` fills it again.",
+    ),
+)
 def image_cache() -> None:
-    """The cache of downloaded registry blobs."""
+    """Manage the cache of downloaded registry blobs.
+
+    `image pull` keeps the layers it downloads, so pulling a related image
+    again is quick. `banger image cache prune` frees that space; images
+    already pulled keep working.
+    """
 
 
-@image_cache.command("prune")
+@image_cache.command(
+    "prune",
+    epilog=epilog(["banger image cache prune --dry-run", "banger image cache prune --json"]),
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be freed; delete nothing.")
-def image_cache_prune(dry_run: bool) -> None:
-    """Delete every cached blob (images already pulled are not affected)."""
+@common.json_option
+def image_cache_prune(dry_run: bool, as_json: bool) -> None:
+    """Delete every cached blob; images already pulled are not affected."""
     with common.client() as conn:
         data = conn.post(f"/images/cache/prune?dry_run={'true' if dry_run else 'false'}")
+    if as_json:
+        common.print_json(data)
+        return
     click.echo(data["message"])
 
 
-@image.command("catalog")
+@image.command(
+    "catalog",
+    epilog=epilog(["banger image catalog", "banger image catalog --json"]),
+)
 @common.json_option
 def image_catalog(as_json: bool) -> None:
     """List the images `image pull` knows by name."""
@@ -156,75 +237,106 @@ def image_catalog(as_json: bool) -> None:
     common.print_catalog(catalog.entries(), as_json)
 
 
-@image.command("list")
+@image.command(
+    "list",
+    epilog=epilog(["banger image list", "banger image ls --json"]),
+)
 @common.json_option
 def image_list(as_json: bool) -> None:
-    """List pulled images."""
-    from banger.units import format_size
+    """List the images VMs can boot from."""
+    from banger.cli import render
 
+    now = common.now()
     common.list_records(
         "/images",
         as_json,
-        ["NAME", "KERNEL", "SIZE", "SOURCE", "CREATED"],
-        lambda i: (
-            i["name"],
-            i["kernel"],
-            format_size(i["size_bytes"]),
-            i["source"],
-            i["created_at"],
-        ),
+        render.IMAGE_HEADERS,
+        lambda i: render.image_row(i, now),
         empty="no images yet: pull one with `banger image pull debian-bookworm`",
     )
 
 
-image.add_command(image_list, "ls")
+image.add_alias("ls", "list")
 
 
-@image.command("show")
+@image.command(
+    "show",
+    epilog=epilog(
+        ["banger image show debian-bookworm", "banger image show debian-bookworm --json"]
+    ),
+)
 @click.argument("name")
 @common.json_option
 def image_show(name: str, as_json: bool) -> None:
-    """Show one image."""
-    common.show_record(f"/images/{name}", as_json)
+    """Show everything banger knows about image NAME."""
+    from banger.cli import render
+
+    common.show_record(f"/images/{name}", as_json, render.image_fields)
 
 
 @click.group(
-    epilog="""\b
-Examples:
-  banger kernel pull debian-bookworm-cloud
-  banger kernel list
-"""
+    cls=Group,
+    epilog=epilog(
+        [
+            "banger kernel catalog  # the kernels banger knows by name",
+            "banger kernel pull debian-bookworm-cloud",
+            "banger kernel list",
+        ],
+        next_step="`banger image pull REF --kernel-ref NAME` boots an image with it.",
+    ),
 )
 def kernel() -> None:
     """Manage guest kernels and the initramfs banger builds for each.
 
-    `image pull` fetches the default kernel itself; pull one by hand to
-    prepare a host in advance.
+    You rarely need this: `image pull` fetches the default kernel itself.
+    `banger kernel pull NAME` prepares a host in advance; `kernel import`
+    brings a kernel you built.
     """
 
 
-@kernel.command("pull")
+@kernel.command(
+    "pull",
+    epilog=epilog(["banger kernel pull debian-bookworm-cloud"], next_step="`banger kernel list`."),
+)
 @click.argument("name")
-def kernel_pull(name: str) -> None:
+@common.quiet_option
+@common.json_option
+def kernel_pull(name: str, quiet: bool, as_json: bool) -> None:
     """Fetch kernel NAME from banger's catalog and build its initramfs."""
     with common.client() as conn:
         op = conn.post("/kernels/pull", {"name": name})
-        result = common.run_operation(conn, op).result or {}
+        result = common.run_operation(conn, op, quiet=quiet).result or {}
+    if as_json:
+        common.print_json(result)
+        return
     click.echo(f"kernel {name} {result.get('version', '')} ready")
 
 
-@kernel.command("import")
+@kernel.command(
+    "import",
+    epilog=epilog(
+        [
+            "banger kernel import mine ./kernel-dir  # vmlinuz* and lib/modules/VERSION",
+            "banger kernel import mine --kernel ./bzImage --modules ./lib/modules",
+        ],
+        next_step="`banger image pull REF --kernel-ref mine`.",
+    ),
+)
 @click.argument("name")
 @click.argument("directory", required=False)
 @click.option("--kernel", "kernel_file", help="The kernel image file (instead of DIRECTORY).")
 @click.option("--initrd", help="Its initramfs (must follow banger's boot contract).")
 @click.option("--modules", help="Its lib/modules directory (banger builds the initramfs).")
+@common.quiet_option
+@common.json_option
 def kernel_import(
     name: str,
     directory: str | None,
     kernel_file: str | None,
     initrd: str | None,
     modules: str | None,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
     """Import a kernel you built or downloaded, as NAME.
 
@@ -239,24 +351,33 @@ def kernel_import(
         "modules": _abs(modules),
     }
     with common.client() as conn:
-        result = common.run_operation(conn, conn.post("/kernels/import", body)).result or {}
+        op = conn.post("/kernels/import", body)
+        result = common.run_operation(conn, op, quiet=quiet).result or {}
+    if as_json:
+        common.print_json(result)
+        return
     click.echo(f"kernel {name} {result.get('version', '')} ready")
 
 
-@kernel.command("delete")
+@kernel.command("delete", epilog=epilog(["banger kernel delete mine", "banger kernel rm old new"]))
 @click.argument("names", nargs=-1, required=True)
-def kernel_delete(names: tuple[str, ...]) -> None:
+@common.json_option
+def kernel_delete(names: tuple[str, ...], as_json: bool) -> None:
     """Delete kernels; refused while an image refers to one."""
+    deleted = []
     with common.client() as conn:
         for name in names:
-            conn.delete(f"/kernels/{name}")
-            click.echo(f"deleted kernel {name}")
+            deleted.append(conn.delete(f"/kernels/{name}"))
+            if not as_json:
+                click.echo(f"deleted kernel {name}")
+    if as_json:
+        common.print_json(deleted)
 
 
-kernel.add_command(kernel_delete, "rm")
+kernel.add_alias("rm", "delete")
 
 
-@kernel.command("catalog")
+@kernel.command("catalog", epilog=epilog(["banger kernel catalog", "banger kernel catalog --json"]))
 @common.json_option
 def kernel_catalog(as_json: bool) -> None:
     """List the kernels `kernel pull` knows by name."""
@@ -265,25 +386,38 @@ def kernel_catalog(as_json: bool) -> None:
     common.print_catalog(catalog.entries(), as_json)
 
 
-@kernel.command("list")
+@kernel.command("list", epilog=epilog(["banger kernel list", "banger kernel ls --json"]))
 @common.json_option
 def kernel_list(as_json: bool) -> None:
-    """List pulled kernels."""
+    """List the kernels banger has, pulled or imported."""
+    from banger.cli import render
+
+    now = common.now()
     common.list_records(
         "/kernels",
         as_json,
-        ["NAME", "VERSION", "SOURCE", "CREATED"],
-        lambda k: (k["name"], k["version"], k["source"], k["created_at"]),
+        render.KERNEL_HEADERS,
+        lambda k: render.kernel_row(k, now),
         empty="no kernels yet: pull one with `banger kernel pull debian-bookworm-cloud`",
     )
 
 
-kernel.add_command(kernel_list, "ls")
+kernel.add_alias("ls", "list")
 
 
-@kernel.command("show")
+@kernel.command(
+    "show",
+    epilog=epilog(
+        [
+            "banger kernel show debian-bookworm-cloud",
+            "banger kernel show debian-bookworm-cloud --json",
+        ]
+    ),
+)
 @click.argument("name")
 @common.json_option
 def kernel_show(name: str, as_json: bool) -> None:
-    """Show one kernel."""
-    common.show_record(f"/kernels/{name}", as_json)
+    """Show everything banger knows about kernel NAME."""
+    from banger.cli import render
+
+    common.show_record(f"/kernels/{name}", as_json, render.kernel_fields)

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -38,32 +39,43 @@ def client(*, autostart: bool = True) -> Iterator[Client]:
         conn.close()
 
 
-def progress_printer(quiet: bool = False) -> Callable[[Event], None]:
-    """Print an operation's stages to stderr, one line each, with elapsed time."""
+def progress_printer(quiet: bool = False, label: str = "") -> Callable[[Event], None]:
+    """Print an operation's stages to stderr, one line each, with elapsed time.
+
+    ``label`` names the VM (or image...) in each line, for commands that work
+    through several in a row.
+    """
     from banger.api.models import EventType
 
     start = time.monotonic()
+    prefix = f"{label}: " if label else ""
 
     def show(event: Event) -> None:
         if quiet or event.type in (EventType.DONE, EventType.FAILED):
             return
         elapsed = time.monotonic() - start
         if event.type == EventType.STAGE:
-            text = f"[{elapsed:5.1f}s] {event.stage}" + (
+            text = f"[{elapsed:5.1f}s] {prefix}{event.stage}" + (
                 f": {event.message}" if event.message else ""
             )
         else:
-            text = f"         {event.message}"
+            text = f"         {prefix}{event.message}"
         click.echo(text, err=True)
 
     return show
 
 
-def run_operation(conn: Client, op_data: Any, *, quiet: bool = False) -> Operation:
+def run_operation(conn: Client, op_data: Any, *, quiet: bool = False, label: str = "") -> Operation:
+    """Follow an operation to its end, its stages on stderr unless ``quiet``."""
     from banger.api.models import Operation
 
     op = Operation.model_validate(op_data)
-    return conn.follow(op, progress_printer(quiet))
+    return conn.follow(op, progress_printer(quiet, label))
+
+
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress lines on stderr; only the result."
+)
 
 
 def print_json(data: Any) -> None:
@@ -91,7 +103,13 @@ def print_fields(pairs: Sequence[tuple[str, Any]]) -> None:
         click.echo(f"{key.ljust(width)}  {value}")
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON for programs instead of text for people."
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
 def list_records(
@@ -111,14 +129,18 @@ def list_records(
     print_table(headers, [row(r) for r in records], empty=empty)
 
 
-def show_record(path: str, as_json: bool) -> None:
-    """GET one record from the daemon; print it as JSON or as aligned fields."""
+def show_record(
+    path: str,
+    as_json: bool,
+    fields: Callable[[dict[str, Any], datetime], Sequence[tuple[str, str]]],
+) -> None:
+    """GET one record from the daemon; print it as JSON or as labelled fields."""
     with client() as conn:
         data = conn.get(path)
     if as_json:
         print_json(data)
         return
-    print_fields(list(data.items()))
+    print_fields(fields(data, now()))
 
 
 def print_catalog(entries: Sequence[Any], as_json: bool) -> None:

@@ -9,43 +9,57 @@ import time
 import click
 
 from banger.cli import common
+from banger.cli.helptext import Group, epilog
 
 
 @click.group(
-    epilog="""\b
-Examples:
-  banger daemon status --json
-  banger daemon stop
-"""
+    cls=Group,
+    epilog=epilog(
+        [
+            "banger daemon status  # pid, socket, VMM and acceleration",
+            "banger daemon stop  # after an upgrade; running VMs keep running",
+            "banger daemon start",
+        ],
+        next_step="any `banger vm ...` command starts the daemon again when needed.",
+    ),
 )
 def daemon() -> None:
     """Manage bangerd, the daemon that owns VMs, images and kernels.
 
     You rarely need this: every banger command starts the daemon when none
-    answers. Use `status` to see where it listens, `stop` after an upgrade.
+    answers. `banger daemon status` shows where it listens and which VMM it
+    uses; `stop` it after an upgrade.
     """
 
 
-@daemon.command()
-def start() -> None:
+@daemon.command(epilog=epilog(["banger daemon start", "banger daemon start --json"]))
+@common.json_option
+def start(as_json: bool) -> None:
     """Start bangerd unless it already runs."""
     from banger.api.client import Client, start_daemon
 
     settings = common.settings()
     conn = Client(settings)
     try:
-        if conn.ping():
-            click.echo(f"bangerd already running on {settings.socket}")
-            return
+        already = conn.ping()
     finally:
         conn.close()
-    start_daemon(settings)
-    click.echo(f"bangerd started on {settings.socket}")
+    if not already:
+        start_daemon(settings)
+    if as_json:
+        common.print_json({"running": True, "started": not already, "socket": str(settings.socket)})
+    else:
+        state = "already running" if already else "started"
+        click.echo(f"bangerd {state} on {settings.socket}")
 
 
-@daemon.command()
+@daemon.command(epilog=epilog(["banger daemon stop"], next_step="`banger daemon status`."))
 def stop() -> None:
-    """Stop bangerd; running VMs keep running."""
+    """Stop bangerd; running VMs keep running.
+
+    The next banger command, or `banger daemon start`, starts it again; it
+    then adopts the VMs that kept running.
+    """
     from banger.errors import DaemonUnavailable
 
     try:
@@ -67,7 +81,11 @@ def stop() -> None:
     click.echo(f"bangerd (pid {pid}) did not stop in 30s; sent SIGTERM", err=True)
 
 
-@daemon.command()
+@daemon.command(
+    epilog=epilog(
+        ["banger daemon status", "banger daemon status --json  # exits 1 when it is not running"]
+    )
+)
 @common.json_option
 def status(as_json: bool) -> None:
     """Show whether bangerd runs, its pid, socket and version."""
@@ -99,17 +117,21 @@ def status(as_json: bool) -> None:
 
 
 @click.command(
-    epilog="""\b
-Examples:
-  banger doctor
-  banger doctor --json | jq '.[] | select(.status != "ok")'
-"""
+    epilog=epilog(
+        [
+            "banger doctor",
+            "banger doctor --json | jq '.[] | select(.status != \"ok\")'",
+        ],
+        next_step="fix each FAIL with the command after its arrow, then `banger vm run -- true`.",
+    )
 )
 @common.json_option
 def doctor(as_json: bool) -> None:
     """Check every host prerequisite and say how to fix what is missing.
 
-    Exits non-zero when a check fails (a warning alone still exits 0).
+    KVM, the VMM binaries, tun, bridges, nftables, disk space and banger's
+    sockets, each with a sentence of remedy. Exits 1 when a check fails (a
+    warning alone still exits 0).
     """
     from dataclasses import asdict
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -11,20 +12,26 @@ from banger import __version__
 from banger.cli import vm_inspect, vm_lifecycle
 from banger.cli.artifacts import image, kernel
 from banger.cli.daemon import daemon, doctor
+from banger.cli.helptext import Group, epilog
 from banger.cli.reset import reset
 from banger.cli.vm import vm
 from banger.errors import BangerError
 
 
 @click.group(
+    cls=Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="""\b
-Start here:
-  banger image pull debian-bookworm      # build the default image (once)
-  banger vm run -- uname -a              # a fresh VM runs one command, then goes
-  banger vm create --name dev            # a VM that stays; then `banger vm ssh dev`
-  banger doctor                          # what this host can and cannot do
-""",
+    epilog=epilog(
+        [
+            "banger doctor  # what this host can and cannot do",
+            "banger image pull debian-bookworm  # build the default image (once)",
+            "banger vm run -- uname -a  # a fresh VM runs one command, then goes",
+            "banger vm create --name dev  # a VM that stays",
+            "banger vm ssh dev  # a shell in it",
+        ],
+        next_step="`banger vm --help` for everything a VM can do; `banger COMMAND --help`"
+        " for the rest. Shell completion is not there yet.",
+    ),
 )
 @click.option("--debug", is_flag=True, help="Show debug logs and tracebacks.")
 @click.version_option(__version__, prog_name="banger")
@@ -33,7 +40,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """banger: disposable Linux microVMs for developers and coding agents.
 
     Each VM boots from an image in one command, gets its own copy-on-write
-    disk, an address on banger's bridge and SSH with pinned keys.
+    disk, an address on banger's bridge and SSH with pinned keys. The 80%
+    command is `banger vm run -- CMD`: a fresh VM runs CMD and goes away.
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -41,9 +49,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
 
 
-@cli.command()
-def version() -> None:
+@cli.command(epilog=epilog(["banger version", "banger version --json"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+def version(as_json: bool) -> None:
     """Print banger's version."""
+    if as_json:
+        click.echo(json.dumps({"version": __version__}))
+        return
     click.echo(__version__)
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from banger.cli import common
+from banger.cli.helptext import epilog
 
 if TYPE_CHECKING:
     from banger.config import Settings
@@ -50,11 +51,13 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 @click.command(
-    epilog="""\b
-Examples:
-  banger reset            # asks first, then removes VMs, images, kernels, the bridge
-  banger reset --force    # for scripts: no question
-"""
+    epilog=epilog(
+        [
+            "banger reset  # asks, then removes VMs, images, kernels",
+            "banger reset --force  # for scripts: no question",
+        ],
+        next_step="`banger image pull debian-bookworm` to start again.",
+    )
 )
 @click.option("--force", is_flag=True, help="Do not ask (needed without a terminal).")
 def reset(force: bool) -> None:

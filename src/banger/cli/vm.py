@@ -8,23 +8,31 @@ from typing import Any
 import click
 
 from banger.cli import common
+from banger.cli.helptext import Group, epilog
 
 
 @click.group(
-    epilog="""\b
-Examples:
-  banger vm run -- make test           # fresh VM, run a command, exit code comes back
-  banger vm create --name dev          # a VM that stays
-  banger vm ssh dev                    # a shell in it (or: banger vm ssh dev -- uptime)
-  banger vm list
-  banger vm delete dev
-"""
+    cls=Group,
+    epilog=epilog(
+        [
+            "banger vm run -- make test  # a fresh VM runs it; its exit code comes back",
+            "banger vm create --name dev  # a VM that stays",
+            "banger vm ssh dev  # a shell in it",
+            "banger vm ssh dev -- uptime  # or one command",
+            "banger vm list",
+            "banger vm delete dev",
+        ],
+        next_step="`banger vm COMMAND --help` for each command; `banger image pull` for"
+        " more images to boot.",
+    ),
 )
 def vm() -> None:
     """Create, use and delete microVMs.
 
-    `vm run` is the one-shot path: boot, run, throw away. `vm create`
-    makes a VM that stays until `vm delete`.
+    A VM boots from an image (see `banger image list`) with its own
+    copy-on-write disk, an address on banger's bridge and SSH with pinned
+    keys. `vm run` is the one-shot path: boot, run, throw away. `vm create`
+    makes a VM that stays until `vm delete`; `vm ssh` gets into it.
     """
 
 
@@ -88,20 +96,46 @@ def _create(conn: Any, body: dict[str, Any], quiet: bool) -> dict[str, Any]:
     return result
 
 
-@vm.command()
+@vm.command(
+    epilog=epilog(
+        [
+            "banger vm create --name dev  # defaults sized to this host",
+            "banger vm create --name big --vcpus 2 --memory 4096 --work-disk-size 20G",
+            "banger vm create --name web --nat  # allowed out to the network",
+            "banger vm create --name later --no-start  # disks only, for `vm start`",
+        ],
+        next_step="`banger vm ssh dev` for a shell, `banger vm stop dev`, `banger vm delete dev`.",
+    )
+)
 @create_options
 @click.option("--no-start", is_flag=True, help="Create the VM and its disks without booting it.")
-def create(**kw: Any) -> None:
+@common.quiet_option
+@common.json_option
+def create(quiet: bool, as_json: bool, **kw: Any) -> None:
     """Create and boot a VM that stays until `banger vm delete`.
 
-    Prints one line with the VM's spec when it answers SSH.
+    Stages go to stderr as they happen; when the VM answers SSH, one line
+    with its spec (image, vCPUs, memory, disks, IP) goes to stdout.
     """
     with common.client() as conn:
-        data = _create(conn, _create_body(**kw), quiet=False)
+        data = _create(conn, _create_body(**kw), quiet=quiet)
+    if as_json:
+        common.print_json(data)
+        return
     click.echo(_spec_line(data))
 
 
-@vm.command(context_settings={"ignore_unknown_options": True})
+@vm.command(
+    context_settings={"ignore_unknown_options": True},
+    epilog=epilog(
+        [
+            "banger vm run -- uname -a  # boot, run, delete; exit code back",
+            "banger vm run  # a shell in a throwaway VM",
+            "banger vm run --keep --name try -- true  # then `banger vm ssh try`",
+            "banger vm run -q --memory 1024 -- sh -c 'nproc; free -m'",
+        ]
+    ),
+)
 @create_options
 @click.option("--keep", is_flag=True, help="Keep the VM afterwards instead of deleting it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; only the command's output.")
@@ -135,52 +169,93 @@ def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
     raise SystemExit(code)
 
 
-@vm.command("list")
+@vm.command(
+    "list",
+    epilog=epilog(
+        [
+            "banger vm list",
+            "banger vm ls --json  # every field, for programs",
+        ],
+        next_step="`banger vm show NAME` for one VM in full.",
+    ),
+)
 @common.json_option
 def list_(as_json: bool) -> None:
-    """List VMs with their state and address."""
+    """List VMs with their state, address, size and age."""
+    from banger.cli import render
+
+    now = common.now()
     common.list_records(
         "/vms",
         as_json,
-        ["NAME", "STATE", "IP", "IMAGE", "VCPUS", "MEMORY", "CREATED"],
-        lambda v: (
-            v["name"],
-            v["state"],
-            v["ip"],
-            v["image"],
-            v["vcpus"],
-            f"{v['memory_mib']} MiB",
-            v["created_at"],
-        ),
+        render.VM_HEADERS,
+        lambda v: render.vm_row(v, now),
         empty="no VMs: create one with `banger vm create` or `banger vm run`",
     )
 
 
-vm.add_command(list_, "ls")
+vm.add_alias("ls", "list")
 
 
-@vm.command()
+@vm.command(
+    epilog=epilog(
+        [
+            "banger vm show dev",
+            "banger vm show dev --json  # sizes in bytes, times in ISO 8601",
+        ]
+    )
+)
 @click.argument("name")
 @common.json_option
 def show(name: str, as_json: bool) -> None:
-    """Show one VM."""
-    common.show_record(f"/vms/{name}", as_json)
+    """Show everything banger knows about VM NAME."""
+    from banger.cli import render
+
+    common.show_record(f"/vms/{name}", as_json, render.vm_fields)
 
 
-@vm.command()
+@vm.command(
+    epilog=epilog(
+        [
+            "banger vm delete dev",
+            "banger vm rm dev web -q  # several at once, no progress lines",
+        ],
+        next_step="`banger vm prune` deletes every stopped VM.",
+    )
+)
 @click.argument("names", nargs=-1, required=True)
-def delete(names: tuple[str, ...]) -> None:
-    """Stop VMs and remove their disks. Irreversible."""
+@common.quiet_option
+@common.json_option
+def delete(names: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+    """Stop VMs and remove their disks. Irreversible.
+
+    A running VM is killed first (it gets no shutdown); use `banger vm stop`
+    before if its guest should power off cleanly.
+    """
+    deleted = []
     with common.client() as conn:
         for name in names:
-            common.run_operation(conn, conn.delete(f"/vms/{name}"), quiet=True)
-            click.echo(f"deleted {name}")
+            label = name if len(names) > 1 else ""
+            op = common.run_operation(conn, conn.delete(f"/vms/{name}"), quiet=quiet, label=label)
+            deleted.append(op.result or {"name": name})
+            if not as_json:
+                click.echo(f"deleted {name}")
+    if as_json:
+        common.print_json(deleted)
 
 
-vm.add_command(delete, "rm")
+vm.add_alias("rm", "delete")
 
 
-@vm.command(context_settings={"ignore_unknown_options": True})
+@vm.command(
+    context_settings={"ignore_unknown_options": True},
+    epilog=epilog(
+        [
+            "banger vm ssh dev  # an interactive shell",
+            "banger vm ssh dev -- systemctl status",
+        ]
+    ),
+)
 @click.argument("name")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(name: str, command: tuple[str, ...]) -> None:

@@ -8,20 +8,44 @@ from typing import Any
 import click
 
 from banger.cli import common
+from banger.cli.helptext import epilog
 
 
-@click.command()
+@click.command(
+    epilog=epilog(
+        [
+            "banger vm logs dev",
+            "banger vm logs -f dev  # follow until the VM stops",
+            "banger vm logs dev | grep -i error  # escapes and \\r cleaned off",
+            "banger vm logs --raw dev > raw.log  # bytes as the guest wrote them",
+        ]
+    )
+)
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the VM stops.")
-def logs(name: str, follow: bool) -> None:
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Keep the console's escape sequences and \\r\\n line ends even when piped.",
+)
+def logs(name: str, follow: bool, raw: bool) -> None:
     """Print VM NAME's serial console: kernel messages, init, agent.
 
-    Example:  banger vm logs -f dev
+    On a terminal the console's bytes pass through as they are. Piped or
+    redirected, colour and cursor escapes are removed and line ends become
+    plain newlines, unless --raw.
     """
+    from banger.cli.console import ConsoleCleaner
+
+    cleaner = None if raw or sys.stdout.isatty() else ConsoleCleaner()
+    out = sys.stdout.buffer
     with common.client() as conn:
         for chunk in conn.stream(f"/vms/{name}/logs?follow={'true' if follow else 'false'}"):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
+            out.write(cleaner.feed(chunk) if cleaner else chunk)
+            out.flush()
+    if cleaner:
+        out.write(cleaner.flush())
+        out.flush()
 
 
 def _size(num: Any) -> str:
@@ -30,11 +54,21 @@ def _size(num: Any) -> str:
     return format_size(num) if isinstance(num, int | float) else "-"
 
 
-@click.command()
+@click.command(
+    epilog=epilog(
+        [
+            "banger vm stats dev",
+            "banger vm stats dev --json  # counters in bytes and seconds",
+        ]
+    )
+)
 @click.argument("name")
 @common.json_option
 def stats(name: str, as_json: bool) -> None:
-    """CPU, memory, disk and network of VM NAME: its VMM on the host, and inside the guest."""
+    """Show VM NAME's CPU, memory, disk and network use.
+
+    Both sides: its VMM process on the host, and what the guest reports.
+    """
     with common.client() as conn:
         data = conn.get(f"/vms/{name}/stats")
     if as_json:
@@ -63,13 +97,22 @@ def stats(name: str, as_json: bool) -> None:
     common.print_fields(pairs)
 
 
-@click.command()
+@click.command(
+    epilog=epilog(
+        [
+            "banger vm ports dev",
+            "banger vm ports dev --json",
+        ],
+        next_step="reach a listener from the host at its ENDPOINT, e.g. with curl.",
+    )
+)
 @click.argument("name")
 @common.json_option
 def ports(name: str, as_json: bool) -> None:
-    """Listening TCP and UDP sockets in VM NAME, with process and an endpoint to reach them.
+    """List what listens in VM NAME, and where to reach it.
 
-    Example:  banger vm ports dev   # then: curl http://dev.vm:8000/
+    Every TCP and UDP socket listening in the guest, with its process and an
+    endpoint the host can connect to.
     """
     common.list_records(
         f"/vms/{name}/ports",
@@ -80,11 +123,21 @@ def ports(name: str, as_json: bool) -> None:
     )
 
 
-@click.command()
+@click.command(
+    epilog=epilog(
+        [
+            "banger vm health dev",
+            "banger vm health dev --json",
+        ]
+    )
+)
 @click.argument("name")
 @common.json_option
 def health(name: str, as_json: bool) -> None:
-    """Check VM NAME: VMM process, SSH, and the guest's init. Exits 1 when unhealthy."""
+    """Check VM NAME's VMM process, SSH and guest init.
+
+    Exits 1 when a check fails, so scripts can wait on it.
+    """
     with common.client() as conn:
         data = conn.get(f"/vms/{name}/health")
     if as_json:
@@ -93,18 +146,31 @@ def health(name: str, as_json: bool) -> None:
         click.echo(
             f"{data['name']}: {'healthy' if data['healthy'] else 'UNHEALTHY'} ({data['state']})"
         )
+        from banger.cli.render import check_detail
+
         for check, result in data["checks"].items():
-            detail = ", ".join(f"{k}={v}" for k, v in result.items() if k != "ok")
+            detail = check_detail(check, result)
             click.echo(f"  {'ok  ' if result.get('ok') else 'FAIL'} {check}: {detail}")
     if not data["healthy"]:
         raise SystemExit(1)
 
 
-@click.command()
+@click.command(
+    epilog=epilog(
+        [
+            "banger vm ping dev",
+            "banger vm ping dev --json",
+        ]
+    )
+)
 @click.argument("name")
 @common.json_option
 def ping(name: str, as_json: bool) -> None:
-    """Check that VM NAME answers on the network (TCP to its SSH port), with the round trip."""
+    """Check that VM NAME answers on the network.
+
+    Connects to its SSH port over TCP and prints the round trip; exits 1 when
+    it does not answer.
+    """
     with common.client() as conn:
         data = conn.get(f"/vms/{name}/ping")
     if as_json:

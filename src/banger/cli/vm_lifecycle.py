@@ -8,27 +8,60 @@ from typing import Any
 import click
 
 from banger.cli import common
+from banger.cli.helptext import epilog
 
 
-def _each(names: tuple[str, ...], action: str, body: dict[str, Any] | None, verb: str) -> None:
+def _each(
+    names: tuple[str, ...],
+    action: str,
+    body: dict[str, Any] | None,
+    verb: str,
+    *,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    results = []
     with common.client() as conn:
         for name in names:
             op = conn.post(f"/vms/{name}/{action}", body)
-            result = common.run_operation(conn, op, quiet=True).result or {}
-            click.echo(f"{verb} {result.get('name', name)} ({result.get('state', '?')})")
+            label = name if len(names) > 1 else ""
+            result = common.run_operation(conn, op, quiet=quiet, label=label).result or {}
+            results.append(result)
+            if not as_json:
+                click.echo(f"{verb} {result.get('name', name)} ({result.get('state', '?')})")
+    if as_json:
+        common.print_json(results)
 
 
-@click.command()
+@click.command(
+    epilog=epilog(
+        [
+            "banger vm start dev",
+            "banger vm start dev web -q  # several, no progress lines",
+        ],
+        next_step="`banger vm ssh dev`.",
+    )
+)
 @click.argument("names", nargs=-1, required=True)
-def start(names: tuple[str, ...]) -> None:
+@common.quiet_option
+@common.json_option
+def start(names: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     """Boot stopped VMs again, with their disks as they were.
 
-    Example:  banger vm start dev
+    Waits until each VM answers SSH, printing its stages on stderr.
     """
-    _each(names, "start", None, "started")
+    _each(names, "start", None, "started", quiet=quiet, as_json=as_json)
 
 
-@click.command()
+@click.command(
+    epilog=epilog(
+        [
+            "banger vm stop dev",
+            "banger vm stop --timeout 5 dev web  # kill what is not off after 5 s",
+        ],
+        next_step="`banger vm start dev` boots it again; `banger vm delete dev` removes it.",
+    )
+)
 @click.argument("names", nargs=-1, required=True)
 @click.option(
     "--timeout",
@@ -36,47 +69,87 @@ def start(names: tuple[str, ...]) -> None:
     show_default=True,
     help="Seconds to wait for the guest to power off before killing it.",
 )
-def stop(names: tuple[str, ...], timeout: float) -> None:
-    """Power VMs off gracefully (killed after --timeout). Their disks stay.
+@common.quiet_option
+@common.json_option
+def stop(names: tuple[str, ...], timeout: float, quiet: bool, as_json: bool) -> None:
+    """Power VMs off gracefully; their disks stay.
 
-    Example:  banger vm stop dev && banger vm start dev
+    The guest is asked to power off; after --timeout seconds its VMM is killed.
     """
-    _each(names, "stop", {"timeout": timeout}, "stopped")
+    _each(names, "stop", {"timeout": timeout}, "stopped", quiet=quiet, as_json=as_json)
 
 
-@click.command()
+@click.command(
+    epilog=epilog(
+        [
+            "banger vm restart dev",
+            "banger vm set dev --memory 4096 && banger vm restart dev",
+        ]
+    )
+)
 @click.argument("names", nargs=-1, required=True)
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds for the graceful stop.")
-def restart(names: tuple[str, ...], timeout: float) -> None:
-    """Stop and start VMs; applies changes made with `vm set`."""
-    _each(names, "restart", {"timeout": timeout}, "restarted")
+@common.quiet_option
+@common.json_option
+def restart(names: tuple[str, ...], timeout: float, quiet: bool, as_json: bool) -> None:
+    """Stop and start VMs; this applies changes made with `vm set`."""
+    _each(names, "restart", {"timeout": timeout}, "restarted", quiet=quiet, as_json=as_json)
 
 
-@click.command()
+@click.command(
+    epilog=epilog(
+        [
+            "banger vm kill dev  # SIGKILL: gone at once",
+            "banger vm kill --signal TERM dev  # let the VMM exit on its own",
+        ],
+        next_step="`banger vm start dev` boots it again.",
+    )
+)
 @click.argument("names", nargs=-1, required=True)
 @click.option(
     "-s", "--signal", "sig", default="KILL", show_default=True, help="Signal for the VMM."
 )
-def kill(names: tuple[str, ...], sig: str) -> None:
-    """Stop VMs at once by signalling their VMM; the guest gets no say.
+@common.quiet_option
+@common.json_option
+def kill(names: tuple[str, ...], sig: str, quiet: bool, as_json: bool) -> None:
+    """Stop VMs at once by signalling their VMM.
 
-    Example:  banger vm kill --signal TERM dev
+    The guest gets no say: writes it has not flushed are lost. Disks stay.
     """
-    _each(names, "kill", {"signal": sig}, "killed")
+    _each(names, "kill", {"signal": sig}, "killed", quiet=quiet, as_json=as_json)
 
 
-@click.command("set")
+@click.command(
+    "set",
+    epilog=epilog(
+        [
+            "banger vm set dev --memory 4096 --work-disk-size 20G",
+            "banger vm restart dev  # vCPUs, memory and disk size apply now",
+            "banger vm set dev --nat  # outside access, at once",
+            "banger vm set dev --no-nat",
+        ]
+    ),
+)
 @click.argument("name")
 @click.option("--vcpus", type=click.IntRange(1, 64), help="vCPUs from the next start.")
 @click.option("--memory", type=click.IntRange(128), help="Memory in MiB from the next start.")
 @click.option("--work-disk-size", help="Grow the work disk (never shrinks) at the next start.")
 @click.option("--nat/--no-nat", default=None, help="Turn the VM's outside access on or off, now.")
+@common.quiet_option
+@common.json_option
 def set_(
-    name: str, vcpus: int | None, memory: int | None, work_disk_size: str | None, nat: bool | None
+    name: str,
+    vcpus: int | None,
+    memory: int | None,
+    work_disk_size: str | None,
+    nat: bool | None,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
-    """Change a VM's resources. NAT changes at once; the rest at the next start.
+    """Change a VM's vCPUs, memory, work disk or outside access.
 
-    Example:  banger vm set dev --memory 4096 --work-disk-size 20G && banger vm restart dev
+    NAT changes at once; the rest applies at the next start
+    (`banger vm restart NAME`).
     """
     body = {"vcpus": vcpus, "memory_mib": memory, "work_disk_size": work_disk_size, "nat": nat}
     if all(v is None for v in body.values()):
@@ -85,18 +158,36 @@ def set_(
         )
     with common.client() as conn:
         op = conn.request("PATCH", f"/vms/{name}", json_body=body)
-        common.run_operation(conn, op)
+        result = common.run_operation(conn, op, quiet=quiet).result or {}
+    if as_json:
+        common.print_json(result)
+        return
     click.echo(f"updated {name}")
 
 
-@click.command()
+@click.command(
+    epilog=epilog(
+        [
+            "banger vm prune  # asks first",
+            "banger vm prune --force  # for scripts",
+        ]
+    )
+)
 @click.option("-f", "--force", is_flag=True, help="Do not ask; delete every stopped VM.")
-def prune(force: bool) -> None:
-    """Delete every stopped VM and its disks. Asks first unless --force."""
+@common.quiet_option
+@common.json_option
+def prune(force: bool, quiet: bool, as_json: bool) -> None:
+    """Delete every stopped VM and its disks.
+
+    Asks first on a terminal; without one, --force is required.
+    """
     with common.client() as conn:
         stopped = [v["name"] for v in conn.get("/vms") if v["state"] in ("stopped", "error")]
         if not stopped:
-            click.echo("no stopped VMs")
+            if as_json:
+                common.print_json({"deleted": []})
+            else:
+                click.echo("no stopped VMs")
             return
         if not force:
             if not sys.stdin.isatty():
@@ -106,8 +197,11 @@ def prune(force: bool) -> None:
                 )
             click.confirm(f"Delete {len(stopped)} stopped VM(s): {', '.join(stopped)}?", abort=True)
         op = conn.post("/vms/prune", {"names": stopped})
-        result = common.run_operation(conn, op, quiet=True).result or {}
+        result = common.run_operation(conn, op, quiet=quiet).result or {}
     deleted = result.get("deleted", [])
+    if as_json:
+        common.print_json({"deleted": deleted})
+        return
     click.echo(f"deleted {len(deleted)} VM(s)" + (f": {', '.join(deleted)}" if deleted else ""))
 
 

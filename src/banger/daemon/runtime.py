@@ -117,6 +117,8 @@ class VmRuntime:
             progress.stage("stop", f"sending {sig.name} to {self.vmm.name}")
             self.vmm.signal(run_dir, sig)
             self._wait_gone(run_dir, 10)
+        elif pid is not None:
+            progress.stage("stop", f"killing {self.vmm.name} (pid {pid})")
         self.vmm.kill(run_dir)
         progress.stage("network", f"removing tap {vm.tap}")
         self.net.detach(vm)

@@ -269,6 +269,7 @@ class VmService:
             if vm.state not in (VmState.STOPPED, VmState.ERROR):
                 progress.info(f"skipping {vm.name}: it is {vm.state} now")
                 continue
+            progress.stage("delete", f"deleting {vm.name}")
             self.delete(vm.id, progress)
             deleted.append(vm.name)
         return deleted

@@ -1,0 +1,239 @@
+"""Text for people: records as labelled fields, sizes, yes/no and ages.
+
+Pure functions from values to strings. ``--json`` prints the records as the
+API gives them; everything here is only for the text form. Records come in as
+mappings of the wire fields, so a field the daemon adds later still shows
+(under its own name) until it gets a label here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from banger.units import format_size
+
+Fields = list[tuple[str, str]]
+Format = Callable[[Any, datetime], str]
+
+
+def size(num: object) -> str:
+    """Bytes as ``4.0 GiB``; ``-`` when unknown."""
+    if isinstance(num, bool) or not isinstance(num, int | float):
+        return "-"
+    return format_size(num)
+
+
+def mib(num: object) -> str:
+    return f"{num} MiB" if isinstance(num, int) else "-"
+
+
+def yes_no(flag: object) -> str:
+    return "yes" if flag else "no"
+
+
+def _parse_time(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def age(text: object, now: datetime) -> str:
+    """An ISO time as ``3 min ago``; older than a month, its date. Unreadable: as given."""
+    moment = _parse_time(text)
+    if moment is None:
+        return str(text) if text else "-"
+    seconds = (now - moment).total_seconds()
+    if seconds < 0:
+        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    for limit, unit, per in ((60, "s", 1), (3600, "min", 60), (86400, "h", 3600)):
+        if seconds < limit:
+            return "just now" if seconds < 5 else f"{int(seconds // per)} {unit} ago"
+    days = int(seconds // 86400)
+    if days < 31:
+        return f"{days} day{'s' if days != 1 else ''} ago"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def when(text: object, now: datetime) -> str:
+    """An ISO time as ``3 min ago (2026-12-01 11:44 UTC)``, for ``show``."""
+    moment = _parse_time(text)
+    if moment is None:
+        return age(text, now)
+    return f"{age(text, now)} ({moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M UTC')})"
+
+
+def value(item: object) -> str:
+    """Any other field: booleans as yes/no, nothing as ``-``, lists joined."""
+    if isinstance(item, bool):
+        return yes_no(item)
+    if item is None or item == "" or item == [] or item == {}:
+        return "-"
+    if isinstance(item, list | tuple):
+        return " ".join(str(x) for x in item)
+    if isinstance(item, dict):
+        return ", ".join(f"{k}={value(v)}" for k, v in item.items())
+    return str(item)
+
+
+def _plain(item: Any, _: datetime) -> str:
+    return value(item)
+
+
+def _size(item: Any, _: datetime) -> str:
+    return size(item)
+
+
+def _mib(item: Any, _: datetime) -> str:
+    return mib(item)
+
+
+def _pid(item: Any, _: datetime) -> str:
+    return str(item) if item else "not running"
+
+
+def _nat(item: Any, _: datetime) -> str:
+    return "yes (NAT to the outside)" if item else "no (the bridge only)"
+
+
+def _or(default: str) -> Format:
+    return lambda item, _: value(item) if item else default
+
+
+Spec = Sequence[tuple[str, str, Format]]
+
+VM_FIELDS: Spec = (
+    ("name", "name", _plain),
+    ("state", "state", _plain),
+    ("image", "image", _plain),
+    ("vcpus", "vCPUs", _plain),
+    ("memory_mib", "memory", _mib),
+    ("overlay_bytes", "system overlay", _size),
+    ("work_disk_bytes", "work disk (/root)", _size),
+    ("nat", "outside access", _nat),
+    ("ip", "IP address", _plain),
+    ("vmm", "VMM", _plain),
+    ("pid", "VMM pid", _pid),
+    ("tap", "tap device", _plain),
+    ("mac", "MAC address", _plain),
+    ("created_at", "created", when),
+    ("dir", "directory", _plain),
+    ("id", "id", _plain),
+)
+
+IMAGE_FIELDS: Spec = (
+    ("name", "name", _plain),
+    ("kernel", "kernel", _plain),
+    ("size_bytes", "disk size", _size),
+    ("source", "source", _plain),
+    ("created_at", "created", when),
+    ("rootfs", "root filesystem", _plain),
+    ("work_seed", "work disk seed", _or("none (an empty /root)")),
+    ("init", "init", _or("the image's own")),
+)
+
+# The OCI config's keys, as people call them.
+_IMAGE_CONFIG = (
+    ("entrypoint", "entrypoint"),
+    ("cmd", "command"),
+    ("env", "environment"),
+    ("working_dir", "working directory"),
+    ("user", "user"),
+)
+
+KERNEL_FIELDS: Spec = (
+    ("name", "name", _plain),
+    ("version", "version", _plain),
+    ("source", "source", _plain),
+    ("created_at", "created", when),
+    ("vmlinuz", "kernel image", _plain),
+    ("initrd", "initramfs", _plain),
+    ("dir", "directory", _plain),
+)
+
+
+def fields(record: Mapping[str, Any], spec: Spec, now: datetime) -> Fields:
+    """Labelled, formatted fields in the spec's order; unknown fields after, by name."""
+    known = {key for key, _, _ in spec}
+    out = [(label, fmt(record[key], now)) for key, label, fmt in spec if key in record]
+    out += [(key, value(item)) for key, item in record.items() if key not in known]
+    return out
+
+
+def vm_fields(record: Mapping[str, Any], now: datetime) -> Fields:
+    return fields(record, VM_FIELDS, now)
+
+
+def kernel_fields(record: Mapping[str, Any], now: datetime) -> Fields:
+    return fields(record, KERNEL_FIELDS, now)
+
+
+def image_fields(record: Mapping[str, Any], now: datetime) -> Fields:
+    rest = {k: v for k, v in record.items() if k != "config"}
+    out = fields(rest, IMAGE_FIELDS, now)
+    config = record.get("config") or {}
+    if isinstance(config, Mapping):
+        labels = dict(_IMAGE_CONFIG)
+        for key, item in config.items():
+            if item not in (None, "", [], {}):
+                out.append((labels.get(str(key), str(key)), value(item)))
+    return out
+
+
+def vm_row(vm: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
+    return (
+        str(vm["name"]),
+        str(vm["state"]),
+        str(vm["ip"]),
+        str(vm["image"]),
+        str(vm["vcpus"]),
+        mib(vm["memory_mib"]),
+        yes_no(vm.get("nat")),
+        age(vm["created_at"], now),
+    )
+
+
+VM_HEADERS = ("NAME", "STATE", "IP", "IMAGE", "VCPUS", "MEMORY", "NAT", "CREATED")
+
+
+def image_row(image: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
+    return (
+        str(image["name"]),
+        str(image["kernel"]),
+        size(image["size_bytes"]),
+        str(image["source"]),
+        age(image["created_at"], now),
+    )
+
+
+IMAGE_HEADERS = ("NAME", "KERNEL", "SIZE", "SOURCE", "CREATED")
+
+
+def kernel_row(kernel: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
+    return (
+        str(kernel["name"]),
+        str(kernel["version"]),
+        str(kernel["source"]),
+        age(kernel["created_at"], now),
+    )
+
+
+KERNEL_HEADERS = ("NAME", "VERSION", "SOURCE", "CREATED")
+
+
+def check_detail(name: str, result: Mapping[str, Any]) -> str:
+    """One health check's detail as a phrase: ``pid 4242``, ``answered in 12.3 ms``."""
+    if name == "vmm":
+        return f"pid {result['pid']}" if result.get("pid") else "not running"
+    if name == "ssh" and "ms" in result:
+        return f"answered in {result['ms']} ms"
+    if name == "init" and "state" in result:
+        return f"the guest's init says {result['state']!r}"
+    if result.get("error"):
+        return str(result["error"])
+    return ", ".join(f"{k} {value(v)}" for k, v in result.items() if k != "ok")
