@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from banger.errors import UserError
+from banger.net.upstream import parse_upstream
 
 # Every host resource banger creates carries this prefix; the helper refuses
 # names without it.
@@ -35,6 +36,7 @@ _ENV = {
     "debian_mirror": "BANGER_DEBIAN_MIRROR",
     "insecure_registries": "BANGER_INSECURE_REGISTRIES",
     "dns_port": "BANGER_DNS_PORT",
+    "dns_upstreams": "BANGER_DNS_UPSTREAMS",
 }
 
 
@@ -76,6 +78,9 @@ class Settings:
     # The unprivileged port bangerd answers DNS on; banger's nftables rules
     # send the bridge address's port 53 there.
     dns_port: int = 10053
+    # Where VMs allowed out (NAT) get names outside .vm resolved: IP or IP:PORT
+    # entries. Empty means the nameservers of the host's /etc/resolv.conf.
+    dns_upstreams: tuple[str, ...] = ()
     default_vcpus: int = 0
     default_memory_mib: int = 0
 
@@ -144,6 +149,8 @@ class Settings:
                 f"dns_port {self.dns_port} must be between 1024 and 65535",
                 hint="bangerd needs no privilege for it; the default is 10053",
             )
+        for upstream in self.dns_upstreams:
+            parse_upstream(upstream)
         if self.mode not in ("user", "system"):
             raise UserError(f"mode {self.mode!r} is not one of user, system")
         if self.accel not in ("auto", "kvm", "tcg"):
@@ -163,10 +170,11 @@ def config_file() -> Path:
 
 def _coerce(name: str, value: Any) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
-    if name == "insecure_registries":
+    if name in ("insecure_registries", "dns_upstreams"):
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, list | tuple):
-            raise UserError(f"setting {name} must be a list of registry hosts, not {value!r}")
+            what = "registry hosts" if name == "insecure_registries" else "DNS servers"
+            raise UserError(f"setting {name} must be a list of {what}, not {value!r}")
         return tuple(str(item).strip() for item in items if str(item).strip())
     if name in ("home", "runtime_dir", "helper_socket"):
         return Path(str(value)).expanduser() if value else None
