@@ -1,4 +1,4 @@
-"""NAT, isolation and the DNS redirect with real nftables, inside network namespaces.
+"""NAT, isolation, the DNS redirect and DNS forwarding with real nftables, in netns.
 
 Topology (all in throwaway namespaces; the root namespace's nftables and
 ip_forward are never touched)::
