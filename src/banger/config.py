@@ -24,6 +24,52 @@ from banger.errors import UserError
 # it imports nothing of banger; a unit test keeps the two equal).
 NAME_PREFIX = "bg"
 
+# Where bangerd forwards the DNS queries of VMs allowed out (see net/upstream.py).
+DNS_PORT = 53
+
+
+@dataclass(frozen=True)
+class Upstream:
+    address: str
+    port: int = DNS_PORT
+
+    def __str__(self) -> str:
+        if self.port == DNS_PORT:
+            return self.address
+        if ":" in self.address:
+            return f"[{self.address}]:{self.port}"
+        return f"{self.address}:{self.port}"
+
+
+def parse_upstream(text: str) -> Upstream:
+    """``1.1.1.1``, ``127.0.0.1:5353``, ``2001:db8::1`` or ``[2001:db8::1]:5353``."""
+    text = text.strip()
+    host, port = text, str(DNS_PORT)
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise _bad(text)
+        port = rest[1:] or port
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError as exc:
+        raise _bad(text) from exc
+    if not 1 <= number <= 65535:
+        raise _bad(text)
+    return Upstream(str(address), number)
+
+
+def _bad(text: str) -> UserError:
+    return UserError(
+        f"DNS upstream {text!r} is not an IP address with an optional port",
+        hint="set dns_upstreams (BANGER_DNS_UPSTREAMS) to e.g. 192.0.2.53,192.0.2.54:5353,"
+        " or leave it empty to use /etc/resolv.conf",
+    )
+
+
 _ENV = {
     "mode": "BANGER_MODE",
     "home": "BANGER_HOME",
@@ -36,6 +82,7 @@ _ENV = {
     "debian_mirror": "BANGER_DEBIAN_MIRROR",
     "insecure_registries": "BANGER_INSECURE_REGISTRIES",
     "dns_port": "BANGER_DNS_PORT",
+    "dns_upstreams": "BANGER_DNS_UPSTREAMS",
 }
 
 
@@ -77,6 +124,9 @@ class Settings:
     # The unprivileged port bangerd answers DNS on; banger's nftables rules
     # send the bridge address's port 53 there.
     dns_port: int = 10053
+    # Where VMs allowed out (NAT) get names outside .vm resolved: IP or IP:PORT
+    # entries. Empty means the nameservers of the host's /etc/resolv.conf.
+    dns_upstreams: tuple[str, ...] = ()
     default_vcpus: int = 0
     default_memory_mib: int = 0
 
@@ -145,6 +195,8 @@ class Settings:
                 f"dns_port {self.dns_port} must be between 1024 and 65535",
                 hint="bangerd needs no privilege for it; the default is 10053",
             )
+        for upstream in self.dns_upstreams:
+            parse_upstream(upstream)
         if self.mode not in ("user", "system"):
             raise UserError(f"mode {self.mode!r} is not one of user, system")
         if self.accel not in ("auto", "kvm", "tcg"):
@@ -164,10 +216,11 @@ def config_file() -> Path:
 
 def _coerce(name: str, value: Any) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
-    if name == "insecure_registries":
+    if name in ("insecure_registries", "dns_upstreams"):
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, list | tuple):
-            raise UserError(f"setting {name} must be a list of registry hosts, not {value!r}")
+            what = "registry hosts" if name == "insecure_registries" else "DNS servers"
+            raise UserError(f"setting {name} must be a list of {what}, not {value!r}")
         return tuple(str(item).strip() for item in items if str(item).strip())
     if name in ("home", "runtime_dir", "helper_socket"):
         return Path(str(value)).expanduser() if value else None

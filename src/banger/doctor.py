@@ -1,8 +1,13 @@
 """``banger doctor``: every host prerequisite, each with a sentence of remedy.
 
-Checks only look: they read /dev, /sys and /boot, look programs up on PATH
-and ask them their version. Nothing is created, loaded or changed. Every
+Checks only look: they read /dev, /sys, /boot and the resolver
+configuration, look programs up on PATH and ask them their version (or
+systemd-resolved its domains). Nothing is created, loaded or changed. Every
 host access goes through ``Host`` so tests can point it at a fake tree.
+
+Statuses: ``ok``; ``info``, a fact worth knowing that needs no action (an
+optional backend absent, a fallback in use); ``warn``, something the user
+should act on; ``fail``, something that stops banger from working.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import Literal
 from banger import proc
 from banger.config import Settings
 from banger.errors import HostError
+from banger.net import plan as netplan
+from banger.net.upstream import RESOLV_CONF, HostResolvers, nameservers
 
 log = logging.getLogger("banger.doctor")
 
@@ -29,7 +36,9 @@ FAIL_FREE_BYTES = 1 * GIB
 MAX_SOCKET_PATH = 107
 TCG_NOTE = "banger uses QEMU with software emulation (TCG), slower but real"
 
-Status = Literal["ok", "warn", "fail"]
+Status = Literal["ok", "info", "warn", "fail"]
+# systemd-resolved's stub listeners, as resolv.conf names them.
+RESOLVED_STUBS = ("127.0.0.53", "127.0.0.54")
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,18 @@ def _free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
+def _resolved_domains(bridge: str) -> str:
+    """What ``resolvectl domain BRIDGE`` prints (``Link 5 (bg0): ~vm``), or ""."""
+    tool = proc.which("resolvectl")
+    if tool is None:
+        return ""
+    try:
+        result = proc.run([tool, "domain", bridge], check=False, timeout=10)
+    except HostError:
+        return ""
+    return result.stdout.decode(errors="replace") if result.returncode == 0 else ""
+
+
 @dataclass(frozen=True)
 class Host:
     """Where the checks look; every field can be replaced in tests."""
@@ -73,6 +94,10 @@ class Host:
     version: Callable[[str], str] = _version
     can_open: Callable[[Path], bool] = _can_open
     free_bytes: Callable[[Path], int] = _free_bytes
+    resolve_dir: Path = Path("/run/systemd/resolve")
+    resolv_conf: Path = RESOLV_CONF
+    nsswitch: Path = Path("/etc/nsswitch.conf")
+    resolved_domains: Callable[[str], str] = _resolved_domains
 
 
 def run_checks(settings: Settings, host: Host | None = None) -> list[Check]:
@@ -82,7 +107,7 @@ def run_checks(settings: Settings, host: Host | None = None) -> list[Check]:
         check_kvm(host),
         check_qemu(host),
         check_tool(host, "qemu-img", "qemu-utils", "warn", "makes copy-on-write disks"),
-        *check_firecracker(host),
+        *check_firecracker(settings, host),
         check_tun(host),
         check_bridge(host),
         check_loop(host),
@@ -91,13 +116,15 @@ def run_checks(settings: Settings, host: Host | None = None) -> list[Check]:
         check_tool(host, "mkfs.ext4", "e2fsprogs", "fail", "banger cannot make disks"),
         check_tool(host, "debugfs", "e2fsprogs", "warn", "disks made as non-root keep your uid"),
         check_tool(host, "debootstrap", "debootstrap", "warn", "cannot build debian-bookworm"),
-        check_busybox(host),
+        check_busybox(settings),
         check_tool(host, "apt-get", "apt", "warn", "`banger kernel pull` cannot fetch kernels"),
         check_tool(host, "dpkg-deb", "dpkg", "warn", "`banger kernel pull` cannot unpack"),
         check_tool(host, "ssh", "openssh-client", "fail", "`banger vm ssh` cannot connect"),
         check_tool(host, "ssh-keygen", "openssh-client", "fail", "banger cannot make keys"),
         check_disk(settings, host),
         check_sockets(settings),
+        check_dns_forwarding(settings, host),
+        check_vm_names(settings, host),
     ]
     for check in checks:
         log.debug("doctor %s: %s (%s)", check.name, check.status, check.detail)
@@ -159,22 +186,34 @@ def check_qemu(host: Host) -> Check:
     return Check("qemu", "ok", host.version(binary) or binary)
 
 
-def check_firecracker(host: Host) -> list[Check]:
+def check_firecracker(settings: Settings, host: Host) -> list[Check]:
+    """Firecracker is optional: its absence is information, unless it was asked for."""
+    wanted = settings.vmm == "firecracker"
     checks = []
     for name in ("firecracker", "jailer"):
         binary = host.which(name)
-        if binary is None:
+        if binary is not None:
+            checks.append(Check(name, "ok", host.version(binary) or binary))
+        elif wanted:
             checks.append(
                 Check(
                     name,
-                    "warn",
-                    f"{name} not found: QEMU is used instead",
+                    "warn" if name == "jailer" else "fail",
+                    f'{name} not found, and vmm = "firecracker" is set',
                     "Install Firecracker's release binaries (firecracker, jailer) on PATH,"
-                    ' or set vmm = "qemu" to silence this.',
+                    ' or set vmm = "auto" to use QEMU.',
                 )
             )
         else:
-            checks.append(Check(name, "ok", host.version(binary) or binary))
+            checks.append(
+                Check(
+                    name,
+                    "info",
+                    f"{name} not found: QEMU is used instead (Firecracker is optional)",
+                    "Install Firecracker's release binaries (firecracker, jailer) on PATH"
+                    " if you want Firecracker VMs.",
+                )
+            )
     return checks
 
 
@@ -223,7 +262,7 @@ def check_loop(host: Host) -> Check:
         return Check("loop", "ok", f"{control} present")
     return Check(
         "loop",
-        "warn",
+        "info",
         f"{control} is missing: no loop devices",
         "Load the loop module (`modprobe loop`); banger's disks still work without it.",
     )
@@ -235,7 +274,7 @@ def check_device_mapper(host: Host) -> Check:
         return Check("device-mapper", "ok", "device-mapper available")
     return Check(
         "device-mapper",
-        "warn",
+        "info",
         "device-mapper is absent: an in-guest overlay is used instead",
         "Load dm_mod (`modprobe dm_mod`, package dmsetup) to use device-mapper snapshots.",
     )
@@ -262,19 +301,29 @@ def is_static_elf(path: Path) -> bool:
     return True
 
 
-def check_busybox(host: Host) -> Check:
-    binary = host.which("busybox")
-    remedy = "Install the Debian package busybox-static."
-    if binary is None:
-        return Check("busybox", "warn", "busybox not found: no initramfs for kernels", remedy)
-    if not is_static_elf(Path(binary)):
+def check_busybox(settings: Settings) -> Check:
+    """The static busybox in banger's initramfs: each pulled kernel carries its own.
+
+    ``kernel pull`` and ``kernel import`` fetch Debian's busybox-static with
+    apt-get and keep it next to the kernel; the host's busybox is never used.
+    """
+    found = sorted(settings.kernels_dir.glob("*/busybox"))
+    broken = [path for path in found if not is_static_elf(path)]
+    if broken:
         return Check(
             "busybox",
             "warn",
-            f"{binary} is dynamically linked: it cannot run in the initramfs",
-            remedy,
+            f"{broken[0]} is not a static binary: that kernel's initramfs cannot boot",
+            f"Delete the kernel {broken[0].parent.name} and pull it again (`banger kernel pull`).",
         )
-    return Check("busybox", "ok", f"{binary} (static)")
+    if found:
+        return Check("busybox", "ok", f"static busybox of {len(found)} pulled kernel(s)")
+    return Check(
+        "busybox",
+        "info",
+        "no kernel pulled yet: `banger kernel pull` fetches busybox-static with it",
+        "Nothing to install; `banger image pull debian-bookworm` pulls its kernel too.",
+    )
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -323,3 +372,64 @@ def check_sockets(settings: Settings) -> Check:
     if where == runtime:
         return Check("sockets", "ok", f"{runtime} is writable")
     return Check("sockets", "ok", f"{runtime} will be created under {where}")
+
+
+def check_dns_forwarding(settings: Settings, host: Host) -> Check:
+    """Where names outside .vm asked by ``--nat`` VMs are resolved."""
+    source = "dns_upstreams" if settings.dns_upstreams else str(host.resolv_conf)
+    upstreams = HostResolvers(settings.dns_upstreams, host.resolv_conf).current()
+    if not upstreams:
+        return Check(
+            "dns-forward",
+            "warn",
+            f"no nameserver in {source}: --nat VMs cannot resolve names outside .vm",
+            "Add a nameserver line to /etc/resolv.conf, or set dns_upstreams"
+            " (BANGER_DNS_UPSTREAMS) to the resolvers VMs should use.",
+        )
+    listed = ", ".join(map(str, upstreams))
+    return Check("dns-forward", "ok", f"--nat VMs resolve other names through {listed} ({source})")
+
+
+def _host_uses_resolved(host: Host) -> bool:
+    try:
+        conf = host.resolv_conf.read_text(errors="replace")
+    except OSError:
+        conf = ""
+    if any(u.address in RESOLVED_STUBS for u in nameservers(conf)):
+        return True
+    try:
+        lines = host.nsswitch.read_text(errors="replace").splitlines()
+    except OSError:
+        return False
+    return any(line.split()[:1] == ["hosts:"] and "resolve" in line.split()[1:] for line in lines)
+
+
+def check_vm_names(settings: Settings, host: Host) -> Check:
+    """Whether programs on this host resolve ``NAME.vm``; information where they do not."""
+    bridge, address = settings.bridge, netplan.gateway(settings.network)
+    without = "use the address `banger vm show NAME` prints; `banger vm ssh NAME` needs no name"
+    if not host.resolve_dir.is_dir() or host.which("resolvectl") is None:
+        return Check(
+            "vm-names",
+            "info",
+            f"NAME.vm does not resolve on this host (no systemd-resolved): {without}",
+            "To resolve NAME.vm here, run systemd-resolved (Debian package systemd-resolved),"
+            f" or have a local forwarder send the vm domain to {address}"
+            f" (dnsmasq: server=/vm/{address}).",
+        )
+    if not _host_uses_resolved(host):
+        return Check(
+            "vm-names",
+            "info",
+            "systemd-resolved runs but this host's lookups do not go through it"
+            f" ({host.resolv_conf} does not name its stub): {without}",
+            "Link /etc/resolv.conf to /run/systemd/resolve/stub-resolv.conf, or add"
+            " `resolve` to the hosts line of /etc/nsswitch.conf.",
+        )
+    if "~vm" in host.resolved_domains(bridge).split():
+        return Check("vm-names", "ok", f"NAME.vm resolves through systemd-resolved ({bridge})")
+    return Check(
+        "vm-names",
+        "ok",
+        f"NAME.vm resolves through systemd-resolved while VMs run (banger links {bridge})",
+    )

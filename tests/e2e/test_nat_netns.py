@@ -1,4 +1,4 @@
-"""NAT, isolation and the DNS redirect with real nftables, inside network namespaces.
+"""NAT, isolation, the DNS redirect and DNS forwarding with real nftables, in netns.
 
 Topology (all in throwaway namespaces; the root namespace's nftables and
 ip_forward are never touched)::
@@ -232,3 +232,105 @@ def test_last_nat_disable_deletes_the_table(topo: Topology, echo_peer: int) -> N
     assert topo.tables() == [] and topo.ip_forward() == "0"
     again = topo.verb("nat_disable", source=VM_IPS["vm2"])
     assert again["removed"] is False
+
+
+# --- DNS for VMs: a NAT VM resolves outside names through banger, others are refused
+
+ROOT = Path(__file__).resolve().parents[2]
+DNS_PORT = 10053
+
+RESOLVE = """
+    import json, sys
+    import dns.message, dns.query, dns.rcode
+    name, rdtype, server, proto = sys.argv[1:5]
+    query = dns.message.make_query(name, rdtype, use_edns=0, payload=4096)
+    ask = dns.query.udp if proto == "udp" else dns.query.tcp
+    try:
+        reply = ask(query, server, timeout=4)
+    except Exception as exc:
+        print(json.dumps(["FAIL", type(exc).__name__]))
+        sys.exit()
+    texts = sorted(rd.to_text() for rrset in reply.answer for rd in rrset)
+    print(json.dumps([dns.rcode.to_text(reply.rcode()), texts]))
+"""
+
+
+def serve(topo: Topology, role: str, argv: list[str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", topo.ns[role], PY, *argv],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+@pytest.fixture
+def banger_dns(topo: Topology) -> Iterator[None]:
+    """A test resolver outside, and banger's responder on the bridge forwarding to it.
+
+    The responder allows out the addresses that have NAT, as bangerd does
+    from its store; here vm1 has NAT and vm2 has not.
+    """
+    code = f"""
+        import asyncio
+        from banger.net.dns import DnsResponder
+        async def main():
+            r = DnsResponder(("{OUTSIDE_IP}",))
+            await r.start("{BRIDGE_IP}", {DNS_PORT}, {{"vm1": "{VM_IPS["vm1"]}"}}.get,
+                          lambda source: source == "{VM_IPS["vm1"]}")
+            print("ready", flush=True)
+            await asyncio.Event().wait()
+        asyncio.run(main())
+    """
+    procs = [
+        serve(topo, "out", ["-m", "tests.dns_upstream", OUTSIDE_IP, "53"]),
+        serve(topo, "host", ["-c", textwrap.dedent(code)]),
+    ]
+    yield
+    for proc in procs:
+        proc.kill()
+        proc.wait(5)
+
+
+def resolve(
+    topo: Topology,
+    role: str,
+    name: str,
+    rdtype: str = "A",
+    proto: str = "udp",
+    server: str = BRIDGE_IP,
+) -> list[object]:
+    out = topo.python(role, RESOLVE, name, rdtype, server, proto)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def test_nat_vm_resolves_outside_names_and_others_are_refused(
+    topo: Topology, banger_dns: None
+) -> None:
+    from tests import dns_upstream as up
+
+    topo.verb("net_isolate", bridge=topo.bridge)
+    topo.verb("nat_enable", bridge=topo.bridge, subnet=SUBNET, source=VM_IPS["vm1"])
+    topo.verb("dns_redirect", bridge=topo.bridge, address=BRIDGE_IP, port=DNS_PORT)
+
+    for proto in ("udp", "tcp"):
+        assert resolve(topo, "vm1", up.NAME, proto=proto) == ["NOERROR", [up.ADDRESS]], proto
+        assert resolve(topo, "vm1", "vm1.vm", proto=proto) == ["NOERROR", [VM_IPS["vm1"]]]
+    # Cut at 512 bytes over UDP by the outside resolver; banger fetched it again over TCP.
+    rcode, texts = resolve(topo, "vm1", up.BIG, "TXT")
+    assert rcode == "NOERROR" and len(texts) == len(up.BIG_RECORDS)  # type: ignore[arg-type]
+    assert resolve(topo, "vm1", "nothing.example.test") == ["NXDOMAIN", []]
+
+    # vm2 has no NAT: banger will not resolve for it, and it cannot ask outside itself.
+    for proto in ("udp", "tcp"):
+        assert resolve(topo, "vm2", up.NAME, proto=proto) == ["REFUSED", []], proto
+    assert resolve(topo, "vm2", "vm1.vm") == ["NOERROR", [VM_IPS["vm1"]]]
+    assert resolve(topo, "vm2", up.NAME, server=OUTSIDE_IP) == ["FAIL", "Timeout"]
+    assert resolve(topo, "vm1", up.NAME, server=OUTSIDE_IP) == ["NOERROR", [up.ADDRESS]]
+
+    topo.verb("nat_disable", source=VM_IPS["vm1"])
+    assert topo.verb("net_teardown", bridge=topo.bridge)["deleted"] is True
+    assert topo.tables() == [] and topo.ip_forward() == "0"

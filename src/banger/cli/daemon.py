@@ -120,7 +120,7 @@ def status(as_json: bool) -> None:
     epilog=epilog(
         [
             "banger doctor",
-            "banger doctor --json | jq '.[] | select(.status != \"ok\")'",
+            "banger doctor --json | jq '.[] | select(.status == \"fail\")'",
         ],
         next_step="fix each FAIL with the command after its arrow, then `banger vm run -- true`.",
     )
@@ -129,9 +129,9 @@ def status(as_json: bool) -> None:
 def doctor(as_json: bool) -> None:
     """Check every host prerequisite and say how to fix what is missing.
 
-    KVM, the VMM binaries, tun, bridges, nftables, disk space and banger's
-    sockets, each with a sentence of remedy. Exits 1 when a check fails (a
-    warning alone still exits 0).
+    Each line is ok, info (worth knowing, nothing to do: an optional backend
+    absent, a fallback in use), WARN (act on it) or FAIL (banger cannot work
+    until it is fixed). Exits non-zero when a check fails; warnings exit 0.
     """
     from dataclasses import asdict
 
@@ -141,10 +141,15 @@ def doctor(as_json: bool) -> None:
     if as_json:
         common.print_json([asdict(c) for c in checks])
     else:
-        marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+        marks = {"ok": " ok ", "info": "info", "warn": "WARN", "fail": "FAIL"}
         for check in checks:
             click.echo(f"[{marks.get(check.status, check.status)}] {check.name}: {check.detail}")
             if check.status != "ok" and check.remedy:
                 click.echo(f"       -> {check.remedy}")
+        counts = {status: sum(c.status == status for c in checks) for status in marks}
+        click.echo(
+            f"{counts['fail']} failed, {counts['warn']} to act on (WARN),"
+            f" {counts['info']} for information, {counts['ok']} ok"
+        )
     if any(c.status == "fail" for c in checks):
         raise SystemExit(1)

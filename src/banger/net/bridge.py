@@ -1,4 +1,4 @@
-"""banger's bridge while VMs use it: isolation, the .vm DNS responder, resolver hookup.
+"""banger's bridge while VMs use it: isolation, DNS for VMs, resolver hookup.
 
 Brought up before the first VM boots and torn down when the last running VM
 goes, so a host with no running VM carries none of banger's nftables rules.
@@ -49,6 +49,10 @@ class BridgeNetwork:
             if vm.name == name:
                 return vm.ip
         return None
+
+    def allowed_out(self, source: str) -> bool:
+        """Whether the DNS client at ``source`` may resolve outside names: a VM with NAT."""
+        return any(vm.ip == source and vm.nat for vm in self.vms.list_vms())
 
     def ensure(self) -> None:
         """The bridge with its address, rules and DNS; idempotent, called before each boot."""
@@ -103,8 +107,8 @@ class BridgeNetwork:
         return True
 
     async def _start_dns(self) -> DnsResponder:
-        dns = DnsResponder()
-        await dns.start(self.gateway, self.settings.dns_port, self.lookup)
+        dns = DnsResponder(self.settings.dns_upstreams)
+        await dns.start(self.gateway, self.settings.dns_port, self.lookup, self.allowed_out)
         return dns
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
