@@ -34,6 +34,9 @@ class BridgeNetwork:
         self._loop = loop
         self._lock = threading.Lock()
         self._dns: DnsResponder | None = None
+        # Whether the host's resolver sends NAME.vm here (systemd-resolved hooked up),
+        # so what banger prints for people to type says a name only where one works.
+        self.names_resolve = False
 
     @property
     def gateway(self) -> str:
@@ -55,6 +58,7 @@ class BridgeNetwork:
             helper.dns_redirect(bridge, self.gateway, self.settings.dns_port)
             if self._dns is None:
                 resolver = helper.resolver_link(bridge, self.gateway)
+                self.names_resolve = bool(resolver.get("linked"))
                 if not resolver.get("linked"):
                     log.info("NAME.vm from the host: %s", resolver.get("reason", "not linked"))
                 try:
@@ -79,6 +83,7 @@ class BridgeNetwork:
             if helper.net_teardown(self.settings.bridge):
                 log.info("no VM runs: removed banger's nftables table")
             helper.resolver_unlink(self.settings.bridge)
+            self.names_resolve = False
             if self._dns is not None:
                 dns, self._dns = self._dns, None
                 self._call(dns.stop())
