@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from banger.cli import common
+
+if TYPE_CHECKING:
+    from banger.api.client import Client
 
 
 @click.group(
@@ -66,23 +69,27 @@ def image_pull(
         raise click.UsageError("pass --kernel-ref or --kernel, not both")
     if (initrd or modules) and not kernel_file:
         raise click.UsageError("--initrd and --modules go with --kernel")
+    from banger.api.shapes import Image, ImagePull
+
     with common.client() as conn:
         if kernel_file:
             kernel_ref = _import_for_image(conn, name or ref, kernel_file, initrd, modules)
-        body = {"ref": ref, "name": name, "kernel": kernel_ref, "size": size}
-        op = conn.post("/images/pull", body)
-        result = common.run_operation(conn, op).result or {}
-    click.echo(f"image {result.get('name', ref)} ready ({result.get('rootfs', '')})")
+        body = ImagePull(ref=ref, name=name, kernel=kernel_ref, size=size)
+        op = conn.start("POST", "/images/pull", body)
+        pulled = Image.from_json(common.run_operation(conn, op).result or {})
+    click.echo(f"image {pulled.name} ready ({pulled.rootfs})")
 
 
 def _import_for_image(
-    conn: Any, image: str, kernel: str, initrd: str | None, modules: str | None
+    conn: Client, image: str, kernel: str, initrd: str | None, modules: str | None
 ) -> str:
     import re
 
+    from banger.api.shapes import KernelImport
+
     name = re.sub(r"[^a-z0-9._-]", "-", image.lower()).strip("-.")[:56] + "-kernel"
-    body = {"name": name, "kernel": _abs(kernel), "initrd": _abs(initrd), "modules": _abs(modules)}
-    common.run_operation(conn, conn.post("/kernels/import", body))
+    body = KernelImport(name=name, kernel=_abs(kernel), initrd=_abs(initrd), modules=_abs(modules))
+    common.run_operation(conn, conn.start("POST", "/kernels/import", body))
     return name
 
 
@@ -93,10 +100,12 @@ def _import_for_image(
 @click.option("--init", help="Init to run instead of the image's /sbin/init.")
 def image_register(name: str, rootfs: str, kernel_ref: str | None, init: str | None) -> None:
     """Register an existing ext4 root filesystem ROOTFS as image NAME (used in place)."""
+    from banger.api.shapes import Image, ImageRegister
+
+    body = ImageRegister(name=name, rootfs=_abs(rootfs) or rootfs, kernel=kernel_ref, init=init)
     with common.client() as conn:
-        body = {"name": name, "rootfs": _abs(rootfs), "kernel": kernel_ref, "init": init}
-        data = conn.post("/images/register", body)
-    click.echo(f"registered image {data['name']} ({data['rootfs']})")
+        registered = conn.send("POST", "/images/register", body, Image.from_json)
+    click.echo(f"registered image {registered.name} ({registered.rootfs})")
 
 
 @image.command("promote")
@@ -114,19 +123,23 @@ def image_promote(vm: str, name: str, size: str | None) -> None:
       banger vm create --name base --nat && banger vm ssh base -- apt-get install -y make
       banger image promote base dev-base && banger vm run --image dev-base -- make --version
     """
+    from banger.api.shapes import Image, ImagePromote
+
     with common.client() as conn:
-        op = conn.post("/images/promote", {"vm": vm, "name": name, "size": size})
-        result = common.run_operation(conn, op).result or {}
-    click.echo(f"image {result.get('name', name)} ready ({result.get('rootfs', '')})")
+        op = conn.start("POST", "/images/promote", ImagePromote(vm=vm, name=name, size=size))
+        promoted = Image.from_json(common.run_operation(conn, op).result or {})
+    click.echo(f"image {promoted.name} ready ({promoted.rootfs})")
 
 
 @image.command("delete")
 @click.argument("names", nargs=-1, required=True)
 def image_delete(names: tuple[str, ...]) -> None:
     """Delete images and their disks; refused while a VM uses one."""
+    from banger.api.shapes import Image
+
     with common.client() as conn:
         for name in names:
-            conn.delete(f"/images/{name}")
+            conn.send("DELETE", f"/images/{name}", None, Image.from_json)
             click.echo(f"deleted image {name}")
 
 
@@ -142,37 +155,34 @@ def image_cache() -> None:
 @click.option("--dry-run", is_flag=True, help="Say what would be freed; delete nothing.")
 def image_cache_prune(dry_run: bool) -> None:
     """Delete every cached blob (images already pulled are not affected)."""
+    from banger.api.shapes import CachePrune
+
+    path = f"/images/cache/prune?dry_run={'true' if dry_run else 'false'}"
     with common.client() as conn:
-        data = conn.post(f"/images/cache/prune?dry_run={'true' if dry_run else 'false'}")
-    click.echo(data["message"])
+        pruned = conn.send("POST", path, None, CachePrune.from_json)
+    click.echo(pruned.message)
 
 
 @image.command("catalog")
 @common.json_option
 def image_catalog(as_json: bool) -> None:
     """List the images `image pull` knows by name."""
-    from banger.image import catalog
-
-    common.print_catalog(catalog.entries(), as_json)
+    common.print_catalog("/images/catalog", as_json)
 
 
 @image.command("list")
 @common.json_option
 def image_list(as_json: bool) -> None:
     """List pulled images."""
+    from banger.api.shapes import Image
     from banger.units import format_size
 
     common.list_records(
         "/images",
+        Image.from_json,
         as_json,
         ["NAME", "KERNEL", "SIZE", "SOURCE", "CREATED"],
-        lambda i: (
-            i["name"],
-            i["kernel"],
-            format_size(i["size_bytes"]),
-            i["source"],
-            i["created_at"],
-        ),
+        lambda i: (i.name, i.kernel, format_size(i.size_bytes), i.source, i.created_at),
         empty="no images yet: pull one with `banger image pull debian-bookworm`",
     )
 
@@ -185,7 +195,9 @@ image.add_command(image_list, "ls")
 @common.json_option
 def image_show(name: str, as_json: bool) -> None:
     """Show one image."""
-    common.show_record(f"/images/{name}", as_json)
+    from banger.api.shapes import Image
+
+    common.show_record(f"/images/{name}", Image.from_json, as_json)
 
 
 @click.group(
@@ -207,10 +219,12 @@ def kernel() -> None:
 @click.argument("name")
 def kernel_pull(name: str) -> None:
     """Fetch kernel NAME from banger's catalog and build its initramfs."""
+    from banger.api.shapes import Kernel, KernelPull
+
     with common.client() as conn:
-        op = conn.post("/kernels/pull", {"name": name})
-        result = common.run_operation(conn, op).result or {}
-    click.echo(f"kernel {name} {result.get('version', '')} ready")
+        op = conn.start("POST", "/kernels/pull", KernelPull(name=name))
+        pulled = Kernel.from_json(common.run_operation(conn, op).result or {})
+    click.echo(f"kernel {name} {pulled.version} ready")
 
 
 @kernel.command("import")
@@ -231,25 +245,30 @@ def kernel_import(
     DIRECTORY holds vmlinuz* (or bzImage, vmlinux*) and lib/modules/VERSION
     or an initrd. Or name the pieces with --kernel, --initrd, --modules.
     """
-    body = {
-        "name": name,
-        "dir": _abs(directory),
-        "kernel": _abs(kernel_file),
-        "initrd": _abs(initrd),
-        "modules": _abs(modules),
-    }
+    from banger.api.shapes import Kernel, KernelImport
+
+    body = KernelImport(
+        name=name,
+        dir=_abs(directory),
+        kernel=_abs(kernel_file),
+        initrd=_abs(initrd),
+        modules=_abs(modules),
+    )
     with common.client() as conn:
-        result = common.run_operation(conn, conn.post("/kernels/import", body)).result or {}
-    click.echo(f"kernel {name} {result.get('version', '')} ready")
+        op = conn.start("POST", "/kernels/import", body)
+        imported = Kernel.from_json(common.run_operation(conn, op).result or {})
+    click.echo(f"kernel {name} {imported.version} ready")
 
 
 @kernel.command("delete")
 @click.argument("names", nargs=-1, required=True)
 def kernel_delete(names: tuple[str, ...]) -> None:
     """Delete kernels; refused while an image refers to one."""
+    from banger.api.shapes import Kernel
+
     with common.client() as conn:
         for name in names:
-            conn.delete(f"/kernels/{name}")
+            conn.send("DELETE", f"/kernels/{name}", None, Kernel.from_json)
             click.echo(f"deleted kernel {name}")
 
 
@@ -260,20 +279,21 @@ kernel.add_command(kernel_delete, "rm")
 @common.json_option
 def kernel_catalog(as_json: bool) -> None:
     """List the kernels `kernel pull` knows by name."""
-    from banger.kernel import catalog
-
-    common.print_catalog(catalog.entries(), as_json)
+    common.print_catalog("/kernels/catalog", as_json)
 
 
 @kernel.command("list")
 @common.json_option
 def kernel_list(as_json: bool) -> None:
     """List pulled kernels."""
+    from banger.api.shapes import Kernel
+
     common.list_records(
         "/kernels",
+        Kernel.from_json,
         as_json,
         ["NAME", "VERSION", "SOURCE", "CREATED"],
-        lambda k: (k["name"], k["version"], k["source"], k["created_at"]),
+        lambda k: (k.name, k.version, k.source, k.created_at),
         empty="no kernels yet: pull one with `banger kernel pull debian-bookworm-cloud`",
     )
 
@@ -286,4 +306,6 @@ kernel.add_command(kernel_list, "ls")
 @common.json_option
 def kernel_show(name: str, as_json: bool) -> None:
     """Show one kernel."""
-    common.show_record(f"/kernels/{name}", as_json)
+    from banger.api.shapes import Kernel
+
+    common.show_record(f"/kernels/{name}", Kernel.from_json, as_json)

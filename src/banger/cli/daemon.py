@@ -32,13 +32,9 @@ def start() -> None:
     from banger.api.client import Client, start_daemon
 
     settings = common.settings()
-    conn = Client(settings)
-    try:
-        if conn.ping():
-            click.echo(f"bangerd already running on {settings.socket}")
-            return
-    finally:
-        conn.close()
+    if Client(settings).ping():
+        click.echo(f"bangerd already running on {settings.socket}")
+        return
     start_daemon(settings)
     click.echo(f"bangerd started on {settings.socket}")
 
@@ -46,12 +42,13 @@ def start() -> None:
 @daemon.command()
 def stop() -> None:
     """Stop bangerd; running VMs keep running."""
+    from banger.api.shapes import Accepted, DaemonStatus
     from banger.errors import DaemonUnavailable
 
     try:
         with common.client(autostart=False) as conn:
-            pid = conn.get("/status")["pid"]
-            conn.post("/shutdown")
+            pid = conn.get("/status", DaemonStatus.from_json).pid
+            conn.send("POST", "/shutdown", None, Accepted.from_json)
     except DaemonUnavailable:
         click.echo("bangerd is not running")
         return
@@ -71,29 +68,29 @@ def stop() -> None:
 @common.json_option
 def status(as_json: bool) -> None:
     """Show whether bangerd runs, its pid, socket and version."""
+    from banger.api.shapes import DaemonStatus
     from banger.errors import DaemonUnavailable
 
     settings = common.settings()
     try:
         with common.client(autostart=False) as conn:
-            data = conn.get("/status")
+            status_ = conn.get("/status", DaemonStatus.from_json)
     except DaemonUnavailable:
         if as_json:
             common.print_json({"running": False, "socket": str(settings.socket)})
         else:
             click.echo(f"bangerd is not running (socket {settings.socket})")
         raise SystemExit(1) from None
-    data["running"] = True
     if as_json:
-        common.print_json(data)
+        common.print_json({**status_.to_json(), "running": True})
         return
     common.print_fields(
         [
-            ("running", f"yes (pid {data['pid']})"),
-            ("version", data["version"]),
-            ("socket", data["socket"]),
-            ("home", data["home"]),
-            ("vmm", f"{data['vmm']} ({data['accel']}: {data['accel_reason']})"),
+            ("running", f"yes (pid {status_.pid})"),
+            ("version", status_.version),
+            ("socket", status_.socket),
+            ("home", status_.home),
+            ("vmm", f"{status_.vmm} ({status_.accel}: {status_.accel_reason})"),
         ]
     )
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from banger.cli import common
+
+if TYPE_CHECKING:
+    from banger.api.client import Client
+    from banger.api.shapes import Vm, VmCreate
 
 
 @click.group(
@@ -32,14 +36,15 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--name", help="VM name, also its DNS name NAME.vm (default: generated)."),
         click.option("--image", help="Image to boot (default: debian-bookworm)."),
+        # Ranges are checked by the daemon, which knows what its host can give.
         click.option(
             "--vcpus",
-            type=click.IntRange(1, 64),
+            type=int,
             help="vCPUs (default: half the host's cores, at most 4).",
         ),
         click.option(
             "--memory",
-            type=click.IntRange(128),
+            type=int,
             help="Memory in MiB (default: an eighth of the host's, 256-2048).",
         ),
         click.option(
@@ -58,34 +63,39 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _create_body(**kw: Any) -> dict[str, Any]:
-    return {
-        "name": kw.get("name"),
-        "image": kw.get("image"),
-        "vcpus": kw.get("vcpus"),
-        "memory_mib": kw.get("memory"),
-        "system_overlay_size": kw.get("system_overlay_size"),
-        "work_disk_size": kw.get("work_disk_size"),
-        "nat": kw.get("nat", False),
-        "no_start": kw.get("no_start", False),
-    }
+def _create_body(**kw: Any) -> VmCreate:
+    from banger.api.shapes import VmCreate
 
-
-def _spec_line(data: dict[str, Any]) -> str:
-    from banger.units import format_size
-
-    return (
-        f"{data['name']}: image {data['image']}, {data['vcpus']} vCPU, {data['memory_mib']} MiB,"
-        f" overlay {format_size(data['overlay_bytes'])},"
-        f" work disk {format_size(data['work_disk_bytes'])}, IP {data['ip']}"
-        f"{', NAT' if data['nat'] else ''}, {data['vmm']}, {data['state']}"
+    # Not validated here: the daemon checks ranges against what its host can
+    # give and answers in the one error format, naming the field.
+    return VmCreate(
+        name=kw.get("name"),
+        image=kw.get("image"),
+        vcpus=kw.get("vcpus"),
+        memory_mib=kw.get("memory"),
+        system_overlay_size=kw.get("system_overlay_size"),
+        work_disk_size=kw.get("work_disk_size"),
+        nat=kw.get("nat", False),
+        no_start=kw.get("no_start", False),
     )
 
 
-def _create(conn: Any, body: dict[str, Any], quiet: bool) -> dict[str, Any]:
-    op = conn.post("/vms", body)
-    result: dict[str, Any] = common.run_operation(conn, op, quiet=quiet).result or {}
-    return result
+def _spec_line(vm: Vm) -> str:
+    from banger.units import format_size
+
+    return (
+        f"{vm.name}: image {vm.image}, {vm.vcpus} vCPU, {vm.memory_mib} MiB,"
+        f" overlay {format_size(vm.overlay_bytes)},"
+        f" work disk {format_size(vm.work_disk_bytes)}, IP {vm.ip}"
+        f"{', NAT' if vm.nat else ''}, {vm.vmm}, {vm.state}"
+    )
+
+
+def _create(conn: Client, body: VmCreate, quiet: bool) -> Vm:
+    from banger.api.shapes import Vm
+
+    op = conn.start("POST", "/vms", body)
+    return Vm.from_json(common.run_operation(conn, op, quiet=quiet).result or {})
 
 
 @vm.command()
@@ -97,11 +107,32 @@ def create(**kw: Any) -> None:
     Prints one line with the VM's spec when it answers SSH.
     """
     with common.client() as conn:
-        data = _create(conn, _create_body(**kw), quiet=False)
-    click.echo(_spec_line(data))
+        created = _create(conn, _create_body(**kw), quiet=False)
+    click.echo(_spec_line(created))
 
 
-@vm.command(context_settings={"ignore_unknown_options": True})
+_ARGV_HELP = """\b
+COMMAND is run as an argv, each argument quoted for the guest's shell (like
+`docker exec`, unlike plain ssh): `-- ls -la /` runs ls; a line with `;`, `|`
+or `&&` needs a shell:  -- sh -c 'cd /tmp && ls; uname -a'
+Options after NAME are banger's until `--`; everything after `--` is COMMAND's.
+stdin and stdout pass through byte-exact, so streams work:
+  tar c . | banger vm ssh dev -- tar x -C /root
+  banger vm ssh dev -- cat /var/log/syslog > syslog"""
+
+
+def _shell_line_hint(name: str, command: tuple[str, ...]) -> None:
+    from banger.api.ssh import looks_like_a_shell_line
+
+    if looks_like_a_shell_line(command):
+        click.echo(
+            f"hint: {command[0]!r} was run as one program name (COMMAND is an argv, not a"
+            f" shell line); for a shell line: banger vm ssh {name} -- sh -c {command[0]!r}",
+            err=True,
+        )
+
+
+@vm.command(epilog=_ARGV_HELP)
 @create_options
 @click.option("--keep", is_flag=True, help="Keep the VM afterwards instead of deleting it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; only the command's output.")
@@ -114,16 +145,18 @@ def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
     stay its own:  banger vm run -- ls -la /
     """
     from banger import proc
-    from banger.api.models import SshTarget
-    from banger.guest.ssh import ssh_argv
+    from banger.api.shapes import SshTarget
+    from banger.api.ssh import ssh_argv
 
     with common.client() as conn:
-        data = _create(conn, _create_body(**kw), quiet=quiet)
-        name = data["name"]
+        created = _create(conn, _create_body(**kw), quiet=quiet)
+        name = created.name
         code = 255
         try:
-            target = SshTarget.model_validate(conn.get(f"/vms/{name}/ssh"))
+            target = conn.get(f"/vms/{name}/ssh", SshTarget.from_json)
             code = proc.interactive(ssh_argv(target, command, tty=None if command else True))
+            if code == 127:
+                _shell_line_hint(name, command)
         finally:
             if keep:
                 if not quiet:
@@ -131,7 +164,7 @@ def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
                         f"kept {name}: `banger vm ssh {name}`, `banger vm delete {name}`", err=True
                     )
             else:
-                common.run_operation(conn, conn.delete(f"/vms/{name}"), quiet=True)
+                common.run_operation(conn, conn.start("DELETE", f"/vms/{name}"), quiet=True)
     raise SystemExit(code)
 
 
@@ -139,18 +172,21 @@ def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
 @common.json_option
 def list_(as_json: bool) -> None:
     """List VMs with their state and address."""
+    from banger.api.shapes import Vm
+
     common.list_records(
         "/vms",
+        Vm.from_json,
         as_json,
         ["NAME", "STATE", "IP", "IMAGE", "VCPUS", "MEMORY", "CREATED"],
         lambda v: (
-            v["name"],
-            v["state"],
-            v["ip"],
-            v["image"],
-            v["vcpus"],
-            f"{v['memory_mib']} MiB",
-            v["created_at"],
+            v.name,
+            v.state,
+            v.ip,
+            v.image,
+            v.vcpus,
+            f"{v.memory_mib} MiB",
+            v.created_at,
         ),
         empty="no VMs: create one with `banger vm create` or `banger vm run`",
     )
@@ -164,7 +200,9 @@ vm.add_command(list_, "ls")
 @common.json_option
 def show(name: str, as_json: bool) -> None:
     """Show one VM."""
-    common.show_record(f"/vms/{name}", as_json)
+    from banger.api.shapes import Vm
+
+    common.show_record(f"/vms/{name}", Vm.from_json, as_json)
 
 
 @vm.command()
@@ -173,26 +211,34 @@ def delete(names: tuple[str, ...]) -> None:
     """Stop VMs and remove their disks. Irreversible."""
     with common.client() as conn:
         for name in names:
-            common.run_operation(conn, conn.delete(f"/vms/{name}"), quiet=True)
+            common.run_operation(conn, conn.start("DELETE", f"/vms/{name}"), quiet=True)
             click.echo(f"deleted {name}")
 
 
 vm.add_command(delete, "rm")
 
 
-@vm.command(context_settings={"ignore_unknown_options": True})
+@vm.command(epilog=_ARGV_HELP)
 @click.argument("name")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(name: str, command: tuple[str, ...]) -> None:
     """Open a shell in VM NAME with OpenSSH, or run COMMAND there.
 
-    The host key is pinned by banger: no prompt, no known_hosts noise.
+    The host key is pinned by banger: no prompt, no known_hosts noise, and
+    your ~/.ssh/config does not apply. The exit code is COMMAND's.
     Example:  banger vm ssh dev -- systemctl status
     """
     from banger import proc
-    from banger.api.models import SshTarget
-    from banger.guest.ssh import ssh_argv
+    from banger.api.shapes import SshTarget
+    from banger.api.ssh import looks_like_a_shell_line, ssh_argv
 
     with common.client() as conn:
-        target = SshTarget.model_validate(conn.get(f"/vms/{name}/ssh"))
-    proc.replace_process(ssh_argv(target, command))
+        target = conn.get(f"/vms/{name}/ssh", SshTarget.from_json)
+    argv = ssh_argv(target, command)
+    if not looks_like_a_shell_line(command):
+        proc.replace_process(argv)
+    # Stay around to explain a "command not found" the quoting caused.
+    code = proc.interactive(argv)
+    if code == 127:
+        _shell_line_hint(name, command)
+    raise SystemExit(code)

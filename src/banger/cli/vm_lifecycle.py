@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from banger.cli import common
 
+if TYPE_CHECKING:
+    from banger.api.client import Body
 
-def _each(names: tuple[str, ...], action: str, body: dict[str, Any] | None, verb: str) -> None:
+
+def _each(names: tuple[str, ...], action: str, body: Body | None, verb: str) -> None:
+    from banger.api.shapes import Vm
+
     with common.client() as conn:
         for name in names:
-            op = conn.post(f"/vms/{name}/{action}", body)
-            result = common.run_operation(conn, op, quiet=True).result or {}
-            click.echo(f"{verb} {result.get('name', name)} ({result.get('state', '?')})")
+            op = conn.start("POST", f"/vms/{name}/{action}", body)
+            vm = Vm.from_json(common.run_operation(conn, op, quiet=True).result or {})
+            click.echo(f"{verb} {vm.name} ({vm.state})")
 
 
 @click.command()
@@ -41,7 +46,9 @@ def stop(names: tuple[str, ...], timeout: float) -> None:
 
     Example:  banger vm stop dev && banger vm start dev
     """
-    _each(names, "stop", {"timeout": timeout}, "stopped")
+    from banger.api.shapes import VmStop
+
+    _each(names, "stop", VmStop(timeout=timeout), "stopped")
 
 
 @click.command()
@@ -49,7 +56,9 @@ def stop(names: tuple[str, ...], timeout: float) -> None:
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds for the graceful stop.")
 def restart(names: tuple[str, ...], timeout: float) -> None:
     """Stop and start VMs; applies changes made with `vm set`."""
-    _each(names, "restart", {"timeout": timeout}, "restarted")
+    from banger.api.shapes import VmStop
+
+    _each(names, "restart", VmStop(timeout=timeout), "restarted")
 
 
 @click.command()
@@ -62,13 +71,16 @@ def kill(names: tuple[str, ...], sig: str) -> None:
 
     Example:  banger vm kill --signal TERM dev
     """
-    _each(names, "kill", {"signal": sig}, "killed")
+    from banger.api.shapes import VmKill
+
+    _each(names, "kill", VmKill(signal=sig), "killed")
 
 
 @click.command("set")
 @click.argument("name")
-@click.option("--vcpus", type=click.IntRange(1, 64), help="vCPUs from the next start.")
-@click.option("--memory", type=click.IntRange(128), help="Memory in MiB from the next start.")
+# Ranges are checked by the daemon, which knows what its host can give.
+@click.option("--vcpus", type=int, help="vCPUs from the next start.")
+@click.option("--memory", type=int, help="Memory in MiB from the next start.")
 @click.option("--work-disk-size", help="Grow the work disk (never shrinks) at the next start.")
 @click.option("--nat/--no-nat", default=None, help="Turn the VM's outside access on or off, now.")
 def set_(
@@ -78,14 +90,15 @@ def set_(
 
     Example:  banger vm set dev --memory 4096 --work-disk-size 20G && banger vm restart dev
     """
-    body = {"vcpus": vcpus, "memory_mib": memory, "work_disk_size": work_disk_size, "nat": nat}
-    if all(v is None for v in body.values()):
+    from banger.api.shapes import VmSet
+
+    if all(v is None for v in (vcpus, memory, work_disk_size, nat)):
         raise click.UsageError(
             "nothing to change: pass --vcpus, --memory, --work-disk-size or --nat"
         )
+    body = VmSet(vcpus=vcpus, memory_mib=memory, work_disk_size=work_disk_size, nat=nat)
     with common.client() as conn:
-        op = conn.request("PATCH", f"/vms/{name}", json_body=body)
-        common.run_operation(conn, op)
+        common.run_operation(conn, conn.start("PATCH", f"/vms/{name}", body))
     click.echo(f"updated {name}")
 
 
@@ -93,8 +106,11 @@ def set_(
 @click.option("-f", "--force", is_flag=True, help="Do not ask; delete every stopped VM.")
 def prune(force: bool) -> None:
     """Delete every stopped VM and its disks. Asks first unless --force."""
+    from banger.api.shapes import Vm, VmPrune, VmPruned, VmState
+
     with common.client() as conn:
-        stopped = [v["name"] for v in conn.get("/vms") if v["state"] in ("stopped", "error")]
+        vms = conn.get_list("/vms", Vm.from_json)
+        stopped = [v.name for v in vms if v.state in (VmState.STOPPED, VmState.ERROR)]
         if not stopped:
             click.echo("no stopped VMs")
             return
@@ -105,9 +121,9 @@ def prune(force: bool) -> None:
                     " pass --force to confirm without a terminal"
                 )
             click.confirm(f"Delete {len(stopped)} stopped VM(s): {', '.join(stopped)}?", abort=True)
-        op = conn.post("/vms/prune", {"names": stopped})
+        op = conn.start("POST", "/vms/prune", VmPrune(names=stopped))
         result = common.run_operation(conn, op, quiet=True).result or {}
-    deleted = result.get("deleted", [])
+    deleted = VmPruned.from_json(result).deleted
     click.echo(f"deleted {len(deleted)} VM(s)" + (f": {', '.join(deleted)}" if deleted else ""))
 
 

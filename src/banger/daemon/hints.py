@@ -82,7 +82,12 @@ def invalid_request(errors: Sequence[Any]) -> ErrorBody:
     path = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
     field = ".".join(path) or None
     got = first.get("input")
-    problem = str(first.get("msg", "invalid request"))
+    limits = first.get("ctx") or {}
+    problem = str(first.get("msg", "invalid request")).lower()
+    if first.get("type") == "greater_than_equal" and "ge" in limits:
+        problem = f"must be at least {limits['ge']}"
+    elif first.get("type") == "less_than_equal" and "le" in limits:
+        problem = f"must be at most {limits['le']}"
     low, high = field_range(field) if field else (None, None)
     if low is not None or high is not None:
         unit = _UNITS.get(field or "", "")
@@ -96,5 +101,5 @@ def invalid_request(errors: Sequence[Any]) -> ErrorBody:
     else:
         hint = "see /openapi.json for the request's shape"
     shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-    message = f"{field}: {problem.lower()}{shown}" if field else problem
+    message = f"{field}: {problem}{shown}" if field else problem
     return ErrorBody(code="invalid", message=message, hint=hint, field=field)
