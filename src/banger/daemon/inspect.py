@@ -67,9 +67,8 @@ class Inspector:
         vm = self.vms.running(name)
         text = self._guest(vm, _GUEST_PORTS)
         found = parse_proc_net(text) if text.startswith("@@proc") else parse_ss(text)
-        # A name only where the host resolves it; everywhere else the address works.
         network = self.ctx.network
-        host = f"{vm.name}.vm" if network is not None and network.names_resolve else vm.ip
+        host = reachable_host(vm, names_resolve=network is not None and network.names_resolve)
         return [p.model_copy(update={"endpoint": f"{host}:{p.port}"}) for p in found]
 
     def ping(self, name: str) -> VmPing:
@@ -101,6 +100,11 @@ class Inspector:
             checks["ssh"] = HealthCheck(ok=False, error=str(exc))
         healthy = all(c.ok for c in checks.values())
         return VmHealth(name=vm.name, state=vm.state, healthy=healthy, checks=checks)
+
+
+def reachable_host(vm: Vm, *, names_resolve: bool) -> str:
+    """What reaches the VM from this host: NAME.vm only where the host resolves it."""
+    return f"{vm.name}.vm" if names_resolve else vm.ip
 
 
 def host_process_stats(pid: int, tap: str, proc_root: Path = Path("/proc")) -> HostStats:
