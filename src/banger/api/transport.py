@@ -2,8 +2,8 @@
 
 The CLI starts for every command, so what it imports is paid on every
 command. Measured on this project's machines: httpx costs about 90 ms to
-import and ``http.client`` (through ``email.parser`` and ``ssl``) about 20 ms,
-while the subset bangerd speaks needs neither: one request per connection
+import and ``http.client`` (through ``email.parser`` and ``ssl``) about a
+third of that, while the subset bangerd speaks needs neither: one request per connection
 (``Connection: close``), a body sized by ``Content-Length`` or sent chunked
 (the event and log streams). This module is that subset, and it turns every
 socket failure into one of two errors: nobody answered, or the answer was cut

@@ -111,14 +111,15 @@ def create(**kw: Any) -> None:
     click.echo(_spec_line(created))
 
 
-_ARGV_HELP = """\b
+def _argv_help(usage: str) -> str:
+    return f"""\b
 COMMAND is run as an argv, each argument quoted for the guest's shell (like
 `docker exec`, unlike plain ssh): `-- ls -la /` runs ls; a line with `;`, `|`
-or `&&` needs a shell:  -- sh -c 'cd /tmp && ls; uname -a'
-Options after NAME are banger's until `--`; everything after `--` is COMMAND's.
+or `&&` needs a shell:  {usage} -- sh -c 'cd /tmp && ls; uname -a'
+banger's options end at `--`; everything after it is COMMAND's.
 stdin and stdout pass through byte-exact, so streams work:
-  tar c . | banger vm ssh dev -- tar x -C /root
-  banger vm ssh dev -- cat /var/log/syslog > syslog"""
+  tar c . | {usage} -- tar x -C /root
+  {usage} -- cat /var/log/syslog > syslog"""
 
 
 def _shell_line_hint(name: str, command: tuple[str, ...]) -> None:
@@ -132,7 +133,7 @@ def _shell_line_hint(name: str, command: tuple[str, ...]) -> None:
         )
 
 
-@vm.command(epilog=_ARGV_HELP)
+@vm.command(epilog=_argv_help("banger vm run"))
 @create_options
 @click.option("--keep", is_flag=True, help="Keep the VM afterwards instead of deleting it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; only the command's output.")
@@ -218,7 +219,7 @@ def delete(names: tuple[str, ...]) -> None:
 vm.add_command(delete, "rm")
 
 
-@vm.command(epilog=_ARGV_HELP)
+@vm.command(epilog=_argv_help("banger vm ssh dev"))
 @click.argument("name")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(name: str, command: tuple[str, ...]) -> None:
