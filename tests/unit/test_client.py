@@ -271,3 +271,64 @@ def test_chunked_bodies_are_reassembled_across_reads(tmp_path):
         assert resp.status == 200
         assert list(resp.lines()) == [b'{"a": 1}', b"{}"]
     listener.close()
+
+
+SSH_TARGET = {
+    "host": "10.77.0.2",
+    "identity_file": "/k/id",
+    "known_hosts_file": "/v/known_hosts",
+    "host_key_alias": "banger-v1",
+}
+
+
+def fake_ssh(tmp_path: Path, exit_code: int) -> tuple[dict[str, str], Path]:
+    """An `ssh` first on PATH that records its argv and exits with ``exit_code``."""
+    bin_dir, record = tmp_path / "bin", tmp_path / "ssh-argv"
+    bin_dir.mkdir()
+    script = bin_dir / "ssh"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\nexit {exit_code}\n')
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}, record
+
+
+def run_cli_with(settings: Settings, env: dict[str, str], *args: str):
+    old = os.environ.copy()
+    os.environ.update(env)
+    try:
+        return run_cli(settings, *args)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def test_a_shell_line_run_as_one_program_gets_the_sh_c_hint(settings, scripted, tmp_path):
+    scripted(lambda conn, m, p: answer(conn, 200, json.dumps(SSH_TARGET).encode()))
+    env, record = fake_ssh(tmp_path, 127)
+    result = run_cli_with(settings, env, "vm", "ssh", "dev", "--", "which git; echo x")
+    assert result.returncode == 127
+    assert result.stderr.splitlines()[-1] == (
+        "hint: 'which git; echo x' was run as one program name (COMMAND is an argv, not a"
+        " shell line); for a shell line: banger vm ssh dev -- sh -c 'which git; echo x'"
+    )
+    argv = record.read_text().splitlines()
+    assert argv[argv.index("root@10.77.0.2") - 1] == "--"
+    assert argv[-1] == "'which git; echo x'"
+
+
+def test_ssh_gets_the_terminal_and_its_exit_code_passes_through(settings, scripted, tmp_path):
+    scripted(lambda conn, m, p: answer(conn, 200, json.dumps(SSH_TARGET).encode()))
+    env, record = fake_ssh(tmp_path, 3)
+    result = run_cli_with(settings, env, "vm", "ssh", "dev", "--", "ls", "-la")
+    assert (result.returncode, result.stderr) == (3, "")
+    argv = record.read_text().splitlines()
+    assert argv[:2] == ["-F", "/dev/null"]
+    assert argv[-3:] == ["--", "root@10.77.0.2", "ls -la"]
+
+
+def test_reading_answers_loads_no_pydantic_httpx_or_rich():
+    code = (
+        "import sys, banger.cli.main, banger.cli.common, banger.api.client, banger.api.shapes;"
+        "print(sorted(m for m in ('pydantic', 'httpx', 'rich', 'fastapi') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

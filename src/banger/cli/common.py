@@ -99,12 +99,11 @@ def progress_printer(quiet: bool = False) -> Callable[[Event], None]:
 
 def run_operation(conn: Client, op: Operation, *, quiet: bool = False) -> Operation:
     """Follow ``op`` to its end, printing its stages unless ``quiet``."""
-    from banger.api.client import DaemonLost
     from banger.errors import DaemonUnavailable
 
     try:
         return conn.follow(op, progress_printer(quiet))
-    except DaemonLost as exc:
+    except DaemonUnavailable as exc:  # cut off mid-stream, or gone before it began
         doing = _DOING.get(op.kind, op.kind + " {}").format(op.target)
         look = _LOOK.get(op.kind.split(".")[0], "").format(op.target)
         raise DaemonUnavailable(
