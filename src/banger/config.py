@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -237,6 +236,8 @@ def load_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {}
     path = config_file()
     if path.is_file():
+        import tomllib  # only where a config file exists: every CLI run resolves settings
+
         try:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:

@@ -14,13 +14,19 @@ class BangerError(Exception):
     exit_code = 1
     http_status = 500
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # For a rejected request: the request field at fault, which a client
+        # may show in its own spelling (the CLI's flag).
+        self.field = field
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "hint": self.hint}
+        data = {"code": self.code, "message": self.message, "hint": self.hint}
+        if self.field is not None:
+            data["field"] = self.field
+        return data
 
 
 class UserError(BangerError):
@@ -81,5 +87,9 @@ _BY_CODE: dict[str, type[BangerError]] = {
 def from_dict(data: dict[str, Any]) -> BangerError:
     """Rebuild an error that crossed a wire as ``{code, message, hint}``."""
     cls = _BY_CODE.get(str(data.get("code")), BangerError)
-    err = cls(str(data.get("message") or "unknown error"), hint=data.get("hint"))
-    return err
+    field = data.get("field")
+    return cls(
+        str(data.get("message") or "unknown error"),
+        hint=data.get("hint"),
+        field=str(field) if field else None,
+    )

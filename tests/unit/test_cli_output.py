@@ -63,8 +63,13 @@ ANSWERS: dict[str, Any] = {
 
 
 class Answers:
-    def get(self, path: str) -> Any:
-        return ANSWERS[path]
+    """The client's read side, answering from the records above."""
+
+    def get(self, path: str, read: Any) -> Any:
+        return read(ANSWERS[path])
+
+    def get_list(self, path: str, read: Any) -> list[Any]:
+        return [read(item) for item in ANSWERS[path]]
 
 
 @pytest.fixture(autouse=True)

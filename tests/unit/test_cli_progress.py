@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from banger.api.models import Event, EventType, Operation, OpState
+from banger.api.shapes import Event, EventType, Operation, OpState
 from banger.cli import common
 from banger.cli.main import cli
 
@@ -26,6 +26,20 @@ VM = {
     "nat": False,
     "vmm": "qemu",
 }
+# Every field a Vm, an Image and a Kernel need, for the shapes the CLI reads.
+VM_RECORD = {
+    **VM,
+    "id": "3f2a9c01d4",
+    "tap": "bgt3f2a9c01d4",
+    "mac": "02:00:0a:4d:00:02",
+    "dir": "/d",
+    "created_at": "t",
+    "kernel": "k",
+    "size_bytes": 1,
+    "source": "catalog",
+    "vmlinuz": "/k/vmlinuz",
+    "initrd": "/k/initrd",
+}
 SPEC = (
     "dev: image debian-bookworm, 1 vCPU, 2048 MiB, overlay 4.0 GiB, work disk 8.0 GiB,"
     " IP 10.77.0.2, qemu, running"
@@ -38,32 +52,28 @@ class FakeDaemon:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
 
-    def _op(self, method: str, path: str) -> dict[str, Any]:
+    def _op(self, method: str, path: str) -> Operation:
         self.requests.append((method, path))
-        return {
-            "id": f"op{len(self.requests)}",
-            "kind": path,
-            "target": "dev",
-            "state": "running",
-            "created_at": "t",
-        }
+        return Operation(
+            id=f"op{len(self.requests)}",
+            kind=path,
+            target="dev",
+            state=OpState.RUNNING,
+            created_at="t",
+        )
 
-    def request(self, method: str, path: str, *, json_body: Any = None) -> Any:
+    def start(self, method: str, path: str, body: Any = None) -> Operation:
         return self._op(method, path)
 
-    def post(self, path: str, body: Any = None) -> Any:
-        return self._op("POST", path)
-
-    def delete(self, path: str) -> Any:
-        return self._op("DELETE", path)
-
-    def get(self, path: str) -> Any:
+    def get_list(self, path: str, read: Any) -> list[Any]:
         assert path == "/vms"
-        return [{"name": "dev", "state": "stopped"}, {"name": "web", "state": "running"}]
+        return [
+            read({**VM_RECORD, "name": "dev", "state": "stopped"}),
+            read({**VM_RECORD, "name": "web", "state": "running"}),
+        ]
 
     def follow(self, op: Operation, on_event: Any) -> Operation:
-        result: dict[str, Any] = {**VM, "version": "6.1", "rootfs": "/r", "deleted": ["dev"]}
-        done = op.model_copy(update={"state": OpState.SUCCEEDED, "result": result})
+        result: dict[str, Any] = {**VM_RECORD, "version": "6.1", "rootfs": "/r", "deleted": ["dev"]}
         for seq, (type_, stage, message) in enumerate(
             [
                 (EventType.STAGE, "boot", "starting qemu (tcg)"),
@@ -72,7 +82,7 @@ class FakeDaemon:
             ]
         ):
             on_event(Event(seq=seq, type=type_, stage=stage, message=message, time=time.time()))
-        return done
+        return Operation.from_json({**op.to_json(), "state": "succeeded", "result": result})
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from banger.api import shapes
 from banger.cli import render
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -52,7 +53,7 @@ def test_unknown_fields_still_show_under_their_name():
 
 
 def test_list_row_matches_show():
-    row = dict(zip(render.VM_HEADERS, render.vm_row(VM, NOW), strict=True))
+    row = dict(zip(render.VM_HEADERS, render.vm_row(shapes.Vm.from_json(VM), NOW), strict=True))
     assert row["MEMORY"] == "2048 MiB" and row["NAT"] == "yes" and row["CREATED"] == "3 min ago"
 
 
@@ -89,7 +90,7 @@ def test_image_show_labels_and_config():
     assert fields["init"] == "the image's own"
     assert fields["command"] == "/bin/sh" and fields["environment"] == "PATH=/bin"
     assert "entrypoint" not in fields and "user" not in fields and "config" not in fields
-    assert render.image_row(image, NOW)[2:] == (
+    assert render.image_row(shapes.Image.from_json(image), NOW)[2:] == (
         "3.0 GiB",
         "docker.io/library/alpine:3.20",
         "2 days ago",
@@ -107,7 +108,7 @@ def test_kernel_show():
         "created_at": NOW.isoformat(),
     }
     assert dict(render.kernel_fields(kernel, NOW))["initramfs"] == "/k/initrd.img"
-    assert render.kernel_row(kernel, NOW)[-1] == "just now"
+    assert render.kernel_row(shapes.Kernel.from_json(kernel), NOW)[-1] == "just now"
 
 
 def test_health_checks_read_as_phrases():

@@ -53,11 +53,29 @@ def test_failure_carries_code_message_and_hint(tmp_path):
 
     last = asyncio.run(main())
     assert last.type == EventType.FAILED
-    assert last.operation.error.model_dump() == {
+    assert last.operation.error.model_dump(exclude_none=True) == {
         "code": "not_found",
         "message": "no such thing",
         "hint": "try another",
     }
+
+
+def test_a_store_fact_gets_its_command_hint_when_the_operation_fails(tmp_path):
+    store = Store(Database(tmp_path / "b.db"))
+
+    def work(progress: Progress) -> None:
+        store.get_image("ghost")
+
+    async def main():
+        ops = Operations(store)
+        op = ops.start("test", "t", work)
+        run = ops.run_of(op.id)
+        assert run is not None
+        return [e async for e in run.follow()][-1]
+
+    error = asyncio.run(main()).operation.error
+    assert error.message == "no image named 'ghost'"
+    assert "banger image list" in error.hint
 
 
 def test_a_dropped_follower_does_not_cancel_the_operation(tmp_path):

@@ -1,5 +1,9 @@
-"""The CLI's client for bangerd: httpx over the daemon's unix socket.
+"""The client for bangerd: typed requests and answers over the daemon's unix socket.
 
+Every answer is read into the shape its route declares (``banger.api.shapes``,
+derived from the daemon's models, importing nothing but the standard library);
+every failure reaches the caller as a ``BangerError``: the daemon's own
+``{code, message, hint}``, or ``DaemonUnavailable`` when the socket fails.
 Starting the daemon on demand lives here too, so every command gets it.
 """
 
@@ -11,104 +15,142 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-import httpx
-
-from banger import proc
-from banger.api.models import Event, EventType, Operation, OpState
+from banger.api import transport
+from banger.api.shapes import Event, EventType, Operation, OpState
 from banger.config import Settings
 from banger.errors import BangerError, DaemonUnavailable, from_dict
 
+S = TypeVar("S")
+
+
+class Body(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+# Reads one answer: a shape's ``from_json``.
+Reader = Callable[[dict[str, Any]], S]
+
 START_TIMEOUT = 15.0
+
+
+class DaemonLost(DaemonUnavailable):
+    """The daemon went away in the middle of an answer (it crashed, or was stopped)."""
 
 
 class Client:
     def __init__(self, settings: Settings, *, timeout: float = 60.0) -> None:
         self.settings = settings
-        transport = httpx.HTTPTransport(uds=str(settings.socket))
-        self._http = httpx.Client(transport=transport, base_url="http://bangerd", timeout=timeout)
+        self.timeout = timeout
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing stays open between requests; kept so callers can say when they are done."""
 
-    def request(self, method: str, path: str, *, json_body: Any = None) -> Any:
+    def _open(
+        self, method: str, path: str, body: Body | None, timeout: float | None
+    ) -> transport.Response:
+        data = json.dumps(body.to_json()).encode() if body is not None else None
         try:
-            resp = self._http.request(method, path, json=json_body)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
+            resp = transport.request(str(self.settings.socket), method, path, data, timeout=timeout)
+        except transport.ConnectionLost as exc:
+            raise self._lost(f"{method} {path}", exc) from exc
+        except transport.TransportError as exc:
             raise DaemonUnavailable(
-                f"bangerd is not answering on {self.settings.socket}",
+                f"bangerd is not answering on {self.settings.socket} ({exc})",
                 hint="start it with `banger daemon start`; its log is in "
                 f"{self.settings.log_dir / 'bangerd.log'}",
             ) from exc
-        if resp.status_code >= 400:
-            raise _error_of(resp)
-        return resp.json()
+        if resp.status >= 400:
+            with resp:
+                raise _error_of(resp.status, self._body(resp, f"{method} {path}"))
+        return resp
 
-    def get(self, path: str) -> Any:
-        return self.request("GET", path)
+    def _body(self, resp: transport.Response, what: str) -> bytes:
+        try:
+            return resp.read()
+        except transport.TransportError as exc:
+            raise self._lost(what, exc) from exc
 
-    def post(self, path: str, body: Any = None) -> Any:
-        return self.request("POST", path, json_body=body)
+    def _lost(self, what: str, exc: Exception) -> DaemonLost:
+        return DaemonLost(
+            f"bangerd stopped answering during {what} ({exc})",
+            hint="see `banger daemon status`; its log is in "
+            f"{self.settings.log_dir / 'bangerd.log'}",
+        )
 
-    def delete(self, path: str) -> Any:
-        return self.request("DELETE", path)
+    def call(self, method: str, path: str, body: Body | None = None) -> Any:
+        """The JSON answer of one request."""
+        with self._open(method, path, body, self.timeout) as resp:
+            return json.loads(self._body(resp, f"{method} {path}"))
+
+    def get(self, path: str, read: Reader[S]) -> S:
+        return read(self.call("GET", path))
+
+    def get_list(self, path: str, read: Reader[S]) -> list[S]:
+        return [read(item) for item in self.call("GET", path)]
+
+    def send(self, method: str, path: str, body: Body | None, read: Reader[S]) -> S:
+        return read(self.call(method, path, body))
+
+    def start(self, method: str, path: str, body: Body | None = None) -> Operation:
+        """Ask for long work; the daemon answers at once with its operation."""
+        return self.send(method, path, body, Operation.from_json)
 
     def ping(self) -> bool:
         try:
-            self._http.get("/status", timeout=2.0)
-        except (httpx.HTTPError, OSError):
+            with transport.request(str(self.settings.socket), "GET", "/status", timeout=2.0) as r:
+                r.read()
+        except transport.TransportError:
             return False
         return True
 
     def stream(self, path: str) -> Iterator[bytes]:
         """A streamed response body, chunk by chunk, as it arrives."""
-        try:
-            with self._http.stream("GET", path, timeout=None) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise _error_of(resp)
-                yield from resp.iter_raw()
-        except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
-            raise DaemonUnavailable(
-                f"bangerd stopped answering on {self.settings.socket}",
-                hint="see `banger daemon status`",
-            ) from exc
+        with self._open("GET", path, None, None) as resp:
+            try:
+                yield from resp.chunks()
+            except transport.TransportError as exc:
+                raise self._lost(f"GET {path}", exc) from exc
 
-    def events(self, op_id: str) -> Iterator[Event]:
-        with self._http.stream("GET", f"/operations/{op_id}/events", timeout=None) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                raise _error_of(resp)
-            for line in resp.iter_lines():
-                if line.strip():
-                    yield Event.model_validate_json(line)
+    def events(self, op: Operation) -> Iterator[Event]:
+        path = f"/operations/{op.id}/events"
+        with self._open("GET", path, None, None) as resp:
+            try:
+                for line in resp.lines():
+                    if line.strip():
+                        yield Event.from_json(json.loads(line))
+            except transport.TransportError as exc:
+                raise self._lost(f"{op.kind} {op.target}", exc) from exc
 
     def follow(self, op: Operation, on_event: Callable[[Event], None]) -> Operation:
         """Follow an operation to its end; raise its error if it failed."""
         final: Operation | None = None
-        for event in self.events(op.id):
+        for event in self.events(op):
             on_event(event)
             if event.type in (EventType.DONE, EventType.FAILED):
                 final = event.operation
         if final is None:
-            final = Operation.model_validate(self.get(f"/operations/{op.id}"))
+            final = self.get(f"/operations/{op.id}", Operation.from_json)
         if final.state == OpState.FAILED and final.error is not None:
-            raise from_dict(final.error.model_dump())
+            raise from_dict(final.error.to_json())
         return final
 
 
-def _error_of(resp: httpx.Response) -> BangerError:
+def _error_of(status: int, raw: bytes) -> BangerError:
     try:
-        body = resp.json()
-    except (json.JSONDecodeError, ValueError):
-        body = {"code": "internal", "message": f"HTTP {resp.status_code}: {resp.text[:200]}"}
+        body = json.loads(raw)
+    except ValueError:
+        body = None
     if not isinstance(body, dict) or "message" not in body:
-        body = {"code": "internal", "message": f"HTTP {resp.status_code}: {body}"}
+        text = raw[:200].decode(errors="replace")
+        body = {"code": "internal", "message": f"HTTP {status}: {text}"}
     return from_dict(body)
 
 
 def bangerd_argv() -> list[str]:
+    from banger import proc
+
     sibling = Path(sys.executable).parent / "bangerd"
     if sibling.exists():
         return [str(sibling)]
@@ -120,21 +162,20 @@ def bangerd_argv() -> list[str]:
 
 def start_daemon(settings: Settings) -> None:
     """Start bangerd detached (it outlives this CLI) and wait until it answers."""
+    from banger import proc
+
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     settings.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = {k: v for k, v in os.environ.items() if k.startswith("BANGER_") or k.startswith("XDG_")}
     child = proc.spawn(bangerd_argv(), stdout=settings.log_dir / "bangerd.log", env=env)
     client = Client(settings)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if client.ping():
-                return
-            if child.poll() is not None:
-                break
-            time.sleep(0.05)
-    finally:
-        client.close()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if client.ping():
+            return
+        if child.poll() is not None:
+            break
+        time.sleep(0.05)
     raise DaemonUnavailable(
         "bangerd did not start",
         hint=f"see its log: {settings.log_dir / 'bangerd.log'}",
@@ -145,7 +186,6 @@ def connect(settings: Settings, *, autostart: bool = True) -> Client:
     client = Client(settings)
     if not client.ping():
         if not autostart:
-            client.close()
             raise DaemonUnavailable(
                 f"bangerd is not running (no answer on {settings.socket})",
                 hint="start it with `banger daemon start`",

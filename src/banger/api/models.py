@@ -1,6 +1,9 @@
 """Wire models: what the daemon's HTTP API accepts and returns.
 
-The store persists these same shapes, so a field is defined once.
+The store persists these same shapes, so a field is defined once. Every
+model defers building its validator until first use: the CLI imports this
+module on each run and reads one or two of these shapes, and building all
+of them up front cost more than the rest of a `banger vm list` together.
 """
 
 from __future__ import annotations
@@ -8,13 +11,21 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel as _PydanticModel
+from pydantic import ConfigDict, Field
+
+
+class BaseModel(_PydanticModel):
+    model_config = ConfigDict(defer_build=True)
 
 
 class ErrorBody(BaseModel):
     code: str
     message: str
     hint: str | None = None
+    # For a rejected request: the field at fault, so a client can name its own
+    # spelling of it (the CLI's flag).
+    field: str | None = None
 
 
 class Kernel(BaseModel):
@@ -197,3 +208,103 @@ class DaemonStatus(BaseModel):
     vmm: str
     accel: str
     accel_reason: str
+
+
+class Accepted(BaseModel):
+    """The answer to a request that starts something and returns at once."""
+
+    status: str
+
+
+class CachePrune(BaseModel):
+    # One line: `freed 1.2 GiB across 47 blob(s) in DIR` (or `would free ...`).
+    message: str
+
+
+class CatalogEntry(BaseModel):
+    """An image or kernel that `image pull` / `kernel pull` knows by name."""
+
+    name: str
+    description: str
+
+
+class HostStats(BaseModel):
+    """The VMM process on the host, and the traffic on the VM's tap."""
+
+    pid: int
+    cpu_seconds: float
+    rss_bytes: int
+    read_bytes: int | None = None
+    write_bytes: int | None = None
+    net_rx_bytes: int | None = None
+    net_tx_bytes: int | None = None
+
+
+class GuestDisk(BaseModel):
+    mount: str
+    size_bytes: int
+    used_bytes: int
+
+
+class GuestStats(BaseModel):
+    mem_total_bytes: int | None = None
+    mem_available_bytes: int | None = None
+    load: list[float] | None = None
+    disks: list[GuestDisk] = Field(default_factory=list)
+
+
+class VmStats(BaseModel):
+    name: str
+    host: HostStats
+    guest: GuestStats
+
+
+class Port(BaseModel):
+    """A listening socket in the guest and an endpoint that reaches it from this host."""
+
+    proto: str
+    # "*" for every address (0.0.0.0, :: or both).
+    address: str
+    port: int
+    process: str | None = None
+    endpoint: str = ""
+
+
+class HealthCheck(BaseModel):
+    ok: bool
+    pid: int | None = None
+    ms: float | None = None
+    state: str | None = None
+    error: str | None = None
+
+
+class VmHealth(BaseModel):
+    name: str
+    state: VmState
+    healthy: bool
+    checks: dict[str, HealthCheck]
+
+
+class VmPing(BaseModel):
+    name: str
+    ip: str
+    reachable: bool
+    rtt_ms: float | None = None
+    error: str | None = None
+
+
+class VmPruned(BaseModel):
+    """The result of a `vm prune` operation."""
+
+    deleted: list[str]
+
+
+def build_all() -> None:
+    """Build every model's validator now, as the daemon does before it serves.
+
+    The daemon uses all of them, and FastAPI wraps them in its own adapters,
+    which expect them complete.
+    """
+    for value in list(globals().values()):
+        if isinstance(value, type) and issubclass(value, BaseModel) and value is not BaseModel:
+            value.model_rebuild(force=True)

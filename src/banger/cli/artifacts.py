@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from banger.cli import common
 from banger.cli.helptext import Group, epilog
+
+if TYPE_CHECKING:
+    from banger.api.client import Client
 
 
 @click.group(
@@ -82,26 +85,30 @@ def image_pull(
         raise click.UsageError("pass --kernel-ref or --kernel, not both")
     if (initrd or modules) and not kernel_file:
         raise click.UsageError("--initrd and --modules go with --kernel")
+    from banger.api.shapes import Image, ImagePull
+
     with common.client() as conn:
         if kernel_file:
             kernel_ref = _import_for_image(conn, name or ref, kernel_file, initrd, modules, quiet)
-        body = {"ref": ref, "name": name, "kernel": kernel_ref, "size": size}
-        op = conn.post("/images/pull", body)
-        result = common.run_operation(conn, op, quiet=quiet).result or {}
+        body = ImagePull(ref=ref, name=name, kernel=kernel_ref, size=size)
+        op = conn.start("POST", "/images/pull", body)
+        pulled = Image.from_json(common.run_operation(conn, op, quiet=quiet).result or {})
     if as_json:
-        common.print_json(result)
+        common.print_json(pulled)
         return
-    click.echo(f"image {result.get('name', ref)} ready ({result.get('rootfs', '')})")
+    click.echo(f"image {pulled.name} ready ({pulled.rootfs})")
 
 
 def _import_for_image(
-    conn: Any, image: str, kernel: str, initrd: str | None, modules: str | None, quiet: bool
+    conn: Client, image: str, kernel: str, initrd: str | None, modules: str | None, quiet: bool
 ) -> str:
     import re
 
+    from banger.api.shapes import KernelImport
+
     name = re.sub(r"[^a-z0-9._-]", "-", image.lower()).strip("-.")[:56] + "-kernel"
-    body = {"name": name, "kernel": _abs(kernel), "initrd": _abs(initrd), "modules": _abs(modules)}
-    common.run_operation(conn, conn.post("/kernels/import", body), quiet=quiet)
+    body = KernelImport(name=name, kernel=_abs(kernel), initrd=_abs(initrd), modules=_abs(modules))
+    common.run_operation(conn, conn.start("POST", "/kernels/import", body), quiet=quiet)
     return name
 
 
@@ -128,13 +135,15 @@ def image_register(
     The file is used in place, not copied: keep it where it is while the
     image exists.
     """
+    from banger.api.shapes import Image, ImageRegister
+
+    body = ImageRegister(name=name, rootfs=_abs(rootfs) or rootfs, kernel=kernel_ref, init=init)
     with common.client() as conn:
-        body = {"name": name, "rootfs": _abs(rootfs), "kernel": kernel_ref, "init": init}
-        data = conn.post("/images/register", body)
+        registered = conn.send("POST", "/images/register", body, Image.from_json)
     if as_json:
-        common.print_json(data)
+        common.print_json(registered)
         return
-    click.echo(f"registered image {data['name']} ({data['rootfs']})")
+    click.echo(f"registered image {registered.name} ({registered.rootfs})")
 
 
 @image.command(
@@ -159,13 +168,15 @@ def image_promote(vm: str, name: str, size: str | None, quiet: bool, as_json: bo
     Set a VM up once (packages, tools, your dotfiles in /root), promote it, and
     every VM made from NAME starts that way. The VM keeps running.
     """
+    from banger.api.shapes import Image, ImagePromote
+
     with common.client() as conn:
-        op = conn.post("/images/promote", {"vm": vm, "name": name, "size": size})
-        result = common.run_operation(conn, op, quiet=quiet).result or {}
+        op = conn.start("POST", "/images/promote", ImagePromote(vm=vm, name=name, size=size))
+        promoted = Image.from_json(common.run_operation(conn, op, quiet=quiet).result or {})
     if as_json:
-        common.print_json(result)
+        common.print_json(promoted)
         return
-    click.echo(f"image {result.get('name', name)} ready ({result.get('rootfs', '')})")
+    click.echo(f"image {promoted.name} ready ({promoted.rootfs})")
 
 
 @image.command(
@@ -176,10 +187,12 @@ def image_promote(vm: str, name: str, size: str | None, quiet: bool, as_json: bo
 @common.json_option
 def image_delete(names: tuple[str, ...], as_json: bool) -> None:
     """Delete images and their disks; refused while a VM uses one."""
+    from banger.api.shapes import Image
+
     deleted = []
     with common.client() as conn:
         for name in names:
-            deleted.append(conn.delete(f"/images/{name}"))
+            deleted.append(conn.send("DELETE", f"/images/{name}", None, Image.from_json))
             if not as_json:
                 click.echo(f"deleted image {name}")
     if as_json:
@@ -217,12 +230,15 @@ def image_cache() -> None:
 @common.json_option
 def image_cache_prune(dry_run: bool, as_json: bool) -> None:
     """Delete every cached blob; images already pulled are not affected."""
+    from banger.api.shapes import CachePrune
+
+    path = f"/images/cache/prune?dry_run={'true' if dry_run else 'false'}"
     with common.client() as conn:
-        data = conn.post(f"/images/cache/prune?dry_run={'true' if dry_run else 'false'}")
+        pruned = conn.send("POST", path, None, CachePrune.from_json)
     if as_json:
-        common.print_json(data)
+        common.print_json(pruned)
         return
-    click.echo(data["message"])
+    click.echo(pruned.message)
 
 
 @image.command(
@@ -232,9 +248,7 @@ def image_cache_prune(dry_run: bool, as_json: bool) -> None:
 @common.json_option
 def image_catalog(as_json: bool) -> None:
     """List the images `image pull` knows by name."""
-    from banger.image import catalog
-
-    common.print_catalog(catalog.entries(), as_json)
+    common.print_catalog("/images/catalog", as_json)
 
 
 @image.command(
@@ -244,11 +258,13 @@ def image_catalog(as_json: bool) -> None:
 @common.json_option
 def image_list(as_json: bool) -> None:
     """List the images VMs can boot from."""
+    from banger.api.shapes import Image
     from banger.cli import render
 
     now = common.now()
     common.list_records(
         "/images",
+        Image.from_json,
         as_json,
         render.IMAGE_HEADERS,
         lambda i: render.image_row(i, now),
@@ -269,9 +285,10 @@ image.add_alias("ls", "list")
 @common.json_option
 def image_show(name: str, as_json: bool) -> None:
     """Show everything banger knows about image NAME."""
+    from banger.api.shapes import Image
     from banger.cli import render
 
-    common.show_record(f"/images/{name}", as_json, render.image_fields)
+    common.show_record(f"/images/{name}", Image.from_json, as_json, render.image_fields)
 
 
 @click.group(
@@ -303,13 +320,15 @@ def kernel() -> None:
 @common.json_option
 def kernel_pull(name: str, quiet: bool, as_json: bool) -> None:
     """Fetch kernel NAME from banger's catalog and build its initramfs."""
+    from banger.api.shapes import Kernel, KernelPull
+
     with common.client() as conn:
-        op = conn.post("/kernels/pull", {"name": name})
-        result = common.run_operation(conn, op, quiet=quiet).result or {}
+        op = conn.start("POST", "/kernels/pull", KernelPull(name=name))
+        pulled = Kernel.from_json(common.run_operation(conn, op, quiet=quiet).result or {})
     if as_json:
-        common.print_json(result)
+        common.print_json(pulled)
         return
-    click.echo(f"kernel {name} {result.get('version', '')} ready")
+    click.echo(f"kernel {name} {pulled.version} ready")
 
 
 @kernel.command(
@@ -343,20 +362,22 @@ def kernel_import(
     DIRECTORY holds vmlinuz* (or bzImage, vmlinux*) and lib/modules/VERSION
     or an initrd. Or name the pieces with --kernel, --initrd, --modules.
     """
-    body = {
-        "name": name,
-        "dir": _abs(directory),
-        "kernel": _abs(kernel_file),
-        "initrd": _abs(initrd),
-        "modules": _abs(modules),
-    }
+    from banger.api.shapes import Kernel, KernelImport
+
+    body = KernelImport(
+        name=name,
+        dir=_abs(directory),
+        kernel=_abs(kernel_file),
+        initrd=_abs(initrd),
+        modules=_abs(modules),
+    )
     with common.client() as conn:
-        op = conn.post("/kernels/import", body)
-        result = common.run_operation(conn, op, quiet=quiet).result or {}
+        op = conn.start("POST", "/kernels/import", body)
+        imported = Kernel.from_json(common.run_operation(conn, op, quiet=quiet).result or {})
     if as_json:
-        common.print_json(result)
+        common.print_json(imported)
         return
-    click.echo(f"kernel {name} {result.get('version', '')} ready")
+    click.echo(f"kernel {name} {imported.version} ready")
 
 
 @kernel.command("delete", epilog=epilog(["banger kernel delete mine", "banger kernel rm old new"]))
@@ -364,10 +385,12 @@ def kernel_import(
 @common.json_option
 def kernel_delete(names: tuple[str, ...], as_json: bool) -> None:
     """Delete kernels; refused while an image refers to one."""
+    from banger.api.shapes import Kernel
+
     deleted = []
     with common.client() as conn:
         for name in names:
-            deleted.append(conn.delete(f"/kernels/{name}"))
+            deleted.append(conn.send("DELETE", f"/kernels/{name}", None, Kernel.from_json))
             if not as_json:
                 click.echo(f"deleted kernel {name}")
     if as_json:
@@ -381,20 +404,20 @@ kernel.add_alias("rm", "delete")
 @common.json_option
 def kernel_catalog(as_json: bool) -> None:
     """List the kernels `kernel pull` knows by name."""
-    from banger.kernel import catalog
-
-    common.print_catalog(catalog.entries(), as_json)
+    common.print_catalog("/kernels/catalog", as_json)
 
 
 @kernel.command("list", epilog=epilog(["banger kernel list", "banger kernel ls --json"]))
 @common.json_option
 def kernel_list(as_json: bool) -> None:
     """List the kernels banger has, pulled or imported."""
+    from banger.api.shapes import Kernel
     from banger.cli import render
 
     now = common.now()
     common.list_records(
         "/kernels",
+        Kernel.from_json,
         as_json,
         render.KERNEL_HEADERS,
         lambda k: render.kernel_row(k, now),
@@ -418,6 +441,7 @@ kernel.add_alias("ls", "list")
 @common.json_option
 def kernel_show(name: str, as_json: bool) -> None:
     """Show everything banger knows about kernel NAME."""
+    from banger.api.shapes import Kernel
     from banger.cli import render
 
-    common.show_record(f"/kernels/{name}", as_json, render.kernel_fields)
+    common.show_record(f"/kernels/{name}", Kernel.from_json, as_json, render.kernel_fields)

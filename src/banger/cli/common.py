@@ -1,7 +1,7 @@
 """What every command shares: settings, the daemon connection, output helpers.
 
-Heavy modules (httpx, rich, pydantic) load inside these functions, so
-``--help`` and completion stay fast.
+The client and its shapes load inside these functions, so ``--help`` and
+completion load nothing but click; no command loads pydantic or rich.
 """
 
 from __future__ import annotations
@@ -12,14 +12,52 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 if TYPE_CHECKING:
-    from banger.api.client import Client
-    from banger.api.models import Event, Operation
+    from banger.api.client import Client, Reader
+    from banger.api.shapes import Event, Operation
     from banger.config import Settings
+
+S = TypeVar("S")
+
+# The CLI's spelling of the request fields the daemon may reject, so an error
+# names the flag the user typed.
+FLAGS = {
+    "vcpus": "--vcpus",
+    "memory_mib": "--memory",
+    "system_overlay_size": "--system-overlay-size",
+    "work_disk_size": "--work-disk-size",
+    "name": "--name",
+    "image": "--image",
+    "timeout": "--timeout",
+    "signal": "--signal",
+    "size": "--size",
+}
+
+# What an operation was doing, for "the daemon stopped while ...".
+_DOING = {
+    "vm.create": "creating VM {}",
+    "vm.start": "starting VM {}",
+    "vm.stop": "stopping VM {}",
+    "vm.restart": "restarting VM {}",
+    "vm.kill": "killing VM {}",
+    "vm.set": "changing VM {}",
+    "vm.delete": "deleting VM {}",
+    "vm.prune": "deleting VMs {}",
+    "image.pull": "pulling image {}",
+    "image.promote": "promoting a VM to image {}",
+    "kernel.pull": "pulling kernel {}",
+    "kernel.import": "importing kernel {}",
+}
+_LOOK = {
+    "vm": "then `banger vm show {0}` (a VM left half-made is marked error:"
+    " `banger vm delete {0}` removes it, `banger vm start {0}` retries a start)",
+    "image": "then `banger image list`: an unfinished pull registers nothing, so pull again",
+    "kernel": "then `banger kernel list`: an unfinished pull registers nothing, so pull again",
+}
 
 
 def settings() -> Settings:
@@ -45,7 +83,7 @@ def progress_printer(quiet: bool = False, label: str = "") -> Callable[[Event], 
     ``label`` names the VM (or image...) in each line, for commands that work
     through several in a row.
     """
-    from banger.api.models import EventType
+    from banger.api.shapes import EventType
 
     start = time.monotonic()
     prefix = f"{label}: " if label else ""
@@ -65,12 +103,22 @@ def progress_printer(quiet: bool = False, label: str = "") -> Callable[[Event], 
     return show
 
 
-def run_operation(conn: Client, op_data: Any, *, quiet: bool = False, label: str = "") -> Operation:
-    """Follow an operation to its end, its stages on stderr unless ``quiet``."""
-    from banger.api.models import Operation
+def run_operation(
+    conn: Client, op: Operation, *, quiet: bool = False, label: str = ""
+) -> Operation:
+    """Follow ``op`` to its end, its stages on stderr unless ``quiet``."""
+    from banger.errors import DaemonUnavailable
 
-    op = Operation.model_validate(op_data)
-    return conn.follow(op, progress_printer(quiet, label))
+    try:
+        return conn.follow(op, progress_printer(quiet, label))
+    except DaemonUnavailable as exc:  # cut off mid-stream, or gone before it began
+        doing = _DOING.get(op.kind, op.kind + " {}").format(op.target)
+        look = _LOOK.get(op.kind.split(".")[0], "").format(op.target)
+        raise DaemonUnavailable(
+            f"the daemon stopped while {doing}",
+            hint="`banger daemon start` brings it back; it reconciles what was left"
+            f" (running VMs keep running), {look}",
+        ) from exc
 
 
 quiet_option = click.option(
@@ -78,23 +126,47 @@ quiet_option = click.option(
 )
 
 
+def flag_error(exc: BaseException) -> tuple[str, str | None]:
+    """An error's message and hint, with a rejected request field named by its flag."""
+    message, hint = getattr(exc, "message", str(exc)), getattr(exc, "hint", None)
+    flag = FLAGS.get(getattr(exc, "field", None) or "")
+    if flag:
+        field = str(getattr(exc, "field", ""))
+        message = message.replace(field, flag)
+        hint = hint.replace(field, flag) if hint else hint
+    return message, hint
+
+
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+    """JSON for programs: a model, a list of models, or plain data."""
+    click.echo(json.dumps(jsonable(data), indent=2, sort_keys=True))
+
+
+def jsonable(data: Any) -> Any:
+    if isinstance(data, list):
+        return [jsonable(item) for item in data]
+    dump = getattr(data, "to_json", None)
+    return dump() if dump is not None else data
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, empty: str) -> None:
+    """Aligned columns, two spaces apart; plain text so scripts can cut and awk it.
+
+    Hand-rolled rather than rich's table: rich cost more to import than the
+    rest of `banger vm list` together, for columns that are all short.
+    """
     if not rows:
         click.echo(empty, err=True)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for header in headers:
-        table.add_column(header)
-    for row in rows:
-        table.add_row(*(str(cell) for cell in row))
-    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(table)
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    bold = sys.stdout.isatty()
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    if bold:
+        lines[0] = f"\033[1m{lines[0]}\033[0m"
+    for row in cells:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    click.echo("\n".join(lines))
 
 
 def print_fields(pairs: Sequence[tuple[str, Any]]) -> None:
@@ -114,15 +186,16 @@ def now() -> datetime:
 
 def list_records(
     path: str,
+    read: Reader[S],
     as_json: bool,
     headers: Sequence[str],
-    row: Callable[[dict[str, Any]], Sequence[Any]],
+    row: Callable[[S], Sequence[Any]],
     *,
     empty: str,
 ) -> None:
-    """GET a list from the daemon; print it as JSON or as a table."""
+    """GET a list from the daemon, each record read by ``read``; print JSON or a table."""
     with client() as conn:
-        records = conn.get(path)
+        records = conn.get_list(path, read)
     if as_json:
         print_json(records)
         return
@@ -131,23 +204,28 @@ def list_records(
 
 def show_record(
     path: str,
+    read: Reader[Any],
     as_json: bool,
     fields: Callable[[dict[str, Any], datetime], Sequence[tuple[str, str]]],
 ) -> None:
-    """GET one record from the daemon; print it as JSON or as labelled fields."""
+    """GET one record from the daemon; print it as JSON or as labelled fields for people."""
     with client() as conn:
-        data = conn.get(path)
+        record = conn.get(path, read)
     if as_json:
-        print_json(data)
+        print_json(record)
         return
-    print_fields(fields(data, now()))
+    print_fields(fields(record.to_json(), now()))
 
 
-def print_catalog(entries: Sequence[Any], as_json: bool) -> None:
-    rows = [{"name": e.name, "description": e.description} for e in entries]
-    if as_json:
-        print_json(rows)
-        return
-    print_table(
-        ["NAME", "DESCRIPTION"], [(r["name"], r["description"]) for r in rows], empty="none"
+def print_catalog(path: str, as_json: bool) -> None:
+    """The names `image pull` or `kernel pull` know, as the daemon lists them."""
+    from banger.api.shapes import CatalogEntry
+
+    list_records(
+        path,
+        CatalogEntry.from_json,
+        as_json,
+        ["NAME", "DESCRIPTION"],
+        lambda e: (e.name, e.description),
+        empty="none",
     )

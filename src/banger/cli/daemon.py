@@ -39,11 +39,7 @@ def start(as_json: bool) -> None:
     from banger.api.client import Client, start_daemon
 
     settings = common.settings()
-    conn = Client(settings)
-    try:
-        already = conn.ping()
-    finally:
-        conn.close()
+    already = Client(settings).ping()
     if not already:
         start_daemon(settings)
     if as_json:
@@ -58,14 +54,16 @@ def stop() -> None:
     """Stop bangerd; running VMs keep running.
 
     The next banger command, or `banger daemon start`, starts it again; it
-    then adopts the VMs that kept running.
+    then adopts the VMs that kept running. The bridge goes with the daemon
+    when no VM needs it, and so does a banger-helper the daemon started.
     """
+    from banger.api.shapes import Accepted, DaemonStatus
     from banger.errors import DaemonUnavailable
 
     try:
         with common.client(autostart=False) as conn:
-            pid = conn.get("/status")["pid"]
-            conn.post("/shutdown")
+            pid = conn.get("/status", DaemonStatus.from_json).pid
+            conn.send("POST", "/shutdown", None, Accepted.from_json)
     except DaemonUnavailable:
         click.echo("bangerd is not running")
         return
@@ -89,29 +87,29 @@ def stop() -> None:
 @common.json_option
 def status(as_json: bool) -> None:
     """Show whether bangerd runs, its pid, socket and version."""
+    from banger.api.shapes import DaemonStatus
     from banger.errors import DaemonUnavailable
 
     settings = common.settings()
     try:
         with common.client(autostart=False) as conn:
-            data = conn.get("/status")
+            status_ = conn.get("/status", DaemonStatus.from_json)
     except DaemonUnavailable:
         if as_json:
             common.print_json({"running": False, "socket": str(settings.socket)})
         else:
             click.echo(f"bangerd is not running (socket {settings.socket})")
         raise SystemExit(1) from None
-    data["running"] = True
     if as_json:
-        common.print_json(data)
+        common.print_json({**status_.to_json(), "running": True})
         return
     common.print_fields(
         [
-            ("running", f"yes (pid {data['pid']})"),
-            ("version", data["version"]),
-            ("socket", data["socket"]),
-            ("home", data["home"]),
-            ("vmm", f"{data['vmm']} ({data['accel']}: {data['accel_reason']})"),
+            ("running", f"yes (pid {status_.pid})"),
+            ("version", status_.version),
+            ("socket", status_.socket),
+            ("home", status_.home),
+            ("vmm", f"{status_.vmm} ({status_.accel}: {status_.accel_reason})"),
         ]
     )
 

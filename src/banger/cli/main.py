@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 
 import click
@@ -46,6 +45,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     if debug:
+        import logging
+
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
 
 
@@ -69,6 +70,25 @@ cli.add_command(doctor)
 cli.add_command(reset)
 
 
+def _usage_hint(exc: click.ClickException) -> str:
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "banger"
+    if isinstance(exc, click.NoSuchOption) and path.endswith((" ssh", " run")):
+        return (
+            f"options after the VM's name are banger's until `--`: {path} NAME -- CMD ARGS;"
+            " banger's --debug goes first: banger --debug vm ..."
+        )
+    return f"see `{path} --help`"
+
+
+def fail(message: str, hint: str | None, code: int) -> None:
+    """banger's one error format: `error: ...`, then `hint: ...`, on stderr."""
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    sys.exit(code)
+
+
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     try:
@@ -77,17 +97,16 @@ def main() -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        message = exc.format_message()
+        fail(message[:1].lower() + message[1:], _usage_hint(exc), exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except BangerError as exc:
         if debug:
             raise
-        click.echo(f"error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(exc.exit_code)
+        from banger.cli.common import flag_error
+
+        fail(*flag_error(exc), exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

@@ -1,18 +1,22 @@
 """Text for people: records as labelled fields, sizes, yes/no and ages.
 
 Pure functions from values to strings. ``--json`` prints the records as the
-API gives them; everything here is only for the text form. Records come in as
-mappings of the wire fields, so a field the daemon adds later still shows
-(under its own name) until it gets a label here.
+API gives them; everything here is only for the text form. A record shown
+field by field comes in as its wire JSON, so a field the daemon adds later
+still shows (under its own name) until it gets a label here; table rows read
+the typed shapes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from banger.units import format_size
+
+if TYPE_CHECKING:
+    from banger.api.shapes import Image, Kernel, Vm
 
 Fields = list[tuple[str, str]]
 Format = Callable[[Any, datetime], str]
@@ -185,42 +189,37 @@ def image_fields(record: Mapping[str, Any], now: datetime) -> Fields:
     return out
 
 
-def vm_row(vm: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
+def vm_row(vm: Vm, now: datetime) -> tuple[str, ...]:
     return (
-        str(vm["name"]),
-        str(vm["state"]),
-        str(vm["ip"]),
-        str(vm["image"]),
-        str(vm["vcpus"]),
-        mib(vm["memory_mib"]),
-        yes_no(vm.get("nat")),
-        age(vm["created_at"], now),
+        vm.name,
+        str(vm.state),
+        vm.ip,
+        vm.image,
+        str(vm.vcpus),
+        mib(vm.memory_mib),
+        yes_no(vm.nat),
+        age(vm.created_at, now),
     )
 
 
 VM_HEADERS = ("NAME", "STATE", "IP", "IMAGE", "VCPUS", "MEMORY", "NAT", "CREATED")
 
 
-def image_row(image: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
+def image_row(image: Image, now: datetime) -> tuple[str, ...]:
     return (
-        str(image["name"]),
-        str(image["kernel"]),
-        size(image["size_bytes"]),
-        str(image["source"]),
-        age(image["created_at"], now),
+        image.name,
+        image.kernel,
+        size(image.size_bytes),
+        image.source,
+        age(image.created_at, now),
     )
 
 
 IMAGE_HEADERS = ("NAME", "KERNEL", "SIZE", "SOURCE", "CREATED")
 
 
-def kernel_row(kernel: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
-    return (
-        str(kernel["name"]),
-        str(kernel["version"]),
-        str(kernel["source"]),
-        age(kernel["created_at"], now),
-    )
+def kernel_row(kernel: Kernel, now: datetime) -> tuple[str, ...]:
+    return (kernel.name, kernel.version, kernel.source, age(kernel.created_at, now))
 
 
 KERNEL_HEADERS = ("NAME", "VERSION", "SOURCE", "CREATED")

@@ -104,17 +104,18 @@ def reset(force: bool) -> None:
 
 def _delete_vms_and_stop(settings: Settings) -> int:
     """Delete every VM through the daemon (so taps and NAT go too), then stop it."""
+    from banger.api.shapes import Accepted, DaemonStatus, Vm
     from banger.errors import DaemonUnavailable
 
     if not settings.home.exists():
         return 0
     with common.client() as conn:
-        names = [vm["name"] for vm in conn.get("/vms")]
+        names = [vm.name for vm in conn.get_list("/vms", Vm.from_json)]
         for name in names:
-            common.run_operation(conn, conn.delete(f"/vms/{name}"))
-        pid = conn.get("/status")["pid"]
+            common.run_operation(conn, conn.start("DELETE", f"/vms/{name}"), label=name)
+        pid = conn.get("/status", DaemonStatus.from_json).pid
         with contextlib.suppress(DaemonUnavailable):
-            conn.post("/shutdown")
+            conn.send("POST", "/shutdown", None, Accepted.from_json)
     if not _wait_gone(pid, 30):
         raise DaemonUnavailable(
             f"bangerd (pid {pid}) did not stop within 30s; nothing was removed",

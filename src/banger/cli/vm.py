@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from banger.cli import common
 from banger.cli.helptext import Group, epilog
+
+if TYPE_CHECKING:
+    from banger.api.client import Client
+    from banger.api.shapes import Vm, VmCreate
 
 
 @click.group(
@@ -40,14 +44,15 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--name", help="VM name, also its DNS name NAME.vm (default: generated)."),
         click.option("--image", help="Image to boot (default: debian-bookworm)."),
+        # Ranges are checked by the daemon, which knows what its host can give.
         click.option(
             "--vcpus",
-            type=click.IntRange(1, 64),
+            type=int,
             help="vCPUs (default: half the host's cores, at most 4).",
         ),
         click.option(
             "--memory",
-            type=click.IntRange(128),
+            type=int,
             help="Memory in MiB (default: an eighth of the host's, 256-2048).",
         ),
         click.option(
@@ -66,34 +71,39 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _create_body(**kw: Any) -> dict[str, Any]:
-    return {
-        "name": kw.get("name"),
-        "image": kw.get("image"),
-        "vcpus": kw.get("vcpus"),
-        "memory_mib": kw.get("memory"),
-        "system_overlay_size": kw.get("system_overlay_size"),
-        "work_disk_size": kw.get("work_disk_size"),
-        "nat": kw.get("nat", False),
-        "no_start": kw.get("no_start", False),
-    }
+def _create_body(**kw: Any) -> VmCreate:
+    from banger.api.shapes import VmCreate
 
-
-def _spec_line(data: dict[str, Any]) -> str:
-    from banger.units import format_size
-
-    return (
-        f"{data['name']}: image {data['image']}, {data['vcpus']} vCPU, {data['memory_mib']} MiB,"
-        f" overlay {format_size(data['overlay_bytes'])},"
-        f" work disk {format_size(data['work_disk_bytes'])}, IP {data['ip']}"
-        f"{', NAT' if data['nat'] else ''}, {data['vmm']}, {data['state']}"
+    # Not validated here: the daemon checks ranges against what its host can
+    # give and answers in the one error format, naming the field.
+    return VmCreate(
+        name=kw.get("name"),
+        image=kw.get("image"),
+        vcpus=kw.get("vcpus"),
+        memory_mib=kw.get("memory"),
+        system_overlay_size=kw.get("system_overlay_size"),
+        work_disk_size=kw.get("work_disk_size"),
+        nat=kw.get("nat", False),
+        no_start=kw.get("no_start", False),
     )
 
 
-def _create(conn: Any, body: dict[str, Any], quiet: bool) -> dict[str, Any]:
-    op = conn.post("/vms", body)
-    result: dict[str, Any] = common.run_operation(conn, op, quiet=quiet).result or {}
-    return result
+def _spec_line(vm: Vm) -> str:
+    from banger.units import format_size
+
+    return (
+        f"{vm.name}: image {vm.image}, {vm.vcpus} vCPU, {vm.memory_mib} MiB,"
+        f" overlay {format_size(vm.overlay_bytes)},"
+        f" work disk {format_size(vm.work_disk_bytes)}, IP {vm.ip}"
+        f"{', NAT' if vm.nat else ''}, {vm.vmm}, {vm.state}"
+    )
+
+
+def _create(conn: Client, body: VmCreate, quiet: bool) -> Vm:
+    from banger.api.shapes import Vm
+
+    op = conn.start("POST", "/vms", body)
+    return Vm.from_json(common.run_operation(conn, op, quiet=quiet).result or {})
 
 
 @vm.command(
@@ -118,15 +128,36 @@ def create(quiet: bool, as_json: bool, **kw: Any) -> None:
     with its spec (image, vCPUs, memory, disks, IP) goes to stdout.
     """
     with common.client() as conn:
-        data = _create(conn, _create_body(**kw), quiet=quiet)
+        created = _create(conn, _create_body(**kw), quiet=quiet)
     if as_json:
-        common.print_json(data)
+        common.print_json(created)
         return
-    click.echo(_spec_line(data))
+    click.echo(_spec_line(created))
+
+
+def _argv_help(usage: str) -> str:
+    return f"""\b
+COMMAND is run as an argv, each argument quoted for the guest's shell (like
+`docker exec`, unlike plain ssh): `-- ls -la /` runs ls; a line with `;`, `|`
+or `&&` needs a shell:  {usage} -- sh -c 'cd /tmp && ls; uname -a'
+banger's options end at `--`; everything after it is COMMAND's.
+stdin and stdout pass through byte-exact, so streams work:
+  tar c . | {usage} -- tar x -C /root
+  {usage} -- cat /var/log/syslog > syslog"""
+
+
+def _shell_line_hint(name: str, command: tuple[str, ...]) -> None:
+    from banger.api.ssh import looks_like_a_shell_line
+
+    if looks_like_a_shell_line(command):
+        click.echo(
+            f"hint: {command[0]!r} was run as one program name (COMMAND is an argv, not a"
+            f" shell line); for a shell line: banger vm ssh {name} -- sh -c {command[0]!r}",
+            err=True,
+        )
 
 
 @vm.command(
-    context_settings={"ignore_unknown_options": True},
     epilog=epilog(
         [
             "banger vm run -- uname -a  # boot, run, delete; exit code back",
@@ -134,7 +165,9 @@ def create(quiet: bool, as_json: bool, **kw: Any) -> None:
             "banger vm run --keep --name try -- true  # then `banger vm ssh try`",
             "banger vm run -q --memory 1024 -- sh -c 'nproc; free -m'",
         ]
-    ),
+    )
+    + "\n\n"
+    + _argv_help("banger vm run"),
 )
 @create_options
 @click.option("--keep", is_flag=True, help="Keep the VM afterwards instead of deleting it.")
@@ -148,16 +181,18 @@ def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
     stay its own:  banger vm run -- ls -la /
     """
     from banger import proc
-    from banger.api.models import SshTarget
-    from banger.guest.ssh import ssh_argv
+    from banger.api.shapes import SshTarget
+    from banger.api.ssh import ssh_argv
 
     with common.client() as conn:
-        data = _create(conn, _create_body(**kw), quiet=quiet)
-        name = data["name"]
+        created = _create(conn, _create_body(**kw), quiet=quiet)
+        name = created.name
         code = 255
         try:
-            target = SshTarget.model_validate(conn.get(f"/vms/{name}/ssh"))
+            target = conn.get(f"/vms/{name}/ssh", SshTarget.from_json)
             code = proc.interactive(ssh_argv(target, command, tty=None if command else True))
+            if code == 127:
+                _shell_line_hint(name, command)
         finally:
             if keep:
                 if not quiet:
@@ -165,7 +200,7 @@ def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
                         f"kept {name}: `banger vm ssh {name}`, `banger vm delete {name}`", err=True
                     )
             else:
-                common.run_operation(conn, conn.delete(f"/vms/{name}"), quiet=True)
+                common.run_operation(conn, conn.start("DELETE", f"/vms/{name}"), quiet=True)
     raise SystemExit(code)
 
 
@@ -182,11 +217,13 @@ def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
 @common.json_option
 def list_(as_json: bool) -> None:
     """List VMs with their state, address, size and age."""
+    from banger.api.shapes import Vm
     from banger.cli import render
 
     now = common.now()
     common.list_records(
         "/vms",
+        Vm.from_json,
         as_json,
         render.VM_HEADERS,
         lambda v: render.vm_row(v, now),
@@ -209,9 +246,10 @@ vm.add_alias("ls", "list")
 @common.json_option
 def show(name: str, as_json: bool) -> None:
     """Show everything banger knows about VM NAME."""
+    from banger.api.shapes import Vm
     from banger.cli import render
 
-    common.show_record(f"/vms/{name}", as_json, render.vm_fields)
+    common.show_record(f"/vms/{name}", Vm.from_json, as_json, render.vm_fields)
 
 
 @vm.command(
@@ -236,8 +274,9 @@ def delete(names: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     with common.client() as conn:
         for name in names:
             label = name if len(names) > 1 else ""
-            op = common.run_operation(conn, conn.delete(f"/vms/{name}"), quiet=quiet, label=label)
-            deleted.append(op.result or {"name": name})
+            op = conn.start("DELETE", f"/vms/{name}")
+            done = common.run_operation(conn, op, quiet=quiet, label=label)
+            deleted.append(done.result or {"name": name})
             if not as_json:
                 click.echo(f"deleted {name}")
     if as_json:
@@ -248,26 +287,35 @@ vm.add_alias("rm", "delete")
 
 
 @vm.command(
-    context_settings={"ignore_unknown_options": True},
     epilog=epilog(
         [
             "banger vm ssh dev  # an interactive shell",
             "banger vm ssh dev -- systemctl status",
         ]
-    ),
+    )
+    + "\n\n"
+    + _argv_help("banger vm ssh dev"),
 )
 @click.argument("name")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(name: str, command: tuple[str, ...]) -> None:
     """Open a shell in VM NAME with OpenSSH, or run COMMAND there.
 
-    The host key is pinned by banger: no prompt, no known_hosts noise.
+    The host key is pinned by banger: no prompt, no known_hosts noise, and
+    your ~/.ssh/config does not apply. The exit code is COMMAND's.
     Example:  banger vm ssh dev -- systemctl status
     """
     from banger import proc
-    from banger.api.models import SshTarget
-    from banger.guest.ssh import ssh_argv
+    from banger.api.shapes import SshTarget
+    from banger.api.ssh import looks_like_a_shell_line, ssh_argv
 
     with common.client() as conn:
-        target = SshTarget.model_validate(conn.get(f"/vms/{name}/ssh"))
-    proc.replace_process(ssh_argv(target, command))
+        target = conn.get(f"/vms/{name}/ssh", SshTarget.from_json)
+    argv = ssh_argv(target, command)
+    if not looks_like_a_shell_line(command):
+        proc.replace_process(argv)
+    # Stay around to explain a "command not found" the quoting caused.
+    code = proc.interactive(argv)
+    if code == 127:
+        _shell_line_hint(name, command)
+    raise SystemExit(code)

@@ -48,10 +48,10 @@ def logs(name: str, follow: bool, raw: bool) -> None:
         out.flush()
 
 
-def _size(num: Any) -> str:
+def _size(num: int | float | None) -> str:
     from banger.units import format_size
 
-    return format_size(num) if isinstance(num, int | float) else "-"
+    return format_size(num) if num is not None else "-"
 
 
 @click.command(
@@ -69,29 +69,31 @@ def stats(name: str, as_json: bool) -> None:
 
     Both sides: its VMM process on the host, and what the guest reports.
     """
+    from banger.api.shapes import VmStats
+
     with common.client() as conn:
-        data = conn.get(f"/vms/{name}/stats")
+        data = conn.get(f"/vms/{name}/stats", VmStats.from_json)
     if as_json:
         common.print_json(data)
         return
-    host, guest = data["host"], data["guest"]
+    host, guest = data.host, data.guest
     pairs: list[tuple[str, Any]] = [
-        ("vmm pid", host["pid"]),
-        ("vmm cpu", f"{host['cpu_seconds']} s"),
-        ("vmm memory (rss)", _size(host["rss_bytes"])),
-        ("vmm disk io", f"read {_size(host['read_bytes'])}, written {_size(host['write_bytes'])}"),
-        ("network", f"received {_size(host['net_rx_bytes'])}, sent {_size(host['net_tx_bytes'])}"),
+        ("vmm pid", host.pid),
+        ("vmm cpu", f"{host.cpu_seconds} s"),
+        ("vmm memory (rss)", _size(host.rss_bytes)),
+        ("vmm disk io", f"read {_size(host.read_bytes)}, written {_size(host.write_bytes)}"),
+        ("network", f"received {_size(host.net_rx_bytes)}, sent {_size(host.net_tx_bytes)}"),
         (
             "guest memory",
-            f"{_size(guest['mem_available_bytes'])} available of {_size(guest['mem_total_bytes'])}",
+            f"{_size(guest.mem_available_bytes)} available of {_size(guest.mem_total_bytes)}",
         ),
-        ("guest load", " ".join(str(x) for x in guest["load"] or [])),
+        ("guest load", " ".join(str(x) for x in guest.load or [])),
     ]
-    for disk in guest["disks"]:
+    for disk in guest.disks:
         pairs.append(
             (
-                f"guest disk {disk['mount']}",
-                f"{_size(disk['used_bytes'])} used of {_size(disk['size_bytes'])}",
+                f"guest disk {disk.mount}",
+                f"{_size(disk.used_bytes)} used of {_size(disk.size_bytes)}",
             )
         )
     common.print_fields(pairs)
@@ -112,13 +114,17 @@ def ports(name: str, as_json: bool) -> None:
     """List what listens in VM NAME, and where to reach it.
 
     Every TCP and UDP socket listening in the guest, with its process and an
-    endpoint the host can connect to.
+    endpoint that works from this host: the VM's address, or NAME.vm where
+    the host resolves banger's names (`banger doctor` says whether it does).
     """
+    from banger.api.shapes import Port
+
     common.list_records(
         f"/vms/{name}/ports",
+        Port.from_json,
         as_json,
         ["PROTO", "ADDRESS", "PORT", "PROCESS", "ENDPOINT"],
-        lambda p: (p["proto"], p["address"], p["port"], p["process"] or "-", p["endpoint"]),
+        lambda p: (p.proto, p.address, p.port, p.process or "-", p.endpoint),
         empty=f"nothing listens in {name}",
     )
 
@@ -138,20 +144,20 @@ def health(name: str, as_json: bool) -> None:
 
     Exits 1 when a check fails, so scripts can wait on it.
     """
+    from banger.api.shapes import VmHealth
+
     with common.client() as conn:
-        data = conn.get(f"/vms/{name}/health")
+        data = conn.get(f"/vms/{name}/health", VmHealth.from_json)
     if as_json:
         common.print_json(data)
     else:
-        click.echo(
-            f"{data['name']}: {'healthy' if data['healthy'] else 'UNHEALTHY'} ({data['state']})"
-        )
+        click.echo(f"{data.name}: {'healthy' if data.healthy else 'UNHEALTHY'} ({data.state})")
         from banger.cli.render import check_detail
 
-        for check, result in data["checks"].items():
-            detail = check_detail(check, result)
-            click.echo(f"  {'ok  ' if result.get('ok') else 'FAIL'} {check}: {detail}")
-    if not data["healthy"]:
+        for check, result in data.checks.items():
+            detail = check_detail(check, result.to_json())
+            click.echo(f"  {'ok  ' if result.ok else 'FAIL'} {check}: {detail}")
+    if not data.healthy:
         raise SystemExit(1)
 
 
@@ -171,15 +177,17 @@ def ping(name: str, as_json: bool) -> None:
     Connects to its SSH port over TCP and prints the round trip; exits 1 when
     it does not answer.
     """
+    from banger.api.shapes import VmPing
+
     with common.client() as conn:
-        data = conn.get(f"/vms/{name}/ping")
+        data = conn.get(f"/vms/{name}/ping", VmPing.from_json)
     if as_json:
         common.print_json(data)
-    elif data["reachable"]:
-        click.echo(f"{data['name']} ({data['ip']}) answered in {data['rtt_ms']:.2f} ms")
+    elif data.reachable:
+        click.echo(f"{data.name} ({data.ip}) answered in {data.rtt_ms or 0:.2f} ms")
     else:
-        click.echo(f"{data['name']} ({data['ip']}) does not answer: {data['error']}")
-    if not data["reachable"]:
+        click.echo(f"{data.name} ({data.ip}) does not answer: {data.error}")
+    if not data.reachable:
         raise SystemExit(1)
 
 

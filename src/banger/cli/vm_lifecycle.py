@@ -3,32 +3,38 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from banger.cli import common
 from banger.cli.helptext import epilog
 
+if TYPE_CHECKING:
+    from banger.api.client import Body
+
 
 def _each(
     names: tuple[str, ...],
     action: str,
-    body: dict[str, Any] | None,
+    body: Body | None,
     verb: str,
     *,
     quiet: bool,
     as_json: bool,
 ) -> None:
+    from banger.api.shapes import Vm
+
     results = []
     with common.client() as conn:
         for name in names:
-            op = conn.post(f"/vms/{name}/{action}", body)
+            op = conn.start("POST", f"/vms/{name}/{action}", body)
             label = name if len(names) > 1 else ""
-            result = common.run_operation(conn, op, quiet=quiet, label=label).result or {}
-            results.append(result)
+            done = common.run_operation(conn, op, quiet=quiet, label=label)
+            vm = Vm.from_json(done.result or {})
+            results.append(vm)
             if not as_json:
-                click.echo(f"{verb} {result.get('name', name)} ({result.get('state', '?')})")
+                click.echo(f"{verb} {vm.name} ({vm.state})")
     if as_json:
         common.print_json(results)
 
@@ -76,7 +82,9 @@ def stop(names: tuple[str, ...], timeout: float, quiet: bool, as_json: bool) -> 
 
     The guest is asked to power off; after --timeout seconds its VMM is killed.
     """
-    _each(names, "stop", {"timeout": timeout}, "stopped", quiet=quiet, as_json=as_json)
+    from banger.api.shapes import VmStop
+
+    _each(names, "stop", VmStop(timeout=timeout), "stopped", quiet=quiet, as_json=as_json)
 
 
 @click.command(
@@ -93,7 +101,9 @@ def stop(names: tuple[str, ...], timeout: float, quiet: bool, as_json: bool) -> 
 @common.json_option
 def restart(names: tuple[str, ...], timeout: float, quiet: bool, as_json: bool) -> None:
     """Stop and start VMs; this applies changes made with `vm set`."""
-    _each(names, "restart", {"timeout": timeout}, "restarted", quiet=quiet, as_json=as_json)
+    from banger.api.shapes import VmStop
+
+    _each(names, "restart", VmStop(timeout=timeout), "restarted", quiet=quiet, as_json=as_json)
 
 
 @click.command(
@@ -116,7 +126,9 @@ def kill(names: tuple[str, ...], sig: str, quiet: bool, as_json: bool) -> None:
 
     The guest gets no say: writes it has not flushed are lost. Disks stay.
     """
-    _each(names, "kill", {"signal": sig}, "killed", quiet=quiet, as_json=as_json)
+    from banger.api.shapes import VmKill
+
+    _each(names, "kill", VmKill(signal=sig), "killed", quiet=quiet, as_json=as_json)
 
 
 @click.command(
@@ -131,8 +143,9 @@ def kill(names: tuple[str, ...], sig: str, quiet: bool, as_json: bool) -> None:
     ),
 )
 @click.argument("name")
-@click.option("--vcpus", type=click.IntRange(1, 64), help="vCPUs from the next start.")
-@click.option("--memory", type=click.IntRange(128), help="Memory in MiB from the next start.")
+# Ranges are checked by the daemon, which knows what its host can give.
+@click.option("--vcpus", type=int, help="vCPUs from the next start.")
+@click.option("--memory", type=int, help="Memory in MiB from the next start.")
 @click.option("--work-disk-size", help="Grow the work disk (never shrinks) at the next start.")
 @click.option("--nat/--no-nat", default=None, help="Turn the VM's outside access on or off, now.")
 @common.quiet_option
@@ -151,13 +164,15 @@ def set_(
     NAT changes at once; the rest applies at the next start
     (`banger vm restart NAME`).
     """
-    body = {"vcpus": vcpus, "memory_mib": memory, "work_disk_size": work_disk_size, "nat": nat}
-    if all(v is None for v in body.values()):
+    from banger.api.shapes import VmSet
+
+    if all(v is None for v in (vcpus, memory, work_disk_size, nat)):
         raise click.UsageError(
             "nothing to change: pass --vcpus, --memory, --work-disk-size or --nat"
         )
+    body = VmSet(vcpus=vcpus, memory_mib=memory, work_disk_size=work_disk_size, nat=nat)
     with common.client() as conn:
-        op = conn.request("PATCH", f"/vms/{name}", json_body=body)
+        op = conn.start("PATCH", f"/vms/{name}", body)
         result = common.run_operation(conn, op, quiet=quiet).result or {}
     if as_json:
         common.print_json(result)
@@ -181,8 +196,11 @@ def prune(force: bool, quiet: bool, as_json: bool) -> None:
 
     Asks first on a terminal; without one, --force is required.
     """
+    from banger.api.shapes import Vm, VmPrune, VmPruned, VmState
+
     with common.client() as conn:
-        stopped = [v["name"] for v in conn.get("/vms") if v["state"] in ("stopped", "error")]
+        vms = conn.get_list("/vms", Vm.from_json)
+        stopped = [v.name for v in vms if v.state in (VmState.STOPPED, VmState.ERROR)]
         if not stopped:
             if as_json:
                 common.print_json({"deleted": []})
@@ -196,9 +214,9 @@ def prune(force: bool, quiet: bool, as_json: bool) -> None:
                     " pass --force to confirm without a terminal"
                 )
             click.confirm(f"Delete {len(stopped)} stopped VM(s): {', '.join(stopped)}?", abort=True)
-        op = conn.post("/vms/prune", {"names": stopped})
+        op = conn.start("POST", "/vms/prune", VmPrune(names=stopped))
         result = common.run_operation(conn, op, quiet=quiet).result or {}
-    deleted = result.get("deleted", [])
+    deleted = VmPruned.from_json(result).deleted
     if as_json:
         common.print_json({"deleted": deleted})
         return

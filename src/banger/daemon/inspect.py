@@ -10,9 +10,18 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
-from banger.api.models import Vm
+from banger.api.models import (
+    GuestDisk,
+    GuestStats,
+    HealthCheck,
+    HostStats,
+    Port,
+    Vm,
+    VmHealth,
+    VmPing,
+    VmStats,
+)
 from banger.daemon.runtime import host_public_key
 from banger.daemon.vms import VmService
 from banger.errors import UserError
@@ -45,23 +54,22 @@ class Inspector:
         vm = self.vms.show(name)
         return Path(vm.dir) / "console.log"
 
-    def stats(self, name: str) -> dict[str, Any]:
+    def stats(self, name: str) -> VmStats:
         vm = self.vms.running(name)
         if vm.pid is None:  # it stopped between the two looks
             raise UserError(f"VM {vm.name!r} stopped", hint=f"`banger vm start {vm.name}`")
         host = host_process_stats(vm.pid, vm.tap)
         guest_text = self._guest(vm, _GUEST_STATS)
-        return {"name": vm.name, "host": host, "guest": parse_guest_stats(guest_text)}
+        return VmStats(name=vm.name, host=host, guest=parse_guest_stats(guest_text))
 
-    def ports(self, name: str) -> list[dict[str, Any]]:
+    def ports(self, name: str) -> list[Port]:
         vm = self.vms.running(name)
         text = self._guest(vm, _GUEST_PORTS)
         found = parse_proc_net(text) if text.startswith("@@proc") else parse_ss(text)
-        for port in found:
-            port["endpoint"] = f"{vm.name}.vm:{port['port']}"
-        return found
+        host = reachable_host(vm, names_resolve=self.vms.net.names_resolve_on_host)
+        return [p.model_copy(update={"endpoint": f"{host}:{p.port}"}) for p in found]
 
-    def ping(self, name: str) -> dict[str, Any]:
+    def ping(self, name: str) -> VmPing:
         """Round trip to the guest's SSH port: proves the network path, needs no privilege."""
         vm = self.vms.running(name)
         start = time.perf_counter()
@@ -69,29 +77,35 @@ class Inspector:
             with socket.create_connection((vm.ip, 22), timeout=5):
                 pass
         except OSError as exc:
-            return {"name": vm.name, "ip": vm.ip, "reachable": False, "error": str(exc)}
+            return VmPing(name=vm.name, ip=vm.ip, reachable=False, error=str(exc))
         rtt = (time.perf_counter() - start) * 1000
-        return {"name": vm.name, "ip": vm.ip, "reachable": True, "rtt_ms": round(rtt, 3)}
+        return VmPing(name=vm.name, ip=vm.ip, reachable=True, rtt_ms=round(rtt, 3))
 
-    def health(self, name: str) -> dict[str, Any]:
+    def health(self, name: str) -> VmHealth:
         vm = self.vms.show(name)
-        checks: dict[str, Any] = {"vmm": {"ok": vm.pid is not None, "pid": vm.pid}}
+        checks = {"vmm": HealthCheck(ok=vm.pid is not None, pid=vm.pid)}
         if vm.pid is None:
-            return {"name": vm.name, "state": vm.state, "healthy": False, "checks": checks}
+            return VmHealth(name=vm.name, state=vm.state, healthy=False, checks=checks)
         start = time.perf_counter()
         try:
             state = self._guest(
                 vm, "systemctl is-system-running 2>/dev/null || echo no-systemd", timeout=10
             ).strip()
-            checks["ssh"] = {"ok": True, "ms": round((time.perf_counter() - start) * 1000, 1)}
-            checks["init"] = {"ok": state in ("running", "no-systemd"), "state": state}
+            ms = round((time.perf_counter() - start) * 1000, 1)
+            checks["ssh"] = HealthCheck(ok=True, ms=ms)
+            checks["init"] = HealthCheck(ok=state in ("running", "no-systemd"), state=state)
         except Exception as exc:
-            checks["ssh"] = {"ok": False, "error": str(exc)}
-        healthy = all(c.get("ok") for c in checks.values())
-        return {"name": vm.name, "state": vm.state, "healthy": healthy, "checks": checks}
+            checks["ssh"] = HealthCheck(ok=False, error=str(exc))
+        healthy = all(c.ok for c in checks.values())
+        return VmHealth(name=vm.name, state=vm.state, healthy=healthy, checks=checks)
 
 
-def host_process_stats(pid: int, tap: str, proc_root: Path = Path("/proc")) -> dict[str, Any]:
+def reachable_host(vm: Vm, *, names_resolve: bool) -> str:
+    """What reaches the VM from this host: NAME.vm only where the host resolves it."""
+    return f"{vm.name}.vm" if names_resolve else vm.ip
+
+
+def host_process_stats(pid: int, tap: str, proc_root: Path = Path("/proc")) -> HostStats:
     """CPU time, memory and IO of the VMM process, and traffic on its tap."""
     stat = (proc_root / str(pid) / "stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
@@ -115,19 +129,19 @@ def host_process_stats(pid: int, tap: str, proc_root: Path = Path("/proc")) -> d
         except OSError:
             return None
 
-    return {
-        "pid": pid,
-        "cpu_seconds": round(cpu_seconds, 2),
-        "rss_bytes": rss,
-        "read_bytes": io.get("read_bytes"),
-        "write_bytes": io.get("write_bytes"),
+    return HostStats(
+        pid=pid,
+        cpu_seconds=round(cpu_seconds, 2),
+        rss_bytes=rss,
+        read_bytes=io.get("read_bytes"),
+        write_bytes=io.get("write_bytes"),
         # The tap's rx is what the guest sent.
-        "net_tx_bytes": counter("rx_bytes"),
-        "net_rx_bytes": counter("tx_bytes"),
-    }
+        net_tx_bytes=counter("rx_bytes"),
+        net_rx_bytes=counter("tx_bytes"),
+    )
 
 
-def parse_guest_stats(text: str) -> dict[str, Any]:
+def parse_guest_stats(text: str) -> GuestStats:
     parts = text.split("@@")
     meminfo: dict[str, int] = {}
     for line in parts[0].splitlines():
@@ -139,21 +153,37 @@ def parse_guest_stats(text: str) -> dict[str, Any]:
     for line in (parts[2] if len(parts) > 2 else "").splitlines()[1:]:
         cols = line.split()
         if len(cols) >= 6 and cols[1].isdigit():
-            disks.append({"mount": cols[5], "size_bytes": int(cols[1]), "used_bytes": int(cols[2])})
-    return {
-        "mem_total_bytes": meminfo.get("MemTotal"),
-        "mem_available_bytes": meminfo.get("MemAvailable"),
-        "load": [float(x) for x in load[:3]] if len(load) >= 3 else None,
-        "disks": disks,
-    }
+            disks.append(GuestDisk(mount=cols[5], size_bytes=int(cols[1]), used_bytes=int(cols[2])))
+    return GuestStats(
+        mem_total_bytes=meminfo.get("MemTotal"),
+        mem_available_bytes=meminfo.get("MemAvailable"),
+        load=[float(x) for x in load[:3]] if len(load) >= 3 else None,
+        disks=disks,
+    )
+
+
+# What ss and /proc print for "every address": one listener, whichever family.
+_ANY = frozenset({"*", "0.0.0.0", "::", "[::]"})  # noqa: S104 (parsed, never bound)
 
 
 def _split_addr(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    return host.strip("[]") or "*", int(port) if port.isdigit() else 0
+    host = host.strip("[]") or "*"
+    return "*" if host in _ANY else host, int(port) if port.isdigit() else 0
 
 
-def parse_ss(text: str) -> list[dict[str, Any]]:
+def unique_listeners(ports: list[Port]) -> list[Port]:
+    """One row per listener: a dual-stack socket shows up as 0.0.0.0 and as * (or ::)."""
+    seen: dict[tuple[str, str, int], Port] = {}
+    for port in ports:
+        key = (port.proto, port.address, port.port)
+        known = seen.get(key)
+        if known is None or (known.process is None and port.process is not None):
+            seen[key] = port
+    return sorted(seen.values(), key=lambda p: (p.port, p.proto, p.address))
+
+
+def parse_ss(text: str) -> list[Port]:
     """Rows of `ss -H -ltunp`: proto, state, recv-q, send-q, local, peer, [process]."""
     ports = []
     for line in text.splitlines():
@@ -164,13 +194,13 @@ def parse_ss(text: str) -> list[dict[str, Any]]:
         process = None
         if len(cols) > 6 and '"' in cols[6]:
             process = cols[6].split('"')[1]
-        ports.append({"proto": cols[0], "address": address, "port": port, "process": process})
-    return sorted(ports, key=lambda p: (p["port"], p["proto"]))
+        ports.append(Port(proto=cols[0], address=address, port=port, process=process))
+    return unique_listeners(ports)
 
 
-def parse_proc_net(text: str) -> list[dict[str, Any]]:
+def parse_proc_net(text: str) -> list[Port]:
     """/proc/net/{tcp,udp}[6] where ss is missing: listening TCP (state 0A) and bound UDP."""
-    ports: list[dict[str, Any]] = []
+    ports: list[Port] = []
     proto = ""
     for line in text.splitlines():
         if line.startswith("@") and not line.startswith("@@"):
@@ -187,8 +217,8 @@ def parse_proc_net(text: str) -> list[dict[str, Any]]:
         if proto.startswith("udp") and port == 0:
             continue
         address = _hex_address(hex_addr)
-        ports.append({"proto": proto[:3], "address": address, "port": port, "process": None})
-    return sorted(ports, key=lambda p: (p["port"], p["proto"]))
+        ports.append(Port(proto=proto[:3], address="*" if address in _ANY else address, port=port))
+    return unique_listeners(ports)
 
 
 def _hex_address(hex_addr: str) -> str:

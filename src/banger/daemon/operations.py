@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from banger.api.models import ErrorBody, Event, EventType, Operation, OpState
+from banger.daemon.hints import with_hint
 from banger.errors import BangerError
 from banger.store import Store
 
@@ -152,7 +153,7 @@ class Operations:
             result = await loop.run_in_executor(self._pool, work, progress)
         except BangerError as exc:
             log.warning("%s %s failed: %s", run.op.kind, run.op.target, exc.message)
-            await asyncio.to_thread(run.finish, None, exc)
+            await asyncio.to_thread(run.finish, None, with_hint(exc))
         except Exception as exc:
             log.exception("%s %s crashed", run.op.kind, run.op.target)
             err = BangerError(f"internal error: {exc}", hint="see the daemon log; run with --debug")

@@ -1,4 +1,4 @@
-"""API routes for kernels and images."""
+"""API routes for images: the catalog, pulls, registration, promotion, the blob cache."""
 
 from __future__ import annotations
 
@@ -7,51 +7,33 @@ import asyncio
 from fastapi import APIRouter
 
 from banger.api.models import (
+    CachePrune,
+    CatalogEntry,
     Image,
     ImagePromote,
     ImagePull,
     ImageRegister,
-    Kernel,
-    KernelImport,
-    KernelPull,
     Operation,
 )
 from banger.daemon.images import ImageService
-from banger.daemon.kernels import KernelService
 from banger.daemon.operations import Operations, dump
 from banger.store import Store
 
 
-def artifact_routes(
-    store: Store, kernels: KernelService, images: ImageService, ops: Operations
-) -> APIRouter:
-    router = APIRouter()
-
-    @router.get("/kernels")
-    async def list_kernels() -> list[Kernel]:
-        return store.list_kernels()
-
-    @router.get("/kernels/{name}")
-    async def show_kernel(name: str) -> Kernel:
-        return store.get_kernel(name)
-
-    @router.post("/kernels/pull", status_code=202)
-    async def pull_kernel(req: KernelPull) -> Operation:
-        kernels.check_pull(req.name)
-        return ops.start("kernel.pull", req.name, lambda p: dump(kernels.pull(req.name, p)))
-
-    @router.post("/kernels/import", status_code=202)
-    async def import_kernel(req: KernelImport) -> Operation:
-        await asyncio.to_thread(kernels.check_import, req)
-        return ops.start("kernel.import", req.name, lambda p: dump(kernels.import_(req, p)))
-
-    @router.delete("/kernels/{name}")
-    async def delete_kernel(name: str) -> Kernel:
-        return await asyncio.to_thread(kernels.delete, name)
+def image_routes(store: Store, images: ImageService, ops: Operations) -> APIRouter:
+    router = APIRouter(tags=["images"])
 
     @router.get("/images")
     async def list_images() -> list[Image]:
         return store.list_images()
+
+    # Before /images/{name}, which would otherwise take "catalog" for a name.
+    @router.get("/images/catalog")
+    async def image_catalog() -> list[CatalogEntry]:
+        """The images `image pull` knows by name."""
+        from banger.image import catalog
+
+        return [CatalogEntry(name=e.name, description=e.description) for e in catalog.entries()]
 
     @router.get("/images/{name}")
     async def show_image(name: str) -> Image:
@@ -78,7 +60,7 @@ def artifact_routes(
         return await asyncio.to_thread(images.delete, name)
 
     @router.post("/images/cache/prune")
-    async def prune_cache(dry_run: bool = False) -> dict[str, str]:
-        return {"message": await asyncio.to_thread(images.prune_cache, dry_run)}
+    async def prune_cache(dry_run: bool = False) -> CachePrune:
+        return CachePrune(message=await asyncio.to_thread(images.prune_cache, dry_run))
 
     return router

@@ -1,23 +1,23 @@
-"""SSH keys, pinned host keys and OpenSSH command lines for guests.
+"""SSH keys, pinned host keys and the daemon's own SSH connections to guests.
 
 banger holds one client key per user and gives every VM its own host key,
 generated on the host and pinned in a per-VM known_hosts file, so no
-connection ever asks to trust a key on first use.
+connection ever asks to trust a key on first use. The OpenSSH command line
+people get (`banger vm ssh`) is built by ``banger.api.ssh``, which the CLI
+may import.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from banger import proc
-from banger.api.models import SshTarget
 from banger.errors import VmmError
 
 log = logging.getLogger("banger.guest")
@@ -48,43 +48,6 @@ def make_host_key(key: Path, comment: str) -> tuple[bytes, str]:
 def write_known_hosts(path: Path, alias: str, public_key: str) -> None:
     kind, blob = public_key.split()[:2]
     path.write_text(f"{alias} {kind} {blob}\n")
-
-
-def ssh_argv(
-    target: SshTarget, command: Sequence[str] = (), *, tty: bool | None = None
-) -> list[str]:
-    """The OpenSSH command line for ``target``; the host key is pinned, never learned."""
-    argv = [
-        "ssh",
-        "-i",
-        target.identity_file,
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        f"UserKnownHostsFile={target.known_hosts_file}",
-        "-o",
-        "GlobalKnownHostsFile=/dev/null",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        f"HostKeyAlias={target.host_key_alias}",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "ConnectTimeout=10",
-        "-o",
-        "ServerAliveInterval=15",
-    ]
-    if tty is True:
-        argv.append("-tt")
-    elif tty is False:
-        argv.append("-T")
-    argv.append(f"{target.user}@{target.host}")
-    if command:
-        # ssh joins its arguments with spaces for the remote shell; quote each
-        # so the guest sees exactly the argv the user typed.
-        argv.append(shlex.join(command))
-    return argv
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,30 @@ def _operation(row: sqlite3.Row) -> Operation:
     return Operation(**data)
 
 
-def name_taken(name: str) -> Conflict:
-    return Conflict(
-        f"a VM named {name!r} already exists",
-        hint=f"pick another --name, or delete it with `banger vm delete {name}`",
-    )
+class Missing(NotFound):
+    """No record of ``kind`` (a VM, an image, a kernel, an operation) is called ``name``.
+
+    The store states the fact; the daemon, which knows the commands, adds the hint.
+    """
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"no {kind} named {name!r}")
+        self.kind = kind
+        self.name = name
+
+
+class Taken(Conflict):
+    """A record of ``kind`` called ``name`` exists already."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        article = "an" if kind[0] in "aeiou" else "a"
+        super().__init__(f"{article} {kind} named {name!r} already exists")
+        self.kind = kind
+        self.name = name
+
+
+def name_taken(name: str) -> Taken:
+    return Taken("VM", name)
 
 
 _VM_SELECT = "SELECT vms.*, leases.ip AS ip FROM vms JOIN leases ON leases.vm_id = vms.id"
@@ -57,18 +76,12 @@ class Store:
                     kernel.model_dump(),
                 )
         except sqlite3.IntegrityError as exc:
-            raise Conflict(
-                f"a kernel named {kernel.name!r} already exists",
-                hint=f"delete it first with `banger kernel delete {kernel.name}`",
-            ) from exc
+            raise Taken("kernel", kernel.name) from exc
 
     def get_kernel(self, name: str) -> Kernel:
         rows = self.db.query("SELECT * FROM kernels WHERE name = ?", (name,))
         if not rows:
-            raise NotFound(
-                f"no kernel named {name!r}",
-                hint="see `banger kernel list`, or fetch one with `banger kernel pull`",
-            )
+            raise Missing("kernel", name)
         return _kernel(rows[0])
 
     def find_kernel(self, name: str) -> Kernel | None:
@@ -100,19 +113,12 @@ class Store:
                     row,
                 )
         except sqlite3.IntegrityError as exc:
-            raise Conflict(
-                f"an image named {image.name!r} already exists",
-                hint=f"delete it first with `banger image delete {image.name}`",
-            ) from exc
+            raise Taken("image", image.name) from exc
 
     def get_image(self, name: str) -> Image:
         rows = self.db.query("SELECT * FROM images WHERE name = ?", (name,))
         if not rows:
-            raise NotFound(
-                f"no image named {name!r}",
-                hint="see `banger image list`, or build one with"
-                " `banger image pull debian-bookworm`",
-            )
+            raise Missing("image", name)
         return _image(rows[0])
 
     def find_image(self, name: str) -> Image | None:
@@ -163,9 +169,7 @@ class Store:
     def get_vm(self, name: str) -> Vm:
         rows = self.db.query(f"{_VM_SELECT} WHERE vms.name = ? OR vms.id = ?", (name, name))
         if not rows:
-            raise NotFound(
-                f"no VM named {name!r}", hint="see `banger vm list` for the VMs that exist"
-            )
+            raise Missing("VM", name)
         return _vm(rows[0])
 
     def list_vms(self) -> list[Vm]:
@@ -235,7 +239,7 @@ class Store:
     def get_operation(self, op_id: str) -> Operation:
         rows = self.db.query("SELECT * FROM operations WHERE id = ?", (op_id,))
         if not rows:
-            raise NotFound(f"no operation {op_id!r}", hint="see `GET /operations`")
+            raise Missing("operation", op_id)
         return _operation(rows[0])
 
     def list_operations(self, limit: int = 50) -> list[Operation]:

@@ -1,0 +1,189 @@
+"""Whole-process medians of the commands people type most, against a real bangerd.
+
+A throwaway BANGER_HOME gets a fake kernel, a fake image and 100 stopped VMs
+written through banger's own Store (nothing boots), a real bangerd serves it,
+and each command runs N times. Prints the median, the target and whether it
+holds, after what this machine charges for an empty interpreter and for
+importing click (to scale by: the targets were set where click took 25 ms).
+Run it on an otherwise idle machine: a busy one inflates every number.
+
+    .venv/bin/python bench/cli_client.py [--runs 15] [--vms 100]
+
+To compare with another checkout, put its src first:
+PYTHONPATH=/path/to/other/src .venv/bin/python bench/cli_client.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import resource
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+# (argv, target median in ms) from the architecture issue's "Speed" section.
+CASES: list[tuple[list[str], float]] = [
+    (["--help"], 60),
+    (["vm", "list"], 150),
+    (["vm", "show", "bench-0"], 120),
+]
+
+
+def seed_store(home: Path, count: int) -> None:
+    """A kernel, an image and ``count`` stopped VMs, written as the daemon would."""
+    from banger.api.models import Image, Kernel, Vm, VmState
+    from banger.config import load_settings
+    from banger.store import Database, Store
+
+    settings = load_settings(home=home)
+    store = Store(Database(settings.db_path))
+    now = "2026-01-01T00:00:00+00:00"
+    store.add_kernel(
+        Kernel(
+            name="bench-kernel",
+            version="6.1",
+            dir=str(home),
+            vmlinuz="/nonexistent/vmlinuz",
+            initrd="/nonexistent/initrd",
+            source="bench",
+            created_at=now,
+        )
+    )
+    store.add_image(
+        Image(
+            name="bench-image",
+            kernel="bench-kernel",
+            rootfs="/nonexistent/rootfs.ext4",
+            size_bytes=1 << 30,
+            source="bench",
+            created_at=now,
+        )
+    )
+    for i in range(count):
+        vm_id = uuid.uuid4().hex[:12]
+        draft = Vm(
+            id=vm_id,
+            name=f"bench-{i}",
+            image="bench-image",
+            state=VmState.STOPPED,
+            vcpus=1,
+            memory_mib=256,
+            overlay_bytes=4 << 30,
+            work_disk_bytes=8 << 30,
+            ip="",
+            tap=f"bgt{vm_id[:8]}",
+            mac="02:00:00:00:00:01",
+            vmm="qemu",
+            dir=str(settings.vms_dir / vm_id),
+            created_at=now,
+        )
+        store.create_vm(draft, settings.network)
+    store.db.close()
+
+
+def _peer_pid(path: Path) -> int | None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return None
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[0] or None
+
+
+@contextlib.contextmanager
+def daemon(env: dict[str, str], runtime: Path) -> Iterator[None]:
+    log = open(runtime / "bangerd.log", "wb")  # noqa: SIM115
+    child = subprocess.Popen([str(BIN / "bangerd")], env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while not (runtime / "bangerd.sock").exists():
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"bangerd did not start; see {runtime / 'bangerd.log'}")
+            time.sleep(0.05)
+        # A root daemon starts banger-helper while reconciling; it is ours to stop.
+        time.sleep(0.5)
+        yield
+    finally:
+        helper = _peer_pid(runtime / "helper.sock")
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=30)
+        if helper is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(helper, signal.SIGTERM)
+        log.close()
+
+
+def medians_ms(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
+    """Median wall time and median CPU time (user + system) of ``runs`` runs.
+
+    CPU time moves less than wall time when other work shares the machine.
+    """
+    walls, cpus = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run(argv, env=env, capture_output=True, check=True)
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return statistics.median(walls) * 1000, statistics.median(cpus) * 1000
+
+
+def calibrate(env: dict[str, str], runs: int) -> None:
+    """What this machine charges for an empty interpreter and for click, to scale by."""
+    for label, code in (("python -c pass", "pass"), ("import click", "import click")):
+        wall, cpu = medians_ms([sys.executable, "-c", code], env, runs)
+        print(f"  {label:<27} {wall:6.1f} ms  cpu {cpu:6.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--vms", type=int, default=100)
+    args = parser.parse_args()
+    # As an install would: an editable checkout is not byte-compiled here, and
+    # compiling on every run would be measured instead of banger.
+    import banger
+
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(Path(banger.__file__).parent)], check=True
+    )
+    with tempfile.TemporaryDirectory(prefix="banger-bench-") as tmp:
+        home, runtime = Path(tmp) / "home", Path(tmp) / "run"
+        runtime.mkdir(mode=0o700)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BANGER_", "XDG_"))} | {
+            "BANGER_HOME": str(home),
+            "BANGER_RUNTIME_DIR": str(runtime),
+            "BANGER_BRIDGE": "bgbench0",
+            "BANGER_SUBNET": "10.99.0.0/24",
+            "BANGER_DNS_PORT": "10099",
+            "BANGER_CONFIG": str(Path(tmp) / "none.toml"),
+        }
+        os.environ.update(env)
+        seed_store(home, args.vms)
+        with daemon(env, runtime):
+            print(f"{args.vms} VMs in the store, {args.runs} runs each, medians:")
+            calibrate(env, args.runs)
+            for case, target in CASES:
+                wall, cpu = medians_ms([str(BIN / "banger"), *case], env, args.runs)
+                verdict = "ok" if wall <= target else "OVER"
+                print(
+                    f"  banger {' '.join(case):<20} {wall:6.1f} ms  cpu {cpu:6.1f} ms"
+                    f"  (target {target:.0f} ms)  {verdict}"
+                )
+
+
+if __name__ == "__main__":
+    main()
