@@ -96,3 +96,24 @@ def test_create_on_a_host_without_the_vmm_fails_before_any_operation(api, monkey
         "hint": "install QEMU",
     }
     assert api("GET", "/operations").json() == []
+
+
+def test_every_route_declares_the_model_it_answers(api):
+    """Typed wire: no route answers an undeclared dict; only the two streams are raw."""
+    streams = {"/vms/{name}/logs", "/operations/{op_id}/events"}
+    untyped = []
+    for path, methods in api("GET", "/openapi.json").json()["paths"].items():
+        for method, spec in methods.items():
+            ok = next(v for k, v in spec["responses"].items() if k.startswith("2"))
+            schema = ok.get("content", {}).get("application/json", {}).get("schema", {})
+            named = "$ref" in schema or "$ref" in schema.get("items", {})
+            if not named and path not in streams:
+                untyped.append(f"{method.upper()} {path}")
+    assert untyped == []
+
+
+def test_catalogs_are_served_not_taken_for_names(api):
+    images = api("GET", "/images/catalog").json()
+    assert {"name", "description"} == set(images[0])
+    assert any(e["name"] == "debian-bookworm" for e in images)
+    assert api("GET", "/kernels/catalog").json()[0]["name"] == "debian-bookworm-cloud"

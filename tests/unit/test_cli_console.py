@@ -13,6 +13,8 @@ CONSOLE = (
     b"\x1b]0;dev: ~\x07root@dev:~# \x1b[?2004hls\r\n"
     b"\x1b(Bcharset\x1b[K\x1bPq#0;2;0;0;0\x1b\\\x1b7saved\x1b8\r\n"
     b"caf\xc3\xa9 \ttab\r\n"
+    # systemd ellipsizing a status line cuts an escape after its ESC.
+    b"Mounting \x1b[0;1;39mdev-mqueue.mount\x1b\xe2\x80\xa6POSIX Message Queue\r\n"
     b"A start job is running\rA start job is done\r\n"
 )
 EXPECTED = (
@@ -21,6 +23,7 @@ EXPECTED = (
     b"root@dev:~# ls\n"
     b"charsetsaved\n"
     b"caf\xc3\xa9 \ttab\n"
+    b"Mounting dev-mqueue.mount\xe2\x80\xa6POSIX Message Queue\n"
     b"A start job is running\nA start job is done\n"
 )
 
@@ -58,3 +61,12 @@ def test_an_unterminated_title_does_not_swallow_the_log():
 def test_plain_text_passes_unchanged():
     text = b"no escapes here\njust lines\n"
     assert clean(text) == text
+
+
+def test_a_real_console_log_stays_valid_utf8():
+    """Escape cut off before a multi-byte character (seen in a Debian guest's boot log)."""
+    for chunk in (1, 3, 4096):
+        cleaner = ConsoleCleaner()
+        raw = b"unit\x1b\xe2\x80\xa6 \x1b(\xc3\xa9 \x1b[1\xc3\xa9\r\n"
+        out = b"".join(cleaner.feed(raw[i : i + chunk]) for i in range(0, len(raw), chunk))
+        assert (out + cleaner.flush()).decode() == "unit\u2026 \u00e9 \u00e9\n"

@@ -94,10 +94,10 @@ class ConsoleCleaner:
             elif 0x20 <= byte <= 0x2F:
                 self._state = _State.INTERMEDIATE
             else:
-                self._state = _State.TEXT
+                self._end_escape(byte, out)
         elif state is _State.INTERMEDIATE:
             if not 0x20 <= byte <= 0x2F:
-                self._state = _State.TEXT
+                self._end_escape(byte, out)
         elif state is _State.CSI:
             if 0x40 <= byte <= 0x7E:
                 self._state = _State.TEXT
@@ -106,6 +106,16 @@ class ConsoleCleaner:
                 self._text(byte, out)
         else:
             self._string(byte, out)
+
+    def _end_escape(self, byte: int, out: bytearray) -> None:
+        """A final byte ends the escape; anything else was cut off it and is text.
+
+        systemd shortens long status lines by cutting an escape in two and
+        appending an ellipsis (``ESC`` then ``\xe2\x80\xa6``); the UTF-8 must stay whole.
+        """
+        self._state = _State.TEXT
+        if not 0x30 <= byte <= 0x7E:
+            self._text(byte, out)
 
     def _text(self, byte: int, out: bytearray) -> None:
         if byte == CR:
