@@ -23,7 +23,8 @@ from banger.image.reference import is_digest
 
 log = logging.getLogger("banger.image")
 
-Progress = Callable[[int, int], None]
+# (bytes so far, bytes in all) while a blob streams in.
+ByteProgress = Callable[[int, int], None]
 _TMP_PREFIX = ".tmp-"
 
 
@@ -61,7 +62,7 @@ class BlobCache:
         digest: str,
         size: int,
         chunks: AsyncIterator[bytes],
-        progress: Progress | None = None,
+        progress: ByteProgress | None = None,
     ) -> Path:
         """Stream ``chunks`` into the cache, verifying as they come; return the blob path."""
         final = self.path(digest)

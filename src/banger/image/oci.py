@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from banger.errors import UserError
+from banger.image import Say
 from banger.image.blobcache import BlobCache, cache_prune, short
 from banger.image.flatten import Layer, Tree, apply_layer
 from banger.image.reference import Reference, is_digest, parse_reference
@@ -50,7 +51,6 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 _PARALLEL_DOWNLOADS = 3
 _MAX_INDEX_DEPTH = 3
 
-Progress = Callable[[str], None]
 LayerProgress = Callable[[str, int, int], None]
 
 
@@ -86,7 +86,7 @@ def _descriptor(ref: Reference, desc: Any, what: str) -> tuple[str, int, str]:
     return digest, size, str(desc.get("mediaType") or "")
 
 
-async def _resolve(client: RegistryClient, progress: Progress) -> tuple[str, Manifest]:
+async def _resolve(client: RegistryClient, progress: Say) -> tuple[str, Manifest]:
     ref = client.ref
     progress(f"resolving {ref}")
     manifest = await client.manifest(ref.reference)
@@ -130,7 +130,7 @@ async def _fetch_and_apply(
     cache: BlobCache,
     layers: list[tuple[str, int, str]],
     dest_tree: Path,
-    progress: Progress,
+    progress: Say,
     layer_progress: LayerProgress | None,
 ) -> None:
     gate = asyncio.Semaphore(_PARALLEL_DOWNLOADS)
@@ -164,7 +164,7 @@ async def pull_oci(
     cache_dir: Path,
     dest_tree: Path,
     insecure_registries: Sequence[str] = (),
-    progress: Progress,
+    progress: Say,
     layer_progress: LayerProgress | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> OciImage:
@@ -225,7 +225,7 @@ def pull_oci_sync(
     cache_dir: Path,
     dest_tree: Path,
     insecure_registries: Sequence[str] = (),
-    progress: Progress,
+    progress: Say,
     layer_progress: LayerProgress | None = None,
 ) -> OciImage:
     """pull_oci for callers on a plain thread (an operation's worker)."""

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from banger.errors import HostError, UserError
 from banger.guest.agent import AgentConfig, inject_agent
+from banger.image import Say
 from banger.image.ext4 import make_ext4
 from banger.image.tree import WORK_SEED_NAME, content_size_for, remove_tree, save_work_seed
 from banger.units import format_size
@@ -37,7 +38,6 @@ ROOTFS_NAME = "rootfs.ext4"
 ROOTFS_LABEL = "banger-root"
 
 T = TypeVar("T")
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def finish(
     *,
     bundle: Callable[[], Path],
     size_bytes: int | None,
-    progress: Progress,
+    progress: Say,
     register: Callable[[Finished], T],
 ) -> T:
     """Agent, work seed, ext4, then ``register``: the one way a tree becomes an image.

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from banger.errors import HostError, NotFound, UserError
-from banger.image.blobcache import BlobCache, Progress, short
+from banger.image.blobcache import BlobCache, ByteProgress, short
 from banger.image.reference import DOCKER_HUB, Reference
 
 log = logging.getLogger("banger.image")
@@ -281,7 +281,7 @@ class RegistryClient:
         return _parse_manifest(self.ref, reference, bytes(data), resp.headers.get("content-type"))
 
     async def blob(
-        self, cache: BlobCache, digest: str, size: int, progress: Progress | None = None
+        self, cache: BlobCache, digest: str, size: int, progress: ByteProgress | None = None
     ) -> Path:
         """The cached path of ``digest``, downloading it only when not cached yet."""
         if cache.has(digest, size):
