@@ -20,9 +20,7 @@ import contextlib
 import os
 import resource
 import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -44,6 +42,7 @@ def seed_store(home: Path, count: int) -> None:
     """A kernel, an image and ``count`` stopped VMs, written as the daemon would."""
     from banger.api.models import Image, Kernel, Vm, VmState
     from banger.config import load_settings
+    from banger.net.leases import lease
     from banger.store import Database, Store
 
     settings = load_settings(home=home)
@@ -88,18 +87,8 @@ def seed_store(home: Path, count: int) -> None:
             dir=str(settings.vms_dir / vm_id),
             created_at=now,
         )
-        store.create_vm(draft, settings.network)
+        lease(draft, store, settings.network)
     store.db.close()
-
-
-def _peer_pid(path: Path) -> int | None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(str(path))
-        except OSError:
-            return None
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[0] or None
 
 
 @contextlib.contextmanager
@@ -112,16 +101,11 @@ def daemon(env: dict[str, str], runtime: Path) -> Iterator[None]:
             if child.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"bangerd did not start; see {runtime / 'bangerd.log'}")
             time.sleep(0.05)
-        # A root daemon starts banger-helper while reconciling; it is ours to stop.
-        time.sleep(0.5)
         yield
     finally:
-        helper = _peer_pid(runtime / "helper.sock")
+        # The daemon stops the banger-helper it started (as root) on its way out.
         child.send_signal(signal.SIGTERM)
         child.wait(timeout=30)
-        if helper is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(helper, signal.SIGTERM)
         log.close()
 
 
