@@ -97,7 +97,7 @@ def _default_runtime_dir() -> Path:
     return Path(f"/tmp/banger-{os.getuid()}")
 
 
-# Where a system-wide install (`banger system install`) keeps state and sockets.
+# Where a system-wide install (mode = "system") keeps state and sockets.
 SYSTEM_HOME = Path("/var/lib/banger")
 SYSTEM_RUNTIME_DIR = Path("/run/banger")
 

@@ -30,9 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="banger-helper",
         description=(
-            "banger's root helper: creates banger's bridge and taps (and later NAT rules) "
-            "for one user, over a unix socket. Usually started by `sudo banger system "
-            "install` or, when banger already runs as root, by bangerd itself."
+            "banger's root helper: banger's bridge, taps, NAT and DNS redirect rules, "
+            "for one user, over a unix socket. Started as root by hand or by a service "
+            "manager; where banger already runs as root, bangerd starts it itself."
         ),
         epilog=(
             "example: sudo banger-helper --socket /run/banger/helper.sock "
