@@ -112,8 +112,12 @@ def daemon(env: dict[str, str], runtime: Path) -> Iterator[None]:
             if child.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"bangerd did not start; see {runtime / 'bangerd.log'}")
             time.sleep(0.05)
-        # A root daemon starts banger-helper while reconciling; it is ours to stop.
-        time.sleep(0.5)
+        # A root daemon starts banger-helper while reconciling; let that finish
+        # before timing, and stop the helper afterwards: it is ours.
+        while os.geteuid() == 0 and _peer_pid(runtime / "helper.sock") is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         yield
     finally:
         helper = _peer_pid(runtime / "helper.sock")
