@@ -6,7 +6,7 @@ The store persists these same shapes, so a field is defined once.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -25,6 +25,8 @@ class Kernel(BaseModel):
     initrd: str
     source: str
     created_at: str
+    # The same kernel as an uncompressed ELF, for Firecracker ("" = not derived yet).
+    vmlinux: str = ""
 
 
 class Image(BaseModel):
@@ -130,6 +132,8 @@ class VmCreate(BaseModel):
     work_disk_size: str | None = None
     nat: bool = False
     no_start: bool = False
+    # None or "auto": the host's choice (see `banger doctor`).
+    vmm: Literal["auto", "firecracker", "qemu"] | None = None
 
 
 class VmSet(BaseModel):
@@ -195,5 +199,7 @@ class DaemonStatus(BaseModel):
     home: str
     uid: int
     vmm: str
+    # Why `auto` picks that VMM on this host.
+    vmm_reason: str = ""
     accel: str
     accel_reason: str
