@@ -94,6 +94,7 @@ def status(as_json: bool) -> None:
             ("socket", data["socket"]),
             ("home", data["home"]),
             ("vmm", f"{data['vmm']} ({data['accel']}: {data['accel_reason']})"),
+            ("vmm auto", data.get("vmm_reason") or data["vmm"]),
         ]
     )
 

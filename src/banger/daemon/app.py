@@ -83,6 +83,7 @@ def create_app(services: Services, shutdown: asyncio.Event) -> FastAPI:
             home=str(s.settings.home),
             uid=s.uid,
             vmm=s.vmm.name,
+            vmm_reason=s.vmm.default.reason,
             accel=s.accel.kind,
             accel_reason=s.accel.reason,
         )
