@@ -321,7 +321,8 @@ def _cmdline(pid: int) -> list[str]:
 def _firecracker_id(pid: int) -> str | None:
     """The ``--id`` of a Firecracker process (the jailer passes ``--id=ID``), else None."""
     argv = _cmdline(pid)
-    if not argv or "firecracker" not in Path(argv[0]).name:
+    # A script's interpreter comes first (a stand-in Firecracker is one).
+    if not any("firecracker" in Path(word).name for word in argv[:2]):
         return None
     for index, word in enumerate(argv):
         if word.startswith("--id="):
