@@ -338,7 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     sock = machine.host_path(args.api_sock)
     sock.parent.mkdir(parents=True, exist_ok=True)
     sock.unlink(missing_ok=True)
-    server = Server(sock, machine)
+    # Bound by a name relative to its directory, as a chrooted Firecracker binds
+    # "/api.sock": the host path of a jail may be longer than a socket path can be.
+    os.chdir(sock.parent)
+    server = Server(Path(sock.name), machine)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"stand-in firecracker {args.id}: API on {sock}", file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

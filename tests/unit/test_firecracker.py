@@ -144,3 +144,24 @@ def test_an_api_error_names_the_step_quotes_firecracker_and_leaves_nothing(tmp_p
     assert "Stand-in told to refuse /drives/{drive_id}" in message and "\n" not in message
     assert vmm.running_under(tmp_path / "vms") == {}
     assert not cfg.control_socket.exists() and not cfg.pidfile.exists()
+
+
+def test_doctor_says_which_vmm_auto_picks_and_why(tmp_path: Path) -> None:
+    from banger.config import Settings
+    from banger.doctor import Host, check_vmm_choice
+
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "kvm").touch()
+    settings = Settings(home=tmp_path / "home")
+    kvm_host = Host(dev=tmp_path / "dev", sys_module=tmp_path, boot=tmp_path, which=str)
+    check = check_vmm_choice(settings, kvm_host)
+    assert (check.status, check.detail) == (
+        "ok",
+        "auto picks firecracker: Firecracker is installed and KVM can run guests",
+    )
+    (tmp_path / "kvm_pvm").mkdir()  # the module of a KVM that cannot run stock kernels
+    check = check_vmm_choice(settings, kvm_host)
+    assert (
+        check.status == "warn"
+        and "auto picks qemu: Firecracker is installed but needs KVM" in check.detail
+    )

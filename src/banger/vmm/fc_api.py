@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from typing import Any
 from banger.errors import VmmError
 
 log = logging.getLogger("banger.vmm")
+
+# sun_path is 108 bytes with its terminating NUL.
+_MAX_SOCKET_PATH = 107
 
 
 @dataclass(frozen=True)
@@ -124,11 +128,21 @@ class _UnixConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
+        dir_fd = None
         try:
-            sock.connect(str(self._path))
+            address = str(self._path)
+            if len(address.encode()) > _MAX_SOCKET_PATH:
+                # A jail's socket can lie deeper than sun_path reaches: go
+                # through a descriptor of its directory instead.
+                dir_fd = os.open(self._path.parent, os.O_PATH | os.O_CLOEXEC)
+                address = f"/proc/self/fd/{dir_fd}/{self._path.name}"
+            sock.connect(address)
         except OSError:
             sock.close()
             raise
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
         self.sock = sock
 
 
