@@ -25,8 +25,8 @@ from pathlib import Path
 from banger.helper import run
 from banger.helper.errors import HostError
 
-# The jailer insists the executable's name contains "firecracker"; the
-# jail directory is named after it.
+# The jailer insists the executable's name contains "firecracker"; the jail
+# directory and the pid file are named after it (the default name here).
 EXEC_NAME = "firecracker"
 # The API socket, as the jailed Firecracker sees it (its root is the jail).
 API_SOCK = "/api.sock"
@@ -49,7 +49,11 @@ class JailSpec:
 
     @property
     def dir(self) -> Path:
-        return self.jail_base / EXEC_NAME / self.id
+        return self.jail_base / self.firecracker.name / self.id
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / f"{self.firecracker.name}.pid"
 
     @property
     def root(self) -> Path:
@@ -181,7 +185,8 @@ def teardown(jail_dir: Path, record: dict[str, object] | None, owner_uid: int) -
         if isinstance(tap, str) and Path(f"/sys/class/net/{tap}").exists():
             with contextlib.suppress(HostError):
                 set_tap_owner(tap, owner_uid, -1)
-        cgroup = Path("/sys/fs/cgroup") / EXEC_NAME / jail_dir.name
+        # The jailer's cgroup, named after the exec file (its default parent cgroup).
+        cgroup = Path("/sys/fs/cgroup") / jail_dir.parent.name / jail_dir.name
         with contextlib.suppress(OSError):
             cgroup.rmdir()
     shutil.rmtree(jail_dir, ignore_errors=True)

@@ -54,7 +54,7 @@ def _live(record: dict[str, object] | None) -> int | None:
 
 
 def _wait_pid(spec: jail.JailSpec, child: subprocess.Popen[bytes], log_path: Path) -> int:
-    pidfile = spec.root / f"{jail.EXEC_NAME}.pid"
+    pidfile = spec.pidfile
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError):
@@ -148,7 +148,8 @@ def _kill_recorded(jail_dir: Path, policy: Policy) -> bool:
 
 
 def vmm_kill(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    jail_dir = args["jail_base"] / jail.EXEC_NAME / args["id"]
+    exec_name = policy.firecracker.name if policy.firecracker else jail.EXEC_NAME
+    jail_dir = args["jail_base"] / exec_name / args["id"]
     killed = _kill_recorded(jail_dir, policy)
     return {"id": args["id"], "killed": killed}
 

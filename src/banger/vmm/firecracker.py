@@ -140,6 +140,11 @@ class FirecrackerVmm:
     def jailed(self) -> bool:
         return self.jailer is not None
 
+    @property
+    def _exec_name(self) -> str:
+        # The jailer names the jail's directory after the Firecracker binary.
+        return self.firecracker.name if self.firecracker else "firecracker"
+
     def check_host(self) -> None:
         if self.firecracker is None:
             raise HostError(
@@ -222,7 +227,7 @@ class FirecrackerVmm:
         return _Launched(Path(str(result["api_socket"])), inside, "/vsock.sock")
 
     def _jail_dir(self, run_dir: Path) -> Path:
-        return self.jail_base / "firecracker" / run_dir.name
+        return self.jail_base / self._exec_name / run_dir.name
 
     def api_socket(self, run_dir: Path) -> Path:
         if self._jail_dir(run_dir).exists():
@@ -282,7 +287,7 @@ class FirecrackerVmm:
             vm_id = _firecracker_id(int(entry.name))
             if vm_id is None:
                 continue
-            jailed = (self.jail_base / "firecracker" / vm_id).exists()
+            jailed = (self.jail_base / self._exec_name / vm_id).exists()
             if (jailed or _mentions(int(entry.name), str(root.absolute()))) and _alive(
                 int(entry.name)
             ):
