@@ -26,7 +26,7 @@ from banger.errors import VmmError
 log = logging.getLogger("banger.vmm")
 
 # sun_path is 108 bytes with its terminating NUL.
-_MAX_SOCKET_PATH = 107
+MAX_SOCKET_PATH = 107
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class _UnixConnection(http.client.HTTPConnection):
         dir_fd = None
         try:
             address = str(self._path)
-            if len(address.encode()) > _MAX_SOCKET_PATH:
+            if len(address.encode()) > MAX_SOCKET_PATH:
                 # A jail's socket can lie deeper than sun_path reaches: go
                 # through a descriptor of its directory instead.
                 dir_fd = os.open(self._path.parent, os.O_PATH | os.O_CLOEXEC)

@@ -189,6 +189,11 @@ class FirecrackerVmm:
         return pid
 
     def _start(self, config: VmmConfig) -> _Launched:
+        if len(str(config.control_socket.absolute()).encode()) > fc_api.MAX_SOCKET_PATH:
+            raise VmmError(
+                f"the API socket path {config.control_socket} is too long for a unix socket",
+                hint="set a shorter banger home directory",
+            )
         child = proc.spawn(self.argv(config), stdout=config.console_log)
         # Not a daemon of its own (unlike QEMU): reap it whenever it exits.
         threading.Thread(target=child.wait, daemon=True).start()
@@ -198,7 +203,8 @@ class FirecrackerVmm:
         )
 
     def _start_jailed(self, config: VmmConfig) -> _Launched:
-        assert self.helper is not None
+        if self.helper is None or config.net is None:
+            raise VmmError(f"VM {config.name!r} cannot be jailed without the helper and a tap")
         run = config.run_dir
         readonly = [config.kernel, config.initrd] + [d.path for d in config.disks if d.read_only]
         writable = [d.path for d in config.disks if not d.read_only]
@@ -211,7 +217,7 @@ class FirecrackerVmm:
             memory_mib=config.memory_mib,
             files=[str(p.absolute()) for p in readonly],
             writable=[str(p.absolute()) for p in writable],
-            tap=config.net.tap if config.net else "",
+            tap=config.net.tap,
             log=str(config.console_log.absolute()),
         )
         config.pidfile.write_text(f"{int(result['pid'])}\n")
