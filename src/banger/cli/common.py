@@ -61,6 +61,13 @@ _LOOK = {
 }
 
 
+def absolute(path: str | None) -> str | None:
+    """A path as the daemon needs it: absolute (it runs elsewhere, in another directory)."""
+    from pathlib import Path
+
+    return str(Path(path).resolve()) if path else None
+
+
 def settings() -> Settings:
     from banger.config import load_settings
 
