@@ -119,6 +119,7 @@ class _Launched:
     socket: Path
     path: Callable[[Path], str]
     vsock: str
+    alive: Callable[[], bool]
 
 
 class FirecrackerVmm:
@@ -174,7 +175,7 @@ class FirecrackerVmm:
         try:
             launched = self._start_jailed(config) if self.jailed else self._start(config)
             client = fc_api.ApiClient(launched.socket, vm=config.name)
-            client.wait_ready(_API_TIMEOUT, alive=lambda: self.pid(config.run_dir) is not None)
+            client.wait_ready(_API_TIMEOUT, alive=launched.alive)
             for request in requests(config, launched.path, launched.vsock):
                 client.send(request)
         except BaseException:
@@ -199,7 +200,11 @@ class FirecrackerVmm:
         threading.Thread(target=child.wait, daemon=True).start()
         config.pidfile.write_text(f"{child.pid}\n")
         return _Launched(
-            config.control_socket, lambda p: str(p.absolute()), str(config.run_dir / "vsock.sock")
+            config.control_socket,
+            lambda p: str(p.absolute()),
+            str(config.run_dir / "vsock.sock"),
+            # Not pid(): until the child has exec'd, its cmdline is still ours.
+            lambda: child.poll() is None,
         )
 
     def _start_jailed(self, config: VmmConfig) -> _Launched:
@@ -230,7 +235,8 @@ class FirecrackerVmm:
             except KeyError:
                 raise VmmError(f"{p} was not placed in the jail of VM {config.name!r}") from None
 
-        return _Launched(Path(str(result["api_socket"])), inside, "/vsock.sock")
+        alive = lambda: self.pid(run) is not None  # noqa: E731
+        return _Launched(Path(str(result["api_socket"])), inside, "/vsock.sock", alive)
 
     def _jail_dir(self, run_dir: Path) -> Path:
         return self.jail_base / self._exec_name / run_dir.name
