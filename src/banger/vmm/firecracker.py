@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,6 +137,9 @@ class FirecrackerVmm:
         self.jailer = jailer if helper is not None else None
         self.helper = helper
         self.jail_base = jail_base
+        # Unjailed Firecrackers this daemon started: until one has exec'd, its
+        # /proc cmdline is the daemon's, and only this handle finds it.
+        self._children: dict[Path, subprocess.Popen[bytes]] = {}
 
     @property
     def jailed(self) -> bool:
@@ -198,6 +202,7 @@ class FirecrackerVmm:
         child = proc.spawn(self.argv(config), stdout=config.console_log)
         # Not a daemon of its own (unlike QEMU): reap it whenever it exits.
         threading.Thread(target=child.wait, daemon=True).start()
+        self._children[config.run_dir] = child
         config.pidfile.write_text(f"{child.pid}\n")
         return _Launched(
             config.control_socket,
@@ -313,6 +318,9 @@ class FirecrackerVmm:
             self.helper.kill_vmm(run_dir.name, str(self.jail_base))
         else:
             pid = self.pid(run_dir)
+            child = self._children.pop(run_dir, None)
+            if pid is None and child is not None and child.poll() is None:
+                pid = child.pid
             if pid is None and not run_dir.exists():
                 pid = self.running_under(run_dir.parent).get(run_dir)
             if pid is not None:
