@@ -105,7 +105,7 @@ def test_a_jailed_firecracker_vm_lives_and_leaves_nothing(fc_banger: Banger) -> 
     stats = banger.json("vm", "stats", "e2e-fc")
     assert stats["vmm"]["api_server"]["requests"] > 0  # type: ignore[index]
 
-    stop = banger.run("vm", "stop", "--timeout", "30", "e2e-fc")
+    stop = banger.run("vm", "stop", "--timeout", "10", "e2e-fc")
     assert stop.returncode == 0, stop.stderr
     assert wait_gone(pid) and not jail.exists()
     assert overlay.stat().st_uid == os.getuid()  # lent to the jail, given back

@@ -23,7 +23,9 @@ Ctrl-Alt-Del); ``STANDIN_FAIL=<resource>`` answers that resource with 400.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import fcntl
 import http.server
 import json
 import os
@@ -32,6 +34,7 @@ import re
 import signal
 import socket
 import socketserver
+import struct
 import subprocess
 import sys
 import threading
@@ -129,6 +132,39 @@ def _check_file(machine: Machine, field: str, value: object, write: bool = False
         ) from exc
 
 
+def jail_ids(machine: Machine) -> tuple[int, int] | None:
+    """The uid and gid a jailed Firecracker runs as (the jailer gave it the jail's root)."""
+    if machine.root is None or os.geteuid() != 0:
+        return None
+    st = machine.root.stat()
+    return st.st_uid, st.st_gid
+
+
+def check_tap(machine: Machine, name: str) -> None:
+    """Firecracker opens the tap at this PUT, as its (jailed) uid: the tap must let it."""
+    if os.environ.get("STANDIN_NO_BOOT"):
+        return  # no guest, no device: unit tests configure taps that do not exist
+    try:
+        owner = Path(f"/sys/class/net/{name}/owner").read_text().strip()
+    except OSError as exc:
+        raise Fault(f"Open tap device failed: {name}: {exc.strerror}") from exc
+    ids = jail_ids(machine)
+    if ids is not None and owner != str(ids[0]):
+        raise Fault(f"Open tap device failed: {name} belongs to uid {owner}: Permission denied")
+
+
+_TUNSETIFF = 0x400454CA
+_IFF_FLAGS = 0x0002 | 0x1000 | 0x4000  # IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
+
+
+def open_tap(name: str) -> int:
+    # The real jailer makes /dev/net/tun inside the jail for the jail's uid; the
+    # stand-in opens the (owner-checked) tap itself and hands QEMU the descriptor.
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH22x", name.encode(), _IFF_FLAGS))
+    return fd
+
+
 def put(machine: Machine, path: str, body: Any) -> None:
     """Apply one PUT, as Firecracker would; raises Fault with its message."""
     template, ident = _template(path)
@@ -157,6 +193,8 @@ def put(machine: Machine, path: str, body: Any) -> None:
             _check_file(machine, "initrd file", body["initrd_path"])
     elif template == "/drives/{drive_id}":
         _check_file(machine, "drive", body["path_on_host"], write=not body.get("is_read_only"))
+    elif template == "/network-interfaces/{iface_id}":
+        check_tap(machine, body["host_dev_name"])
     elif template in ("/logger", "/metrics"):
         _check_file(machine, template[1:], body.get("log_path") or body.get("metrics_path"), True)
     with machine.lock:
@@ -216,7 +254,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.wfile.write(data)
 
     def do_GET(self) -> None:
         machine = self.server.machine
@@ -266,7 +305,7 @@ def fc_serial(path: Path) -> str:
     return f"{st.st_dev}{st.st_rdev}{st.st_ino}"[:20]
 
 
-def qemu_argv(machine: Machine, qmp: Path) -> list[str]:
+def qemu_argv(machine: Machine, qmp: Path, tap_fds: list[int]) -> list[str]:
     cfg = machine.config
     mc = cfg.get("machine-config", {"vcpu_count": 1, "mem_size_mib": 128})
     boot = cfg["boot-source"]
@@ -288,11 +327,8 @@ def qemu_argv(machine: Machine, qmp: Path) -> list[str]:
             spec_ += ",readonly=on"
         argv += ["-drive", spec_]
         argv += ["-device", f"virtio-blk-device,drive=d{index},serial={fc_serial(path)}"]
-    for index, iface in enumerate(cfg["net"].values()):
-        argv += [
-            "-netdev",
-            f"tap,id=n{index},ifname={iface['host_dev_name']},script=no,downscript=no",
-        ]
+    for index, (iface, fd) in enumerate(zip(cfg["net"].values(), tap_fds, strict=True)):
+        argv += ["-netdev", f"tap,id=n{index},fd={fd}"]
         device = f"virtio-net-device,netdev=n{index}"
         if "guest_mac" in iface:
             device += f",mac={iface['guest_mac']}"
@@ -313,15 +349,21 @@ def boot(machine: Machine, run_dir: Path) -> None:
         machine.log("vsock is configured but not emulated by the stand-in (no vhost-vsock)")
     machine.qmp = run_dir / f"standin-qmp-{os.getpid()}.sock"
     ids: dict[str, Any] = {}
-    if machine.root is not None and os.geteuid() == 0:
-        st = machine.root.stat()  # the jailer gave the jail's root to its uid
-        ids = {"user": st.st_uid, "group": st.st_gid, "extra_groups": []}
-    machine.qemu = subprocess.Popen(
-        qemu_argv(machine, machine.qmp),
-        stdin=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
-        **ids,
-    )
+    jailed = jail_ids(machine)
+    if jailed is not None:
+        ids = {"user": jailed[0], "group": jailed[1], "extra_groups": []}
+    fds = [open_tap(iface["host_dev_name"]) for iface in machine.config["net"].values()]
+    try:
+        machine.qemu = subprocess.Popen(
+            qemu_argv(machine, machine.qmp, fds),
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            pass_fds=fds,
+            **ids,
+        )
+    finally:
+        for fd in fds:
+            os.close(fd)
     machine.started = True
     machine.write_metrics()
 

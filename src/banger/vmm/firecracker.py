@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ class _Launched:
     socket: Path
     path: Callable[[Path], str]
     vsock: str
+    alive: Callable[[], bool]
 
 
 class FirecrackerVmm:
@@ -135,6 +137,9 @@ class FirecrackerVmm:
         self.jailer = jailer if helper is not None else None
         self.helper = helper
         self.jail_base = jail_base
+        # Unjailed Firecrackers this daemon started: until one has exec'd, its
+        # /proc cmdline is the daemon's, and only this handle finds it.
+        self._children: dict[Path, subprocess.Popen[bytes]] = {}
 
     @property
     def jailed(self) -> bool:
@@ -174,7 +179,7 @@ class FirecrackerVmm:
         try:
             launched = self._start_jailed(config) if self.jailed else self._start(config)
             client = fc_api.ApiClient(launched.socket, vm=config.name)
-            client.wait_ready(_API_TIMEOUT, alive=lambda: self.pid(config.run_dir) is not None)
+            client.wait_ready(_API_TIMEOUT, alive=launched.alive)
             for request in requests(config, launched.path, launched.vsock):
                 client.send(request)
         except BaseException:
@@ -197,9 +202,14 @@ class FirecrackerVmm:
         child = proc.spawn(self.argv(config), stdout=config.console_log)
         # Not a daemon of its own (unlike QEMU): reap it whenever it exits.
         threading.Thread(target=child.wait, daemon=True).start()
+        self._children[config.run_dir] = child
         config.pidfile.write_text(f"{child.pid}\n")
         return _Launched(
-            config.control_socket, lambda p: str(p.absolute()), str(config.run_dir / "vsock.sock")
+            config.control_socket,
+            lambda p: str(p.absolute()),
+            str(config.run_dir / "vsock.sock"),
+            # Not pid(): until the child has exec'd, its cmdline is still ours.
+            lambda: child.poll() is None,
         )
 
     def _start_jailed(self, config: VmmConfig) -> _Launched:
@@ -230,7 +240,8 @@ class FirecrackerVmm:
             except KeyError:
                 raise VmmError(f"{p} was not placed in the jail of VM {config.name!r}") from None
 
-        return _Launched(Path(str(result["api_socket"])), inside, "/vsock.sock")
+        alive = lambda: self.pid(run) is not None  # noqa: E731
+        return _Launched(Path(str(result["api_socket"])), inside, "/vsock.sock", alive)
 
     def _jail_dir(self, run_dir: Path) -> Path:
         return self.jail_base / self._exec_name / run_dir.name
@@ -307,6 +318,9 @@ class FirecrackerVmm:
             self.helper.kill_vmm(run_dir.name, str(self.jail_base))
         else:
             pid = self.pid(run_dir)
+            child = self._children.pop(run_dir, None)
+            if pid is None and child is not None and child.poll() is None:
+                pid = child.pid
             if pid is None and not run_dir.exists():
                 pid = self.running_under(run_dir.parent).get(run_dir)
             if pid is not None:
