@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,29 @@ def test_the_daemon_and_the_helper_agree_on_the_jail_uid_range() -> None:
     for vm_id in ("0123456789ab", "ffffffffffff", "a"):
         uid = firecracker.jail_uid(vm_id)
         assert validate.jail_uid("uid", uid, Policy.create(OWNER, []))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the helper trusts only records root wrote")
+def test_two_vms_whose_ids_meet_on_one_uid_get_two_uids(tmp_path: Path) -> None:
+    from banger.helper import jail, vmm
+
+    def spec(vm_id: str, uid: int) -> jail.JailSpec:
+        return jail.JailSpec(
+            id=vm_id,
+            jailer=Path("/usr/bin/jailer"),
+            firecracker=Path("/usr/bin/firecracker"),
+            jail_base=tmp_path,
+            uid=uid,
+            gid=uid,
+            vcpus=1,
+            memory_mib=256,
+        )
+
+    last = JAIL_UID_BASE + 65_535
+    running = spec("aaaaaaaaaaaa", last)
+    running.dir.mkdir(parents=True)
+    me = os.getpid()
+    jail.write_record(running, {"pid": me, "start_time": jail.start_time(me), "uid": last})
+    assert vmm._free_uid(spec("bbbbbbbbbbbb", last)) == JAIL_UID_BASE  # wraps in the range
+    assert vmm._free_uid(spec("bbbbbbbbbbbb", last - 1)) == last - 1
+    assert vmm._free_uid(spec("aaaaaaaaaaaa", last)) == last  # its own record does not count

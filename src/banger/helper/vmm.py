@@ -10,6 +10,7 @@ Standard library only: this runs as root.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ from typing import Any
 
 from banger.helper import jail, run
 from banger.helper.errors import Conflict, HostError
-from banger.helper.validate import Policy
+from banger.helper.validate import JAIL_UID_BASE, JAIL_UID_COUNT, Policy
 
 log = logging.getLogger("banger.helper")
 
@@ -98,12 +99,17 @@ def vmm_launch(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
     )
     if _live(jail.read_record(spec.dir)) is not None:
         raise Conflict(f"VM {spec.id} already has a jailed Firecracker running")
+    uid = _free_uid(spec)
+    if uid != spec.uid:
+        log.info("uid %d runs another jail; VM %s gets %d", spec.uid, spec.id, uid)
+        spec = dataclasses.replace(spec, uid=uid, gid=uid if spec.gid == spec.uid else spec.gid)
     jail.teardown(spec.dir, jail.read_record(spec.dir), policy.owner_uid)
     files = [(p, False) for p in args["files"]] + [(p, True) for p in args["writable"]]
     record: dict[str, object] = {
         "id": spec.id,
         "writable": [str(p) for p in args["writable"]],
         "tap": args["tap"],
+        "uid": spec.uid,
         "binds": [],
     }
     log_path: Path = args["log"]
@@ -130,7 +136,33 @@ def vmm_launch(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
         _kill_recorded(spec.dir, policy)
         raise
     log.info("launched jailed Firecracker for %s: pid %d in %s", spec.id, pid, spec.root)
-    return {"pid": pid, "root": str(spec.root), "api_socket": str(sock), "files": mapping}
+    return {
+        "pid": pid,
+        "uid": spec.uid,
+        "root": str(spec.root),
+        "api_socket": str(sock),
+        "files": mapping,
+    }
+
+
+def _free_uid(spec: jail.JailSpec) -> int:
+    """``spec.uid``, or the next one of the jail range that no live jail holds.
+
+    Two jails never share a uid: each VM's disks and tap are lent to its own
+    uid only. The daemon derives the uid from the VM's id, so two ids can meet.
+    """
+    held: set[object] = set()
+    if spec.dir.parent.is_dir():
+        for other in spec.dir.parent.iterdir():
+            record = jail.read_record(other)
+            if other.name != spec.id and record is not None and _live(record) is not None:
+                held.add(record.get("uid"))
+    uid = spec.uid
+    for _ in range(JAIL_UID_COUNT):
+        if uid not in held:
+            return uid
+        uid = JAIL_UID_BASE + (uid - JAIL_UID_BASE + 1) % JAIL_UID_COUNT
+    raise Conflict(f"every uid of the jail range holds a running VM ({len(held)})")
 
 
 def _kill_recorded(jail_dir: Path, policy: Policy) -> bool:
