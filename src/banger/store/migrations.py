@@ -64,4 +64,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE images ADD COLUMN init TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE images ADD COLUMN config TEXT NOT NULL DEFAULT '{}'",
     ),
+    # 3: workspaces, one per VM, gone with it (issue 8).
+    (
+        """CREATE TABLE workspaces (
+            vm_id TEXT PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE,
+            host_path TEXT NOT NULL,
+            guest_path TEXT NOT NULL,
+            base_commit TEXT NOT NULL,
+            tree TEXT NOT NULL,
+            branch TEXT,
+            mode TEXT NOT NULL,
+            include_untracked INTEGER NOT NULL,
+            prepared_at TEXT NOT NULL
+        )""",
+    ),
 )
