@@ -26,18 +26,24 @@ from banger import proc
 from banger.api.shapes import WorkspaceMode, WorkspaceRecord
 from banger.errors import HostError
 from banger.workspace import git
-from banger.workspace.channel import GuestChannel, capture
+from banger.workspace.channel import GuestChannel
 
-# Runs in the guest once the stream is in: the copy must be whole (its HEAD
-# resolves) before it replaces what was there.
-_FINISH = """set -e
-new=$1; dest=$2; old=$2.banger-old
-git -C "$new" rev-parse -q --verify HEAD >/dev/null
+# The guest's whole side, over one connection: receive beside the target,
+# check the stream arrived to its last member (the marker, sent last) and
+# that the copy's HEAD resolves, then rename it over the target.
+_RECEIVE = """new=$1; dest=$2; old=$2.banger-old
+fail() { rm -rf -- "$new"; echo "$1" >&2; exit 1; }
+rm -rf -- "$new" && mkdir -p -- "$new" || fail "cannot write $new"
+tar -x -i --no-same-owner -p -f - -C "$new" || fail "the stream did not extract"
+[ -f "$new/.banger-complete" ] || fail "the stream ended early"
+rm -f -- "$new/.banger-complete"
+git -C "$new" rev-parse -q --verify HEAD >/dev/null || fail "git cannot read the copy"
 rm -rf -- "$old"
-if [ -e "$dest" ] || [ -L "$dest" ]; then mv -- "$dest" "$old"; fi
-mv -- "$new" "$dest"
+if [ -e "$dest" ] || [ -L "$dest" ]; then mv -- "$dest" "$old" || fail "cannot move $dest"; fi
+mv -- "$new" "$dest" || fail "cannot rename into $dest"
 rm -rf -- "$old"
 """
+_MARKER = ".banger-complete"
 
 
 @dataclass(frozen=True)
@@ -109,18 +115,21 @@ def _stream_argv(co: git.Checkout, names: Path, stage: Path) -> list[str]:
         "-C",
         str(stage),
         ".git",
+        _MARKER,
     ]
 
 
-def _send(channel: GuestChannel, producers: list[list[str]], staging: str, cwd: Path) -> None:
-    """Run each producer in turn into one guest ``tar -x``; raise if any side failed."""
+def _send(channel: GuestChannel, producers: list[list[str]], staging: str, dest: str) -> None:
+    """Run each producer in turn into the guest's receiving end; raise if either side failed."""
     with tempfile.TemporaryFile() as err:
-        guest = channel.put_tar(staging, subprocess.PIPE, stderr=err)
+        guest = channel.start(
+            ["sh", "-c", _RECEIVE, "banger", staging, dest], stdin=subprocess.PIPE, stderr=err
+        )
         assert guest.stdin is not None
         failed = ""
         try:
             for argv in producers:
-                child = proc.popen(argv, stdout=guest.stdin, stderr=subprocess.PIPE, cwd=cwd)
+                child = proc.popen(argv, stdout=guest.stdin, stderr=subprocess.PIPE)
                 _, child_err = child.communicate()
                 if child.returncode != 0:
                     failed = f"`{argv[0]}` on the host: {child_err.decode(errors='replace')}"
@@ -130,7 +139,7 @@ def _send(channel: GuestChannel, producers: list[list[str]], staging: str, cwd: 
             code = guest.wait()
         err.seek(0)
         if failed or code != 0:
-            detail = failed or err.read().decode(errors="replace").strip()
+            detail = failed or err.read().decode(errors="replace").strip() or f"exit {code}"
             raise HostError(
                 f"copying the checkout into the guest failed: {detail.strip()[-300:]}",
                 hint="nothing was replaced in the guest; check `banger vm health` and retry",
@@ -153,26 +162,17 @@ def prepare(channel: GuestChannel, opts: PrepareOptions) -> Prepared:
         names = git.listed(co, index)
         (tmp / "names").write_bytes(names)
         branch = build_git_dir(co, tmp / "stage" / ".git", index, base, tree, opts)
+        (tmp / "stage" / _MARKER).write_bytes(b"")
         parent, leaf = posixpath.split(guest_path)
         staging = posixpath.join(parent, f".{leaf}.banger-new")
-        code, _, err = capture(channel, ["rm", "-rf", "--", staging])
-        if code != 0:
-            raise HostError(f"cannot prepare {guest_path} in the guest: {err or f'exit {code}'}")
         if opts.from_rev is not None:
             producers = [
                 ["git", "-C", str(co.root), "archive", "--format=tar", base],
-                ["tar", "-c", "-f", "-", "-C", str(tmp / "stage"), ".git"],
+                ["tar", "-c", "-f", "-", "-C", str(tmp / "stage"), ".git", _MARKER],
             ]
         else:
             producers = [_stream_argv(co, tmp / "names", tmp / "stage")]
-        try:
-            _send(channel, producers, staging, co.root)
-            code, _, err = capture(channel, ["sh", "-c", _FINISH, "banger", staging, guest_path])
-            if code != 0:
-                raise HostError(f"the copy in the guest is incomplete: {err or f'exit {code}'}")
-        except BaseException:
-            capture(channel, ["rm", "-rf", "--", staging])
-            raise
+        _send(channel, producers, staging, guest_path)
     record = WorkspaceRecord(
         host_path=str(co.root),
         guest_path=guest_path,
