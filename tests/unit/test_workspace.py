@@ -252,3 +252,17 @@ def test_cp_spec_parsing():
     assert copy.parse("./dev:x") == copy.Spec(None, "./dev:x")
     assert copy.parse("/abs/path") == copy.Spec(None, "/abs/path")
     assert copy.parse("dev:") == copy.Spec("dev", ".")
+
+
+def test_prepare_from_a_revision_copies_that_commit_on_a_new_branch(repo: Path, tmp_path: Path):
+    first = git("rev-parse", "HEAD", cwd=repo)
+    (repo / "src" / "m0.py").write_text("later\n")
+    git("commit", "-q", "-am", "later", cwd=repo)
+    guest = tmp_path / "g"
+    opts = PrepareOptions(path=repo, guest_path=str(guest), from_rev=first, branch="fix")
+    done = prepare(LocalChannel(), opts)
+    assert done.record.base_commit == first and done.record.branch == "fix"
+    assert (guest / "src" / "m0.py").read_text() == "value = 0\n"
+    assert (guest / "README").read_text() == "readme\n"  # the commit's, not the working tree's
+    assert git("symbolic-ref", "--short", "HEAD", cwd=guest) == "fix"
+    assert git("status", "--porcelain", cwd=guest) == ""
