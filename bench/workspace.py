@@ -55,8 +55,10 @@ def make_repo(root: Path, files: int, total_bytes: int) -> None:
         (d / f"mod{n:05d}.py").write_text("".join(lines))
     env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x",
            "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x"}  # fmt: skip
-    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "bench"], ["gc", "-q"]):
-        subprocess.run(["git", *argv], cwd=root, check=True, env=env)
+    steps = (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "bench"], ["gc", "-q"])
+    for argv in steps:
+        # No automatic gc in the background: the explicit one packs it all.
+        subprocess.run(["git", "-c", "gc.auto=0", *argv], cwd=root, check=True, env=env)
 
 
 def timed(argv: list[str]) -> float:

@@ -199,6 +199,12 @@ def test_bad_input_changes_nothing(repo: Path, tmp_path: Path):
             prepare(LocalChannel(), PrepareOptions(path=repo, guest_path=bad))
     with pytest.raises(UserError, match="has no commit"):
         prepare(LocalChannel(), PrepareOptions(path=repo, guest_path="/x", from_rev="nope"))
+    with pytest.raises(UserError, match="not a valid branch name"):
+        prepare(LocalChannel(), PrepareOptions(path=repo, guest_path="/x", branch="../../x"))
+    empty = tmp_path / "empty"
+    git("init", "-q", str(empty), cwd=tmp_path)
+    with pytest.raises(UserError, match="has no commit yet"):
+        prepare(LocalChannel(), PrepareOptions(path=empty, guest_path="/x"))
     assert not (tmp_path / "g").exists()
 
 

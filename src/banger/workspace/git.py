@@ -57,10 +57,26 @@ def resolve_commit(co: Checkout, rev: str) -> str:
     try:
         return co.text("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
     except HostError as exc:
+        if rev == "HEAD":
+            raise UserError(
+                f"the checkout at {co.root} has no commit yet",
+                hint=f"commit once (`git -C {co.root} commit`), then prepare again",
+            ) from exc
         raise UserError(
             f"the checkout at {co.root} has no commit {rev!r}",
             hint=f"`git -C {co.root} log --oneline` lists its commits; `git fetch` brings others",
         ) from exc
+
+
+def check_branch(co: Checkout, name: str) -> str:
+    """``name`` if git takes it as a branch name (it also becomes a path under .git)."""
+    result = proc.run(["git", "check-ref-format", "--branch", name], check=False)
+    if result.returncode != 0 or name.startswith("-"):
+        raise UserError(
+            f"{name!r} is not a valid branch name",
+            hint="see `git check-ref-format --help`; e.g. --branch try-fix",
+        )
+    return result.stdout.decode().strip()
 
 
 def current_branch(co: Checkout) -> str | None:

@@ -77,7 +77,10 @@ def build_git_dir(
     co: git.Checkout, dest: Path, index: Path, base: str, tree: str, opts: PrepareOptions
 ) -> str | None:
     """The guest's ``.git`` at ``dest``; returns the branch it checks out (None: detached)."""
-    branch = opts.branch or (git.current_branch(co) if opts.from_rev is None else None)
+    if opts.branch:
+        branch: str | None = git.check_branch(co, opts.branch)
+    else:
+        branch = git.current_branch(co) if opts.from_rev is None else None
     for sub in ("objects/info", "refs/heads", "refs/tags"):
         (dest / sub).mkdir(parents=True, exist_ok=True)
     git.write_pack(co, dest / "objects" / "pack", base, tree, full=opts.mode == WorkspaceMode.FULL)
