@@ -107,3 +107,33 @@ def test_name_arguments_complete_from_the_daemon(monkeypatch):
 def test_completion_is_quiet_without_a_daemon(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("BANGER_RUNTIME_DIR", str(tmp_path))
     assert completion.names_from_daemon("/vms", "") == []
+
+
+def test_exec_options_go_before_the_double_dash_and_the_command_after(monkeypatch):
+    from click.testing import CliRunner
+
+    from banger.cli import vm_exec
+
+    seen = {}
+
+    class Channel:
+        def run(self, argv, **kw):  # type: ignore[no-untyped-def]
+            seen.update(argv=list(argv), **kw)
+            return 5
+
+    class Conn:
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __exit__(self, *a):  # type: ignore[no-untyped-def]
+            return None
+
+    monkeypatch.setattr(vm_exec.common, "client", lambda: Conn())
+    monkeypatch.setattr(vm_exec, "find_workspace", lambda conn, name: None)
+    monkeypatch.setattr(vm_exec, "channel_to", lambda conn, name: Channel())
+    argv = ["vm", "exec", "dev", "--cwd", "/tmp", "-e", "A=1", "--", "ls", "--cwd", "-la"]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 5, result.output
+    assert seen == {"argv": ["ls", "--cwd", "-la"], "cwd": "/tmp", "env": {"A": "1"}, "stdin": None}
+    bad = CliRunner().invoke(cli, ["vm", "exec", "dev", "-e", "nokey", "--", "true"])
+    assert bad.exit_code != 0 and "is not KEY=VALUE" in str(bad.exception)

@@ -48,7 +48,6 @@ def _env_pairs(env: tuple[str, ...]) -> dict[str, str]:
 
 @click.command(
     "exec",
-    context_settings={"allow_interspersed_args": False},
     epilog=epilog(
         [
             "banger vm exec dev -- make test  # in the workspace",
