@@ -64,7 +64,9 @@ def make_repo(root: Path, files: int, total_bytes: int) -> None:
 def timed(argv: list[str]) -> float:
     start = time.monotonic()
     subprocess.run(argv, check=True, capture_output=True, timeout=1800)
-    return time.monotonic() - start
+    took = time.monotonic() - start
+    print(f"  {took:6.2f} s  {' '.join(argv[:5])}", flush=True)
+    return took
 
 
 def ssh_command(target: dict[str, str]) -> list[str]:
@@ -126,10 +128,11 @@ def run(repo: Path, runs: int) -> None:
         cases["rsync tree"].append(
             timed(["rsync", "-a", "--exclude=.git", "-e", ssh, f"{repo}/", f"{dest}:/root/t/"])
         )
+    patch = repo.parent / "export.patch"
     edit = "for f in $(ls pkg00*/*.py | head -500); do echo '# edited' >> $f; done"
     subprocess.run([str(BIN / "banger"), "vm", "exec", VM, "--", "sh", "-c", edit], check=True)
     cases["export (500 files)"] = [
-        timed([str(BIN / "banger"), "vm", "workspace", "export", VM, "-o", os.devnull])
+        timed([str(BIN / "banger"), "vm", "workspace", "export", VM, "-o", str(patch)])
         for _ in range(runs)
     ]
     size = sum(p.stat().st_size for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts)

@@ -137,3 +137,24 @@ def test_exec_options_go_before_the_double_dash_and_the_command_after(monkeypatc
     assert seen == {"argv": ["ls", "--cwd", "-la"], "cwd": "/tmp", "env": {"A": "1"}, "stdin": None}
     bad = CliRunner().invoke(cli, ["vm", "exec", "dev", "-e", "nokey", "--", "true"])
     assert bad.exit_code != 0 and "is not KEY=VALUE" in str(bad.exception)
+
+
+def test_export_writes_into_a_pipe_or_device_instead_of_replacing_it(tmp_path: Path):
+    import os
+    import stat
+    import threading
+
+    from banger.cli.workspace import write_patch
+    from banger.workspace.export import Exported
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    write_patch(Exported(base_commit="a", changes=[], patch=b"diff"), str(fifo))
+    reader.join(5)
+    assert got == [b"diff"] and stat.S_ISFIFO(fifo.stat().st_mode)
+    regular = tmp_path / "p.diff"
+    write_patch(Exported(base_commit="a", changes=[], patch=b"x"), str(regular))
+    assert regular.read_bytes() == b"x" and sorted(os.listdir(tmp_path)) == ["fifo", "p.diff"]

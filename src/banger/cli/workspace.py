@@ -67,10 +67,15 @@ def prepared_lines(name: str, ws: Workspace, done: Prepared) -> list[str]:
 
 
 def write_patch(exported: Exported, out: str) -> None:
-    """``out`` gets the patch whole or not at all."""
+    """``out`` gets the patch whole or not at all; a device or pipe is written, never replaced."""
     if out == "-":
         sys.stdout.buffer.write(exported.patch)
         sys.stdout.flush()
+        return
+    target = Path(out)
+    if target.exists() and not target.is_file():
+        with target.open("wb") as sink:
+            sink.write(exported.patch)
         return
     tmp = f"{out}.banger-tmp"
     Path(tmp).write_bytes(exported.patch)
