@@ -245,7 +245,7 @@ def _prepare_workspace(conn: Client, name: str, path: Path, quiet: bool) -> str:
     from banger.cli.workspace import prepare_into, prepared_lines
     from banger.workspace.prepare import PrepareOptions
 
-    ws, done = prepare_into(conn, name, PrepareOptions(path=path))
+    ws, done = prepare_into(conn, name, PrepareOptions(path=path), quiet=quiet)
     if not quiet:
         for line in prepared_lines(name, ws, done):
             click.echo(line, err=True)

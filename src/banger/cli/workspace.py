@@ -44,12 +44,18 @@ def find_workspace(conn: Client, name: str) -> Workspace | None:
         return None
 
 
-def prepare_into(conn: Client, name: str, opts: PrepareOptions) -> tuple[Workspace, Prepared]:
+def prepare_into(
+    conn: Client, name: str, opts: PrepareOptions, *, quiet: bool = False
+) -> tuple[Workspace, Prepared]:
     """Copy the checkout into VM ``name`` and record it in the daemon."""
     from banger.api.shapes import Workspace
     from banger.workspace.prepare import prepare
 
-    done = prepare(channel_to(conn, name), opts)
+    def say(line: str) -> None:
+        if not quiet:
+            click.echo(line, err=True)
+
+    done = prepare(channel_to(conn, name), opts, say)
     ws = conn.send("PUT", f"/vms/{name}/workspace", done.record, Workspace.from_json)
     return ws, done
 

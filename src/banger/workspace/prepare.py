@@ -19,6 +19,7 @@ import posixpath
 import subprocess
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,8 +150,13 @@ def _send(channel: GuestChannel, producers: list[list[str]], staging: str, dest:
             )
 
 
-def prepare(channel: GuestChannel, opts: PrepareOptions) -> Prepared:
-    """Copy the checkout at ``opts.path`` into the guest; what to record and what was left out."""
+def prepare(
+    channel: GuestChannel, opts: PrepareOptions, say: Callable[[str], None] = lambda _: None
+) -> Prepared:
+    """Copy the checkout at ``opts.path`` into the guest; what to record and what was left out.
+
+    ``say`` hears one line before the stream starts (it can take a while).
+    """
     co = git.open_checkout(opts.path)
     guest_path = git.check_guest_path(opts.guest_path or f"/root/{co.root.name}")
     with tempfile.TemporaryDirectory(prefix="banger-ws-") as tmp_name:
@@ -175,6 +181,8 @@ def prepare(channel: GuestChannel, opts: PrepareOptions) -> Prepared:
             ]
         else:
             producers = [_stream_argv(co, tmp / "names", tmp / "stage")]
+        count = names.count(b"\0")
+        say(f"copying {count:,} files and {opts.mode} history of {co.root} to {guest_path}")
         _send(channel, producers, staging, guest_path)
     record = WorkspaceRecord(
         host_path=str(co.root),
@@ -186,7 +194,7 @@ def prepare(channel: GuestChannel, opts: PrepareOptions) -> Prepared:
         include_untracked=opts.include_untracked,
     )
     left = Counter() if opts.include_untracked else git.left_out(co)
-    return Prepared(record=record, files=names.count(b"\0"), left_out=left)
+    return Prepared(record=record, files=count, left_out=left)
 
 
 def left_out_line(left: Counter[str]) -> str:
