@@ -97,11 +97,12 @@ def test_name_arguments_complete_from_the_daemon(monkeypatch):
         ("vm", "show", "name"),
         ("image", "show", "name"),
         ("kernel", "delete", "names"),
+        ("image", "promote", "vm"),
     ):
         cmd = cli.commands[group].commands[command]  # type: ignore[attr-defined]
         arg = next(p for p in cmd.params if p.name == param)
         assert [i.value for i in arg.shell_complete(ctx, "d")] == ["dev"]
-    assert asked == ["/vms", "/images", "/kernels"]
+    assert asked == ["/vms", "/images", "/kernels", "/vms"]
 
 
 def test_completion_is_quiet_without_a_daemon(tmp_path: Path, monkeypatch):

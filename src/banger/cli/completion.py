@@ -54,7 +54,9 @@ def attach(group: click.Group, kind: str | None = None) -> None:
             continue
         for param in command.params:
             path = None
-            if sub_kind and param.name in _NAME_PARAMS and isinstance(param, click.Argument):
+            if param.name == "vm" and isinstance(param, click.Argument):
+                path = _PATHS["vm"]  # `image promote VM NAME`: the VM to promote
+            elif sub_kind and param.name in _NAME_PARAMS and isinstance(param, click.Argument):
                 path = _PATHS[sub_kind]
             elif param.name == "image" and isinstance(param, click.Option):
                 path = _PATHS["image"]
