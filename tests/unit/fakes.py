@@ -122,6 +122,12 @@ class FakeVmm:
     def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:
         self.killed.append(run_dir)
 
+    def shutdown(self, run_dir: Path) -> bool:
+        return False
+
+    def metrics(self, run_dir: Path) -> dict[str, Any] | None:
+        return None
+
 
 @contextlib.contextmanager
 def running_loop() -> Iterator[asyncio.AbstractEventLoop]:

@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="banger home of the owner; paths in requests must lie inside one (repeatable)",
     )
+    parser.add_argument(
+        "--firecracker", type=Path, help="absolute path of the Firecracker binary it may jail"
+    )
+    parser.add_argument("--jailer", type=Path, help="absolute path of Firecracker's jailer")
     parser.add_argument("--debug", action="store_true", help="log every command run")
     parser.add_argument("--version", action="version", version=f"banger-helper {__version__}")
     return parser
@@ -96,7 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if os.geteuid() != 0:
         log.warning("not running as root: verbs that change the host will fail")
-    policy = Policy.create(args.owner_uid, args.allowed_dir)
+    for given in (args.firecracker, args.jailer):
+        if given is not None and not given.is_absolute():
+            print(f"banger-helper: {given} must be an absolute path", file=sys.stderr)
+            return 2
+    policy = Policy.create(
+        args.owner_uid, args.allowed_dir, firecracker=args.firecracker, jailer=args.jailer
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

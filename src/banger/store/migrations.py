@@ -64,7 +64,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE images ADD COLUMN init TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE images ADD COLUMN config TEXT NOT NULL DEFAULT '{}'",
     ),
-    # 3: workspaces, one per VM, gone with it (issue 8).
+    # 3: each kernel's ELF vmlinux beside its bzImage, for Firecracker (issue 9).
+    ("ALTER TABLE kernels ADD COLUMN vmlinux TEXT NOT NULL DEFAULT ''",),
+    # 4: workspaces, one per VM, gone with it (issue 8).
     (
         """CREATE TABLE workspaces (
             vm_id TEXT PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE,
