@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from banger.errors import HostError
 
@@ -142,5 +143,29 @@ def replace_process(argv: Sequence[str | os.PathLike[str]]) -> None:
     log.debug("+ exec %s", shlex.join(args))
     try:
         os.execvpe(args[0], args, clean_env())  # noqa: S606 - argv list, no shell
+    except FileNotFoundError as exc:
+        raise HostError(f"{args[0]} is not installed", hint="run `banger doctor`") from exc
+
+
+def popen(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    stdin: int | IO[bytes] | None = subprocess.DEVNULL,
+    stdout: int | IO[bytes] | None = None,
+    stderr: int | IO[bytes] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start argv with the streams given (a pipe, a file, or this process's own).
+
+    For pipelines that stream between programs (a tar into ssh); the caller
+    waits for it and reads its exit code.
+    """
+    args = [os.fspath(a) for a in argv]
+    log.debug("+ %s |", shlex.join(args))
+    try:
+        return subprocess.Popen(
+            args, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=clean_env(env)
+        )
     except FileNotFoundError as exc:
         raise HostError(f"{args[0]} is not installed", hint="run `banger doctor`") from exc

@@ -117,3 +117,27 @@ def test_catalogs_are_served_not_taken_for_names(api):
     assert {"name", "description"} == set(images[0])
     assert any(e["name"] == "debian-bookworm" for e in images)
     assert api("GET", "/kernels/catalog").json()[0]["name"] == "debian-bookworm-cloud"
+
+
+def test_a_workspace_is_recorded_and_read_back_with_its_hint_when_missing(api, settings):
+    from banger.api.models import Image, Kernel
+    from banger.net.leases import lease
+    from tests.unit.test_store import GATEWAY, NET, draft
+
+    store = Store(Database(settings.db_path))
+    store.add_kernel(Kernel(name="k", version="1", dir="/k", vmlinuz="v", initrd="i",
+                            source="s", created_at="t"))  # fmt: skip
+    store.add_image(Image(name="debian-bookworm", kernel="k", rootfs="/r", size_bytes=1,
+                          source="s", created_at="t"))  # fmt: skip
+    lease(draft("dev"), store, NET, [GATEWAY])
+    missing = api("GET", "/vms/dev/workspace")
+    assert missing.status_code == 404
+    assert "banger vm workspace prepare dev PATH" in missing.json()["hint"]
+    body = {"host_path": "/src/app", "guest_path": "/root/app", "base_commit": "a" * 40,
+            "tree": "b" * 40, "mode": "shallow", "branch": "main"}  # fmt: skip
+    saved = api("PUT", "/vms/dev/workspace", json=body)
+    assert saved.status_code == 200, saved.text
+    got = api("GET", "/vms/dev/workspace").json()
+    assert got["vm"] == "dev" and got["base_commit"] == "a" * 40 and got["prepared_at"]
+    bad = api("PUT", "/vms/dev/workspace", json={**body, "mode": "sideways"})
+    assert bad.status_code == 400

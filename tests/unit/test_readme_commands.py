@@ -64,7 +64,7 @@ def test_every_command_the_readme_runs_exists_and_parses(monkeypatch):
 
 def test_not_yet_names_no_command_that_exists():
     named = inline(NOT_YET)
-    assert "banger completion" in named and "banger image promote" not in named
+    assert "banger vm snapshot create" in named and "banger completion" not in named
     exists = [n for n in named if resolve(n.split()[1:]) is not None]
     assert not exists, f"README says 'Not yet' for commands that exist: {exists}"
 

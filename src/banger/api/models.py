@@ -307,6 +307,39 @@ class VmPruned(BaseModel):
     deleted: list[str]
 
 
+class WorkspaceMode(StrEnum):
+    """How much git history a workspace carries into the guest."""
+
+    SHALLOW = "shallow"  # the base commit alone: diffs and new commits work, `git log` stops there
+    FULL = "full"  # every ancestor of the base commit
+
+
+class WorkspaceRecord(BaseModel):
+    """What `vm workspace prepare` copied, recorded so export and exec can refer to it."""
+
+    host_path: str
+    guest_path: str
+    base_commit: str
+    # The host working tree as it was copied (a git tree id in the host's
+    # repository): `vm exec` compares the checkout against it to warn of drift.
+    tree: str
+    mode: WorkspaceMode
+    branch: str | None = None
+    include_untracked: bool = False
+
+
+class Workspace(WorkspaceRecord):
+    vm: str
+    prepared_at: str
+
+
+class SshConfig(BaseModel):
+    """banger's own ssh_config file, one `Host NAME.vm` block per VM."""
+
+    path: str
+    text: str
+
+
 def build_all() -> None:
     """Build every model's validator now, as the daemon does before it serves.
 

@@ -79,6 +79,11 @@ class EventType(StrEnum):
     FAILED = "failed"
 
 
+class WorkspaceMode(StrEnum):
+    SHALLOW = "shallow"
+    FULL = "full"
+
+
 class ErrorBody(_Shape):
     _fields = (
         "code",
@@ -1261,4 +1266,146 @@ class VmPruned(_Shape):
     def from_json(cls, d: dict[str, Any]) -> VmPruned:
         return cls(
             deleted=d["deleted"],
+        )
+
+
+class WorkspaceRecord(_Shape):
+    """What `vm workspace prepare` copied, recorded so export and exec can refer to it."""
+
+    _fields = (
+        "host_path",
+        "guest_path",
+        "base_commit",
+        "tree",
+        "mode",
+        "branch",
+        "include_untracked",
+    )
+    __slots__ = _fields
+    host_path: str
+    guest_path: str
+    base_commit: str
+    tree: str
+    mode: WorkspaceMode
+    branch: str | None
+    include_untracked: bool
+
+    def __init__(
+        self,
+        *,
+        host_path: str,
+        guest_path: str,
+        base_commit: str,
+        tree: str,
+        mode: WorkspaceMode,
+        branch: str | None = None,
+        include_untracked: bool = False,
+    ) -> None:
+        self.host_path = host_path
+        self.guest_path = guest_path
+        self.base_commit = base_commit
+        self.tree = tree
+        self.mode = mode
+        self.branch = branch
+        self.include_untracked = include_untracked
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> WorkspaceRecord:
+        return cls(
+            host_path=d["host_path"],
+            guest_path=d["guest_path"],
+            base_commit=d["base_commit"],
+            tree=d["tree"],
+            mode=WorkspaceMode(d["mode"]),
+            branch=d.get("branch"),
+            include_untracked=d.get("include_untracked", False),
+        )
+
+
+class Workspace(_Shape):
+    _fields = (
+        "host_path",
+        "guest_path",
+        "base_commit",
+        "tree",
+        "mode",
+        "branch",
+        "include_untracked",
+        "vm",
+        "prepared_at",
+    )
+    __slots__ = _fields
+    host_path: str
+    guest_path: str
+    base_commit: str
+    tree: str
+    mode: WorkspaceMode
+    branch: str | None
+    include_untracked: bool
+    vm: str
+    prepared_at: str
+
+    def __init__(
+        self,
+        *,
+        host_path: str,
+        guest_path: str,
+        base_commit: str,
+        tree: str,
+        mode: WorkspaceMode,
+        branch: str | None = None,
+        include_untracked: bool = False,
+        vm: str,
+        prepared_at: str,
+    ) -> None:
+        self.host_path = host_path
+        self.guest_path = guest_path
+        self.base_commit = base_commit
+        self.tree = tree
+        self.mode = mode
+        self.branch = branch
+        self.include_untracked = include_untracked
+        self.vm = vm
+        self.prepared_at = prepared_at
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Workspace:
+        return cls(
+            host_path=d["host_path"],
+            guest_path=d["guest_path"],
+            base_commit=d["base_commit"],
+            tree=d["tree"],
+            mode=WorkspaceMode(d["mode"]),
+            branch=d.get("branch"),
+            include_untracked=d.get("include_untracked", False),
+            vm=d["vm"],
+            prepared_at=d["prepared_at"],
+        )
+
+
+class SshConfig(_Shape):
+    """banger's own ssh_config file, one `Host NAME.vm` block per VM."""
+
+    _fields = (
+        "path",
+        "text",
+    )
+    __slots__ = _fields
+    path: str
+    text: str
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        text: str,
+    ) -> None:
+        self.path = path
+        self.text = text
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SshConfig:
+        return cls(
+            path=d["path"],
+            text=d["text"],
         )

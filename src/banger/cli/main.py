@@ -8,13 +8,15 @@ import sys
 import click
 
 from banger import __version__
-from banger.cli import vm_inspect, vm_lifecycle
+from banger.cli import completion, vm_exec, vm_inspect, vm_lifecycle
 from banger.cli.daemon import daemon, doctor
 from banger.cli.helptext import Group, epilog
 from banger.cli.image import image
 from banger.cli.kernel import kernel
 from banger.cli.reset import reset
+from banger.cli.sshconfig import ssh_config
 from banger.cli.vm import vm
+from banger.cli.workspace import workspace
 from banger.errors import BangerError
 
 
@@ -30,7 +32,7 @@ from banger.errors import BangerError
             "banger vm ssh dev  # a shell in it",
         ],
         next_step="`banger vm --help` for everything a VM can do; `banger COMMAND --help`"
-        " for the rest. Shell completion is not there yet.",
+        " for the rest; `banger completion --help` for tab completion.",
     ),
 )
 @click.option("--debug", is_flag=True, help="Show debug logs and tracebacks.")
@@ -61,7 +63,7 @@ def version(as_json: bool) -> None:
     click.echo(__version__)
 
 
-for _command in (*vm_lifecycle.COMMANDS, *vm_inspect.COMMANDS):
+for _command in (*vm_lifecycle.COMMANDS, *vm_inspect.COMMANDS, *vm_exec.COMMANDS, workspace):
     vm.add_command(_command)
 cli.add_command(vm)
 cli.add_command(image)
@@ -69,12 +71,15 @@ cli.add_command(kernel)
 cli.add_command(daemon)
 cli.add_command(doctor)
 cli.add_command(reset)
+cli.add_command(ssh_config)
+cli.add_command(completion.completion)
+completion.attach(cli)
 
 
 def _usage_hint(exc: click.ClickException) -> str:
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else "banger"
-    if isinstance(exc, click.NoSuchOption) and path.endswith((" ssh", " run")):
+    if isinstance(exc, click.NoSuchOption) and path.endswith((" ssh", " run", " exec")):
         return (
             f"options after the VM's name are banger's until `--`: {path} NAME -- CMD ARGS;"
             " banger's --debug goes first: banger --debug vm ..."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -169,6 +170,7 @@ def _shell_line_hint(name: str, command: tuple[str, ...]) -> None:
         [
             "banger vm run -- uname -a  # boot, run, delete; exit code back",
             "banger vm run  # a shell in a throwaway VM",
+            "banger vm run --workspace . --export p.diff -- make fix",
             "banger vm run --keep --name try -- true  # then `banger vm ssh try`",
             "banger vm run -q --memory 1024 -- sh -c 'nproc; free -m'",
         ]
@@ -178,9 +180,27 @@ def _shell_line_hint(name: str, command: tuple[str, ...]) -> None:
 )
 @create_options
 @click.option("--keep", is_flag=True, help="Keep the VM afterwards instead of deleting it.")
+@click.option(
+    "--workspace",
+    type=click.Path(path_type=Path),
+    help="Copy this git checkout in first (as `vm workspace prepare`); COMMAND runs in it.",
+)
+@click.option(
+    "--export",
+    "export_to",
+    metavar="FILE",
+    help="With --workspace: write the guest's changes as a patch to FILE after COMMAND.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; only the command's output.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
+def run(
+    command: tuple[str, ...],
+    keep: bool,
+    workspace: Path | None,
+    export_to: str | None,
+    quiet: bool,
+    **kw: Any,
+) -> None:
     """Create a VM, run COMMAND in it over SSH, then delete it.
 
     Without COMMAND you get an interactive shell. The command's output and
@@ -191,15 +211,20 @@ def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
     from banger.api.shapes import SshTarget
     from banger.api.ssh import ssh_argv
 
+    if export_to and workspace is None:
+        raise click.UsageError("--export needs --workspace PATH: the checkout to diff against")
     with common.client() as conn:
         created = _create(conn, _create_body(**kw), quiet=quiet)
         name = created.name
         code = 255
         try:
             target = conn.get(f"/vms/{name}/ssh", SshTarget.from_json)
-            code = proc.interactive(ssh_argv(target, command, tty=None if command else True))
+            cwd = _prepare_workspace(conn, name, workspace, quiet) if workspace else None
+            code = proc.interactive(ssh_argv(target, _in_dir(command, cwd), tty=_tty(command)))
             if code == 127:
                 _shell_line_hint(name, command)
+            if export_to:
+                _export(conn, name, export_to, quiet)
         finally:
             if keep:
                 if not quiet:
@@ -209,6 +234,42 @@ def run(command: tuple[str, ...], keep: bool, quiet: bool, **kw: Any) -> None:
             else:
                 common.run_operation(conn, conn.start("DELETE", f"/vms/{name}"), quiet=True)
     raise SystemExit(code)
+
+
+def _tty(command: tuple[str, ...]) -> bool | None:
+    return None if command else True
+
+
+def _in_dir(command: tuple[str, ...], cwd: str | None) -> list[str]:
+    from banger.workspace.channel import in_guest_argv
+
+    if cwd is None:
+        return list(command)
+    return in_guest_argv(command or ["sh", "-c", 'exec "${SHELL:-/bin/sh}" -l'], cwd, None)
+
+
+def _prepare_workspace(conn: Client, name: str, path: Path, quiet: bool) -> str:
+    from banger.cli.workspace import prepare_into, prepared_lines
+    from banger.workspace.prepare import PrepareOptions
+
+    ws, done = prepare_into(conn, name, PrepareOptions(path=path), quiet=quiet)
+    if not quiet:
+        for line in prepared_lines(name, ws, done):
+            click.echo(line, err=True)
+    return ws.guest_path
+
+
+def _export(conn: Client, name: str, out: str, quiet: bool) -> None:
+    from banger.cli.workspace import export_from, write_patch
+
+    exported = export_from(conn, name)
+    write_patch(exported, out)
+    if not quiet:
+        click.echo(
+            f"wrote {len(exported.patch):,} bytes to {out}: {len(exported.changes)} changed"
+            " file(s)",
+            err=True,
+        )
 
 
 @vm.command(

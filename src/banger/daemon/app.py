@@ -18,6 +18,7 @@ from banger.daemon.routes_kernels import kernel_routes
 from banger.daemon.routes_operations import operation_routes
 from banger.daemon.routes_system import system_routes
 from banger.daemon.routes_vms import vm_routes
+from banger.daemon.routes_workspaces import workspace_routes
 from banger.daemon.services import Services
 from banger.errors import BangerError
 
@@ -37,7 +38,8 @@ def create_app(services: Services, shutdown: asyncio.Event) -> FastAPI:
     # gets only those it needs.
     s = services
     app.include_router(system_routes(s, shutdown))
-    app.include_router(vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops))
+    app.include_router(vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops, s.ssh_config))
+    app.include_router(workspace_routes(s.store, s.ssh_config))
     app.include_router(image_routes(s.store, s.images, s.ops))
     app.include_router(kernel_routes(s.store, s.kernels, s.ops))
     app.include_router(operation_routes(s.store, s.ops))

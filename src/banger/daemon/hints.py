@@ -25,6 +25,9 @@ _MISSING: dict[str, Callable[[str], str]] = {
     ),
     "kernel": lambda _: "see `banger kernel list`, or fetch one with `banger kernel pull`",
     "operation": lambda _: "GET /operations lists the recent ones",
+    "workspace in VM": lambda name: (
+        f"copy a git checkout in first: `banger vm workspace prepare {name} PATH`"
+    ),
 }
 _TAKEN: dict[str, Callable[[str], str]] = {
     "VM": lambda name: f"pick another --name, or delete it with `banger vm delete {name}`",

@@ -114,6 +114,10 @@ class VmPaths:
         return self.dir / "ssh_host_ed25519_key"
 
     @property
+    def ssh_config(self) -> Path:
+        return self.dir / "ssh_config"
+
+    @property
     def host_key_pub(self) -> Path:
         return self.dir / "ssh_host_ed25519_key.pub"
 

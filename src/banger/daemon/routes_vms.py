@@ -27,6 +27,7 @@ from banger.api.models import (
 from banger.daemon.inspect import Inspector
 from banger.daemon.operations import Operations, dump
 from banger.daemon.runtime import parse_signal
+from banger.daemon.sshconfig import SshConfigFiles
 from banger.daemon.vms import VmService
 from banger.store import Store
 from banger.vmm.base import Vmm
@@ -51,15 +52,22 @@ async def tail_file(
 
 
 def vm_routes(
-    store: Store, vms: VmService, inspector: Inspector, vmm: Vmm, ops: Operations
+    store: Store,
+    vms: VmService,
+    inspector: Inspector,
+    vmm: Vmm,
+    ops: Operations,
+    ssh_config: SshConfigFiles,
 ) -> APIRouter:
     router = APIRouter(tags=["vms"])
-    lifecycle_routes(router, store, vms, ops)
+    lifecycle_routes(router, store, vms, ops, ssh_config)
     inspect_routes(router, store, vms, inspector, vmm)
     return router
 
 
-def lifecycle_routes(router: APIRouter, store: Store, vms: VmService, ops: Operations) -> None:
+def lifecycle_routes(
+    router: APIRouter, store: Store, vms: VmService, ops: Operations, ssh_config: SshConfigFiles
+) -> None:
     @router.get("/vms")
     async def list_vms() -> list[Vm]:
         return await asyncio.to_thread(vms.list_all)
@@ -71,7 +79,12 @@ def lifecycle_routes(router: APIRouter, store: Store, vms: VmService, ops: Opera
     @router.post("/vms", status_code=202)
     async def create_vm(req: VmCreate) -> Operation:
         checked = vms.validate(req)
-        return ops.start("vm.create", checked.vm.name, lambda p: dump(vms.create(checked, p)))
+        # Its `Host NAME.vm` block goes beside its disks, and with them.
+        return ops.start(
+            "vm.create",
+            checked.vm.name,
+            lambda p: dump(ssh_config.write(vms.create(checked, p))),
+        )
 
     @router.post("/vms/{name}/start", status_code=202)
     async def start_vm(name: str) -> Operation:

@@ -19,6 +19,7 @@ from banger.daemon.kernels import KernelService
 from banger.daemon.operations import Operations
 from banger.daemon.plan import HostFacts, default_memory_mib
 from banger.daemon.reconcile import reconcile
+from banger.daemon.sshconfig import SshConfigFiles
 from banger.daemon.vms import VmService
 from banger.guest.ssh import ensure_user_key
 from banger.helper_client.launch import connect_helper
@@ -46,6 +47,7 @@ class Services:
     kernels: KernelService
     images: ImageService
     ops: Operations
+    ssh_config: SshConfigFiles
     uid: int
 
     async def close(self) -> None:
@@ -113,6 +115,7 @@ def wire(
             settings=settings, store=store, kernels=kernels, vmm=vmm, user_key=user_key
         ),
         ops=Operations(store),
+        ssh_config=SshConfigFiles(store, settings.vms_dir, user_key),
         uid=uid,
     )
 

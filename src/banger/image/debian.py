@@ -29,6 +29,8 @@ PACKAGES = (
     "ca-certificates",
     "git",
     "less",
+    # `ssh NAME.vm` users rsync into a VM (and the workspace benchmark compares with it).
+    "rsync",
 )
 DEBOOTSTRAP_TIMEOUT = 3600
 

@@ -66,4 +66,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 3: each kernel's ELF vmlinux beside its bzImage, for Firecracker (issue 9).
     ("ALTER TABLE kernels ADD COLUMN vmlinux TEXT NOT NULL DEFAULT ''",),
+    # 4: workspaces, one per VM, gone with it (issue 8).
+    (
+        """CREATE TABLE workspaces (
+            vm_id TEXT PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE,
+            host_path TEXT NOT NULL,
+            guest_path TEXT NOT NULL,
+            base_commit TEXT NOT NULL,
+            tree TEXT NOT NULL,
+            branch TEXT,
+            mode TEXT NOT NULL,
+            include_untracked INTEGER NOT NULL,
+            prepared_at TEXT NOT NULL
+        )""",
+    ),
 )

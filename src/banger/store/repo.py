@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from banger.api.models import ErrorBody, Image, Kernel, Operation, OpState, Vm, VmState
+from banger.api.models import (
+    ErrorBody,
+    Image,
+    Kernel,
+    Operation,
+    OpState,
+    Vm,
+    VmState,
+    Workspace,
+    WorkspaceRecord,
+)
 from banger.errors import Conflict, NotFound
 from banger.net.leases import AddressTaken
 from banger.store.db import Database
@@ -221,6 +231,32 @@ class Store:
 
     def lease_count(self) -> int:
         return int(self.db.query("SELECT COUNT(*) FROM leases")[0][0])
+
+    # workspaces
+
+    def save_workspace(self, vm: Vm, record: WorkspaceRecord, prepared_at: str) -> Workspace:
+        """Record (or replace) the workspace prepared in ``vm``; one per VM."""
+        row = record.model_dump()
+        row.update(vm_id=vm.id, mode=str(record.mode), prepared_at=prepared_at)
+        row["include_untracked"] = int(record.include_untracked)
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO workspaces (vm_id, host_path, guest_path, base_commit,"
+                " tree, branch, mode, include_untracked, prepared_at) VALUES (:vm_id, :host_path,"
+                " :guest_path, :base_commit, :tree, :branch, :mode, :include_untracked,"
+                " :prepared_at)",
+                row,
+            )
+        return self.get_workspace(vm)
+
+    def get_workspace(self, vm: Vm) -> Workspace:
+        rows = self.db.query("SELECT * FROM workspaces WHERE vm_id = ?", (vm.id,))
+        if not rows:
+            raise Missing("workspace in VM", vm.name)
+        data = dict(rows[0])
+        data.pop("vm_id")
+        data["include_untracked"] = bool(data["include_untracked"])
+        return Workspace(vm=vm.name, **data)
 
     # operations
 

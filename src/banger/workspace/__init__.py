@@ -1,0 +1,1 @@
+"""Workspaces: a host git checkout copied into a guest, and its changes brought back."""
