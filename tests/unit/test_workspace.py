@@ -272,3 +272,8 @@ def test_prepare_from_a_revision_copies_that_commit_on_a_new_branch(repo: Path, 
     assert (guest / "README").read_text() == "readme\n"  # the commit's, not the working tree's
     assert git("symbolic-ref", "--short", "HEAD", cwd=guest) == "fix"
     assert git("status", "--porcelain", cwd=guest) == ""
+    # Dirty detection watches the host checkout as it was, not the revision copied.
+    ws = record_of(done)
+    assert drift(ws) is None
+    (repo / "src" / "m1.py").write_text("edited\n")
+    assert drift(ws) == "modified src/m1.py"

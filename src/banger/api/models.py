@@ -320,9 +320,11 @@ class WorkspaceRecord(BaseModel):
     host_path: str
     guest_path: str
     base_commit: str
-    # The host working tree as it was copied (a git tree id in the host's
-    # repository): `vm exec` compares the checkout against it to warn of drift.
+    # The host working tree and HEAD when it was copied (a git tree id and a
+    # commit of the host's repository): `vm exec` compares the checkout with
+    # them to warn of drift. With --from REV they are the checkout's, not REV's.
     tree: str
+    host_head: str = ""
     mode: WorkspaceMode
     branch: str | None = None
     include_untracked: bool = False

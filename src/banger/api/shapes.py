@@ -1277,6 +1277,7 @@ class WorkspaceRecord(_Shape):
         "guest_path",
         "base_commit",
         "tree",
+        "host_head",
         "mode",
         "branch",
         "include_untracked",
@@ -1286,6 +1287,7 @@ class WorkspaceRecord(_Shape):
     guest_path: str
     base_commit: str
     tree: str
+    host_head: str
     mode: WorkspaceMode
     branch: str | None
     include_untracked: bool
@@ -1297,6 +1299,7 @@ class WorkspaceRecord(_Shape):
         guest_path: str,
         base_commit: str,
         tree: str,
+        host_head: str = "",
         mode: WorkspaceMode,
         branch: str | None = None,
         include_untracked: bool = False,
@@ -1305,6 +1308,7 @@ class WorkspaceRecord(_Shape):
         self.guest_path = guest_path
         self.base_commit = base_commit
         self.tree = tree
+        self.host_head = host_head
         self.mode = mode
         self.branch = branch
         self.include_untracked = include_untracked
@@ -1316,6 +1320,7 @@ class WorkspaceRecord(_Shape):
             guest_path=d["guest_path"],
             base_commit=d["base_commit"],
             tree=d["tree"],
+            host_head=d.get("host_head", ""),
             mode=WorkspaceMode(d["mode"]),
             branch=d.get("branch"),
             include_untracked=d.get("include_untracked", False),
@@ -1328,6 +1333,7 @@ class Workspace(_Shape):
         "guest_path",
         "base_commit",
         "tree",
+        "host_head",
         "mode",
         "branch",
         "include_untracked",
@@ -1339,6 +1345,7 @@ class Workspace(_Shape):
     guest_path: str
     base_commit: str
     tree: str
+    host_head: str
     mode: WorkspaceMode
     branch: str | None
     include_untracked: bool
@@ -1352,6 +1359,7 @@ class Workspace(_Shape):
         guest_path: str,
         base_commit: str,
         tree: str,
+        host_head: str = "",
         mode: WorkspaceMode,
         branch: str | None = None,
         include_untracked: bool = False,
@@ -1362,6 +1370,7 @@ class Workspace(_Shape):
         self.guest_path = guest_path
         self.base_commit = base_commit
         self.tree = tree
+        self.host_head = host_head
         self.mode = mode
         self.branch = branch
         self.include_untracked = include_untracked
@@ -1375,6 +1384,7 @@ class Workspace(_Shape):
             guest_path=d["guest_path"],
             base_commit=d["base_commit"],
             tree=d["tree"],
+            host_head=d.get("host_head", ""),
             mode=WorkspaceMode(d["mode"]),
             branch=d.get("branch"),
             include_untracked=d.get("include_untracked", False),

@@ -74,6 +74,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             guest_path TEXT NOT NULL,
             base_commit TEXT NOT NULL,
             tree TEXT NOT NULL,
+            host_head TEXT NOT NULL DEFAULT '',
             branch TEXT,
             mode TEXT NOT NULL,
             include_untracked INTEGER NOT NULL,

@@ -242,9 +242,9 @@ class Store:
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO workspaces (vm_id, host_path, guest_path, base_commit,"
-                " tree, branch, mode, include_untracked, prepared_at) VALUES (:vm_id, :host_path,"
-                " :guest_path, :base_commit, :tree, :branch, :mode, :include_untracked,"
-                " :prepared_at)",
+                " tree, host_head, branch, mode, include_untracked, prepared_at) VALUES (:vm_id,"
+                " :host_path, :guest_path, :base_commit, :tree, :host_head, :branch, :mode,"
+                " :include_untracked, :prepared_at)",
                 row,
             )
         return self.get_workspace(vm)

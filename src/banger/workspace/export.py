@@ -102,10 +102,12 @@ def drift(ws: Workspace) -> str | None:
     with tempfile.TemporaryDirectory(prefix="banger-ws-") as tmp:
         tree = git.snapshot(co, Path(tmp) / "index", untracked=ws.include_untracked)
     head = git.resolve_commit(co, "HEAD")
-    if tree == ws.tree and head == ws.base_commit:
+    # Workspaces recorded before host_head existed were copied from HEAD.
+    was = ws.host_head or ws.base_commit
+    if tree == ws.tree and head == was:
         return None
     parts = []
-    commits = git.commits_between(co, ws.base_commit, head) if git.has_object(co, head) else 0
+    commits = git.commits_between(co, was, head) if git.has_object(co, head) else 0
     if commits:
         parts.append(f"{commits} new commit{'s' if commits != 1 else ''}")
     words = {"M": "modified", "A": "added", "D": "deleted", "T": "type changed"}

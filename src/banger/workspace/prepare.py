@@ -162,12 +162,15 @@ def prepare(
     with tempfile.TemporaryDirectory(prefix="banger-ws-") as tmp_name:
         tmp = Path(tmp_name)
         index = tmp / "index"
+        host_head = git.resolve_commit(co, "HEAD")
         if opts.from_rev is not None:
             base = git.resolve_commit(co, opts.from_rev)
             tree = git.index_of(co, index, base)
+            # What the checkout holds now, for dirty detection: not REV's tree.
+            host_tree = git.snapshot(co, tmp / "host-index", untracked=opts.include_untracked)
         else:
-            base = git.resolve_commit(co, "HEAD")
-            tree = git.snapshot(co, index, untracked=opts.include_untracked)
+            base = host_head
+            tree = host_tree = git.snapshot(co, index, untracked=opts.include_untracked)
         names = git.listed(co, index)
         (tmp / "names").write_bytes(names)
         branch = build_git_dir(co, tmp / "stage" / ".git", index, base, tree, opts)
@@ -188,7 +191,8 @@ def prepare(
         host_path=str(co.root),
         guest_path=guest_path,
         base_commit=base,
-        tree=tree,
+        tree=host_tree,
+        host_head=host_head,
         mode=opts.mode,
         branch=branch,
         include_untracked=opts.include_untracked,
