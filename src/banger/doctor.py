@@ -232,9 +232,11 @@ def check_vmm_choice(settings: Settings, host: Host) -> Check:
     chosen = choose(settings.vmm, firecracker, accel)
     if chosen.name == "firecracker":
         return Check("vmm", "ok", f"auto picks firecracker: {chosen.reason}")
+    # QEMU is a supported VMM, not a fault: information, like Firecracker's absence
+    # (a KVM that cannot run guests has its own warning above).
     return Check(
         "vmm",
-        "warn",
+        "info",
         f"auto picks qemu: {chosen.reason}",
         "Install Firecracker and its jailer on a host whose KVM runs guests for the primary VMM.",
     )

@@ -162,6 +162,6 @@ def test_doctor_says_which_vmm_auto_picks_and_why(tmp_path: Path) -> None:
     (tmp_path / "kvm_pvm").mkdir()  # the module of a KVM that cannot run stock kernels
     check = check_vmm_choice(settings, kvm_host)
     assert (
-        check.status == "warn"
+        check.status == "info"
         and "auto picks qemu: Firecracker is installed but needs KVM" in check.detail
     )
