@@ -21,6 +21,7 @@ from types import FrameType
 from banger import __version__
 from banger.helper import server as wire
 from banger.helper.errors import Failure
+from banger.helper.ledger import Ledger
 from banger.helper.validate import Policy
 
 log = logging.getLogger("banger.helper")
@@ -35,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
             "manager; where banger already runs as root, bangerd starts it itself."
         ),
         epilog=(
-            "example: sudo banger-helper --socket /run/banger/helper.sock "
-            "--owner-uid 1000 --allowed-dir /home/me/.local/share/banger"
+            "example: sudo banger-helper --socket /run/banger/helper/helper.sock "
+            "--owner-uid 1000 --allowed-dir /var/lib/banger --state-dir /run/banger-helper"
         ),
     )
     parser.add_argument("--socket", required=True, type=Path, help="unix socket to listen on")
@@ -49,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         type=Path,
         help="banger home of the owner; paths in requests must lie inside one (repeatable)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="a directory only root can write, where the helper records what it made and"
+        " for whom (it acts on nothing else); without it the record lasts as long as the"
+        " process",
     )
     parser.add_argument("--debug", action="store_true", help="log every command run")
     parser.add_argument("--version", action="version", version=f"banger-helper {__version__}")
@@ -96,7 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if os.geteuid() != 0:
         log.warning("not running as root: verbs that change the host will fail")
-    policy = Policy.create(args.owner_uid, args.allowed_dir)
+    try:
+        ledger = Ledger(args.state_dir)
+    except Failure as err:
+        print(f"banger-helper: {err.message}\n  hint: {err.hint}", file=sys.stderr)
+        return 1
+    if args.state_dir is None:
+        log.warning("no --state-dir: after a restart this helper will not touch links it made")
+    policy = Policy.create(args.owner_uid, args.allowed_dir, ledger)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -43,6 +43,8 @@ def helper_argv(settings: Settings, uid: int) -> list[str]:
         str(uid),
         "--allowed-dir",
         str(settings.home),
+        "--state-dir",
+        str(settings.runtime_dir / "helper-state"),
     ]
 
 
