@@ -75,7 +75,7 @@ def daemon(settings, store) -> Iterator[Settings]:
             loop=loop,
         )
         app = create_app(services, asyncio.Event())
-        settings.runtime_dir.mkdir(parents=True, exist_ok=True)
+        settings.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         server = uvicorn.Server(uvicorn.Config(app, uds=str(settings.socket), log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
@@ -118,7 +118,7 @@ def answer(conn: socket.socket, status: int, body: bytes, *, length: int | None 
 @pytest.fixture
 def scripted(settings) -> Iterator[Callable[[Handler], None]]:
     """A server on the settings' socket that runs ``handler`` for each request."""
-    settings.runtime_dir.mkdir(parents=True, exist_ok=True)
+    settings.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(settings.socket))
     listener.listen(8)

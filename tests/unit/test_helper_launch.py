@@ -100,7 +100,7 @@ def test_as_root_a_helper_is_started_and_logs(settings: Settings) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="bangerd starts the helper itself only as root")
 def test_a_helper_that_cannot_start_is_reported_with_its_log(settings: Settings) -> None:
-    settings.helper_socket_path.parent.mkdir(parents=True)
+    settings.helper_socket_path.parent.mkdir(parents=True, mode=0o700)
     settings.helper_socket_path.write_text("not a socket")
     with pytest.raises(HelperError, match="exited with code 1 before answering") as info:
         launch.ensure_helper(settings)
