@@ -13,6 +13,7 @@ from banger.cli.artifacts import image, kernel
 from banger.cli.daemon import daemon, doctor
 from banger.cli.helptext import Group, epilog
 from banger.cli.reset import reset
+from banger.cli.system import system
 from banger.cli.vm import vm
 from banger.errors import BangerError
 
@@ -68,6 +69,7 @@ cli.add_command(kernel)
 cli.add_command(daemon)
 cli.add_command(doctor)
 cli.add_command(reset)
+cli.add_command(system)
 
 
 def _usage_hint(exc: click.ClickException) -> str:

@@ -119,7 +119,7 @@ def _open_private_dir(path: Path) -> int:
     except OSError as exc:
         raise HostError(
             f"cannot open the helper's state directory {path}: {exc.strerror}",
-            hint="pass --state-dir a directory only root can write, such as /run/banger-helper",
+            hint="pass --state-dir a directory only root can write (/run/banger/helper/state)",
         ) from exc
     st = os.fstat(fd)
     if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o022:

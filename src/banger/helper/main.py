@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "example: sudo banger-helper --socket /run/banger/helper/helper.sock "
-            "--owner-uid 1000 --allowed-dir /var/lib/banger --state-dir /run/banger-helper"
+            "--owner-uid 1000 --allowed-dir /var/lib/banger --state-dir /run/banger/helper/state"
         ),
     )
     parser.add_argument("--socket", required=True, type=Path, help="unix socket to listen on")
