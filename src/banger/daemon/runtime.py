@@ -8,10 +8,12 @@ order and is safe to call on a VM that is already (partly) down.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from banger.api.models import Vm
@@ -78,7 +80,7 @@ class VmRuntime:
         undo.callback(self.net.attach(vm))
 
         progress.stage("boot", f"starting {self.vmm.name} ({self.accel})")
-        self.vmm.launch(plan.vmm)
+        self._launch(plan, vm)
         undo.callback(self.vmm.kill, plan.dir)
 
         progress.stage("ssh", "waiting for the guest to accept SSH")
@@ -140,6 +142,18 @@ class VmRuntime:
                 return True
             time.sleep(0.2)
         return self.vmm.pid(run_dir) is None
+
+    def _launch(self, plan: VmPlan, vm: Vm) -> None:
+        """Start the VMM; with the tap's descriptor when the helper had to open it."""
+        fd = self.net.tap_fd(vm)
+        if fd is None or plan.vmm.net is None:
+            self.vmm.launch(plan.vmm)
+            return
+        try:
+            net = replace(plan.vmm.net, tap_fd=fd)
+            self.vmm.launch(replace(plan.vmm, net=net))
+        finally:
+            os.close(fd)  # the VMM holds its own copy now
 
     def _log_console_tail(self, plan: VmPlan) -> None:
         try:

@@ -83,7 +83,28 @@ def _request_id(request: dict[str, Any]) -> int | str | None:
 
 
 def respond(policy: Policy, line: bytes, uid: int, pid: int = 0) -> dict[str, Any]:
-    """Answer one request line; never raises. Logs one line per call.
+    """``answer`` without descriptors: any a verb opened are closed."""
+    reply, fds = answer(policy, line, uid, pid)
+    for fd in fds:
+        os.close(fd)
+    return reply
+
+
+def _take_fds(result: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+    """A result's descriptors (``verbs.PassFd``) replaced by their index in the message."""
+    fds: list[int] = []
+    clean: dict[str, Any] = {}
+    for key, value in result.items():
+        if isinstance(value, verbs.PassFd):
+            clean[key] = {"passed_fd": len(fds)}
+            fds.append(int(value))
+        else:
+            clean[key] = value
+    return clean, fds
+
+
+def answer(policy: Policy, line: bytes, uid: int, pid: int = 0) -> tuple[dict[str, Any], list[int]]:
+    """Answer one request line, with the descriptors to pass; never raises. Logs one line.
 
     Everything a caller sent is logged JSON-quoted (``_short``), so a verb
     holding a newline cannot forge a log line of its own.
@@ -96,7 +117,7 @@ def respond(policy: Policy, line: bytes, uid: int, pid: int = 0) -> dict[str, An
         request = _parse(line)
         verb, args = request.get("verb"), request.get("args")
         rid = _request_id(request)
-        result = verbs.dispatch(policy.for_caller(uid), verb, args)
+        result, fds = _take_fds(verbs.dispatch(policy.for_caller(uid), verb, args))
     except Failure as err:
         log.info(
             "%s %s %s -> refused %s: %s",
@@ -106,23 +127,33 @@ def respond(policy: Policy, line: bytes, uid: int, pid: int = 0) -> dict[str, An
             err.code,
             _short(err.message),
         )
-        return {"id": rid, "ok": False, "error": err.to_dict()}
+        return {"id": rid, "ok": False, "error": err.to_dict()}, []
     except Exception as exc:
         log.exception("%s %s %s -> crashed", who, _short(verb), _short(args))
         crash = Failure(
             f"the helper failed on {_short(verb, 60)}: {exc}", hint="see the helper's log"
         )
-        return {"id": rid, "ok": False, "error": crash.to_dict()}
+        return {"id": rid, "ok": False, "error": crash.to_dict()}, []
     log.info("%s %s %s -> ok %s", who, _short(verb), _short(args), _short(result))
-    return {"id": rid, "ok": True, "result": result}
+    return {"id": rid, "ok": True, "result": result}, fds
 
 
 class _Handler(socketserver.BaseRequestHandler):
     server: HelperServer
     request: socket.socket
 
-    def _send(self, reply: dict[str, Any]) -> None:
-        self.request.sendall(json.dumps(reply).encode() + b"\n")
+    def _send(self, reply: dict[str, Any], fds: list[int] | None = None) -> None:
+        data = json.dumps(reply).encode() + b"\n"
+        if not fds:
+            self.request.sendall(data)
+            return
+        try:
+            # The descriptors ride on the first bytes of the reply line.
+            sent = socket.send_fds(self.request, [data], fds)
+            self.request.sendall(data[sent:])
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def _hang_up(self) -> None:
         # Closing with unread input makes the peer's next read fail with
@@ -170,7 +201,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 self._hang_up()
                 return
             if line.strip():
-                self._send(respond(policy, line, uid, pid))
+                self._send(*answer(policy, line, uid, pid))
 
 
 class _LineReader:

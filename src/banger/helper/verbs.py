@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from banger import __version__
-from banger.helper import iplink, nft, resolved
+from banger.helper import iplink, nft, resolved, tap
 from banger.helper.errors import Conflict, NotFound, UserError
 from banger.helper.validate import (
     Check,
@@ -205,6 +205,21 @@ def _tap_delete(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
     return _delete_kind(policy, args["name"], "tap")
 
 
+class PassFd(int):
+    """A descriptor in a verb's result: sent over the socket (SCM_RIGHTS), then closed."""
+
+
+def _tap_open(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    name: str = args["name"]
+    link = iplink.get(name)
+    if link is None or link.kind != "tap":
+        raise NotFound(
+            f"tap {name} does not exist", hint="create it first with the tap_create verb"
+        )
+    _mine(policy, LINK, name)
+    return {"name": name, "fd": PassFd(tap.open_tap(name))}
+
+
 def _link_list(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
     mine = set(policy.ledger.names(LINK, policy.caller))
     links = [link.summary() for link in iplink.all_links() if link.name in mine]
@@ -231,6 +246,12 @@ VERBS: dict[str, Verb] = _table(
         _tap_create,
     ),
     Verb("tap_delete", "remove a banger tap", {"name": link_name}, _tap_delete),
+    Verb(
+        "tap_open",
+        "an open descriptor of the caller's tap, passed over the socket (SCM_RIGHTS)",
+        {"name": link_name},
+        _tap_open,
+    ),
     Verb("link_list", "banger's bridges and taps", {}, _link_list, exclusive=False),
 )
 

@@ -25,6 +25,9 @@ class DiskSpec:
 class NetSpec:
     tap: str
     mac: str
+    # An open descriptor of the tap for the VMM to inherit, where the daemon's
+    # user cannot open /dev/net/tun (banger-helper opened it); else None.
+    tap_fd: int | None = None
 
 
 @dataclass(frozen=True)
