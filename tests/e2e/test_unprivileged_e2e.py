@@ -104,7 +104,9 @@ def _copy_artifacts(base: Path, uid: int, gid: int) -> tuple[Path, Path, Path]:
     kernel_dir = next((ARTIFACTS / "kernels").iterdir())
     seed = _own(base / "import", uid, gid, 0o700)
     kernel = shutil.copy(kernel_dir / "vmlinuz", seed / "vmlinuz")
-    initrd = shutil.copy(kernel_dir / "initramfs.img", seed / "initramfs.img")
+    # The newest initramfs: the one the session's daemon built for today's /init.
+    newest = max(kernel_dir.glob("initramfs*.img"), key=lambda p: p.stat().st_mtime)
+    initrd = shutil.copy(newest, seed / "initramfs.img")
     rootfs = seed / "rootfs.ext4"
     subprocess.run(
         ["cp", "--sparse=always", str(ARTIFACTS / "images/debian-bookworm/rootfs.ext4"), rootfs],
