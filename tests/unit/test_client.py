@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -341,3 +342,22 @@ def test_reading_answers_loads_no_pydantic_httpx_or_rich():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH is not installed")
+def test_a_fake_daemon_cannot_make_the_cli_run_anything(settings, scripted, tmp_path):
+    # A hostile bangerd answers an SshTarget whose every field tries to be an
+    # ssh option that runs a command. With -F /dev/null and `--` before the
+    # destination, real ssh only fails to resolve a host.
+    pwned = tmp_path / "pwned"
+    hostile = {
+        "host": f"-oProxyCommand=touch {pwned}",
+        "user": f"-oProxyCommand=touch {pwned}",
+        "identity_file": f"/dev/null -oProxyCommand=touch {pwned}",
+        "known_hosts_file": "/dev/null",
+        "host_key_alias": f"x -oLocalCommand=touch {pwned}",
+    }
+    scripted(lambda conn, m, p: answer(conn, 200, json.dumps(hostile).encode()))
+    result = run_cli(settings, "vm", "ssh", "dev", "--", "true")
+    assert result.returncode != 0
+    assert not pwned.exists()
