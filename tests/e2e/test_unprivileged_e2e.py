@@ -206,8 +206,8 @@ def test_create_ssh_stop_delete_with_an_unprivileged_daemon(user: User) -> None:
     assert daemons and all(_uid_of(pid) == user.uid for pid in daemons)
     qemus = [p for p in _pids(vm["dir"]) if "qemu" in Path(f"/proc/{p}/exe").resolve().name]
     assert qemus and all(_uid_of(pid) == user.uid for pid in qemus)
-    said = user.ok("vm", "ssh", "u1", "--", "echo", "hello from", "$(id -u)")
-    assert said.strip() == "hello from 0"
+    # Root in the guest, whoever runs bangerd on the host.
+    assert user.ok("vm", "ssh", "u1", "--", "id", "-u").strip() == "0"
     user.ok("vm", "stop", "u1", timeout=120)
     assert json.loads(user.ok("vm", "show", "u1", "--json"))["state"] == "stopped"
     user.ok("vm", "delete", "u1", timeout=120)
