@@ -119,3 +119,15 @@ def test_the_cli_refuses_a_planted_runtime_dir_with_a_hint(tmp_path: Path) -> No
     assert f"error: runtime directory {shared} has mode 0777" in result.stderr
     assert "banger daemon start" in result.stderr
     assert list(shared.iterdir()) == []
+
+
+def test_in_system_mode_the_cli_never_starts_a_daemon_of_its_own(tmp_path: Path) -> None:
+    from banger.errors import DaemonUnavailable
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    settings = Settings(mode="system", home=tmp_path / "home", runtime_dir=run)
+    with pytest.raises(DaemonUnavailable, match="installed bangerd is not answering") as info:
+        connect(settings)
+    assert "banger system restart" in (info.value.hint or "")
+    assert list(run.iterdir()) == []

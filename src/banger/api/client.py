@@ -201,6 +201,13 @@ def start_daemon(settings: Settings) -> None:
 def connect(settings: Settings, *, autostart: bool = True) -> Client:
     client = Client(settings)
     if not client.ping():
+        if settings.mode == "system":
+            # systemd owns an installed daemon; a second one started here would
+            # run as whoever typed the command.
+            raise DaemonUnavailable(
+                f"the installed bangerd is not answering on {settings.socket}",
+                hint="see `banger system status`; start it with `sudo banger system restart`",
+            )
         if not autostart:
             raise DaemonUnavailable(
                 f"bangerd is not running (no answer on {settings.socket})",
