@@ -102,6 +102,7 @@ def _kill_under(needle: str) -> None:
 
 def _copy_artifacts(base: Path, uid: int, gid: int) -> tuple[Path, Path, Path]:
     kernel_dir = next((ARTIFACTS / "kernels").iterdir())
+    (base / "import").mkdir()
     seed = _own(base / "import", uid, gid, 0o700)
     kernel = shutil.copy(kernel_dir / "vmlinuz", seed / "vmlinuz")
     # The newest initramfs: the one the session's daemon built for today's /init.
