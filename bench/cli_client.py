@@ -101,6 +101,12 @@ def daemon(env: dict[str, str], runtime: Path) -> Iterator[None]:
             if child.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"bangerd did not start; see {runtime / 'bangerd.log'}")
             time.sleep(0.05)
+        # A root daemon starts banger-helper before it serves; let that finish
+        # before timing.
+        while os.geteuid() == 0 and not (runtime / "helper.sock").exists():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         yield
     finally:
         # The daemon stops the banger-helper it started (as root) on its way out.

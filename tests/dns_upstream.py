@@ -67,7 +67,7 @@ class FakeUpstream:
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Udp(self), local_addr=(host, port)
         )
-        self._udp = cast(asyncio.DatagramTransport, transport)
+        self._udp = transport
         self.port = int(transport.get_extra_info("sockname")[1])
         self._tcp = await asyncio.start_server(self._serve_tcp, host, self.port)
 

@@ -82,6 +82,8 @@ _ENV = {
     "insecure_registries": "BANGER_INSECURE_REGISTRIES",
     "dns_port": "BANGER_DNS_PORT",
     "dns_upstreams": "BANGER_DNS_UPSTREAMS",
+    "firecracker": "BANGER_FIRECRACKER",
+    "jailer": "BANGER_JAILER",
 }
 
 
@@ -134,6 +136,22 @@ class Settings:
     dns_upstreams: tuple[str, ...] = ()
     default_vcpus: int = 0
     default_memory_mib: int = 0
+    # Firecracker's binary; empty means the one on PATH.
+    firecracker: str = ""
+    # Its jailer; empty means the one on PATH, "none" runs Firecracker unjailed.
+    jailer: str = ""
+
+    def firecracker_binaries(self) -> tuple[Path | None, Path | None]:
+        """(firecracker, jailer) as absolute paths, None where not installed or not wanted."""
+        import shutil
+
+        def find(value: str, name: str) -> Path | None:
+            found = shutil.which(value or name)
+            return Path(found).absolute() if found else None
+
+        firecracker = find(self.firecracker, "firecracker")
+        jailer = None if self.jailer == "none" else find(self.jailer, "jailer")
+        return firecracker, jailer
 
     # Derived locations; one definition so every layer agrees.
     @property

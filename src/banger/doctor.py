@@ -23,7 +23,7 @@ from typing import Literal
 
 from banger import proc
 from banger.config import Settings
-from banger.errors import HostError
+from banger.errors import BangerError, HostError
 from banger.net import plan as netplan
 from banger.net.upstream import RESOLV_CONF, HostResolvers, nameservers
 
@@ -108,6 +108,7 @@ def run_checks(settings: Settings, host: Host | None = None) -> list[Check]:
         check_qemu(host),
         check_tool(host, "qemu-img", "qemu-utils", "warn", "makes copy-on-write disks"),
         *check_firecracker(settings, host),
+        check_vmm_choice(settings, host),
         check_tun(host),
         check_bridge(host),
         check_loop(host),
@@ -217,6 +218,28 @@ def check_firecracker(settings: Settings, host: Host) -> list[Check]:
     return checks
 
 
+def check_vmm_choice(settings: Settings, host: Host) -> Check:
+    """Which VMM `vmm = auto` (and so `vm create` without --vmm) picks here, and why."""
+    from banger.vmm import choose
+    from banger.vmm.accel import detect_accel
+
+    try:
+        accel = detect_accel(settings.accel, dev_kvm=host.dev / "kvm",
+                             sys_module=host.sys_module, boot_dir=host.boot)  # fmt: skip
+    except BangerError as exc:
+        return Check("vmm", "fail", exc.message, exc.hint or "")
+    firecracker = host.which(settings.firecracker or "firecracker") is not None
+    chosen = choose(settings.vmm, firecracker, accel)
+    if chosen.name == "firecracker":
+        return Check("vmm", "ok", f"auto picks firecracker: {chosen.reason}")
+    return Check(
+        "vmm",
+        "warn",
+        f"auto picks qemu: {chosen.reason}",
+        "Install Firecracker and its jailer on a host whose KVM runs guests for the primary VMM.",
+    )
+
+
 def check_tool(host: Host, binary: str, package: str, severity: Status, without: str) -> Check:
     """A program banger runs: ``severity`` when missing, saying what breaks."""
     found = host.which(binary)
@@ -318,6 +341,8 @@ def check_busybox(settings: Settings) -> Check:
         )
     if found:
         return Check("busybox", "ok", f"static busybox of {len(found)} pulled kernel(s)")
+    if any(settings.kernels_dir.glob("*/vmlinuz")):
+        return Check("busybox", "ok", "the kernels here bring their own initramfs")
     return Check(
         "busybox",
         "info",

@@ -95,7 +95,7 @@ def test_bridge_port_53_reaches_the_responder(topo: Topology, responder: None) -
 def test_redirect_to_an_address_the_bridge_lacks_is_refused(topo: Topology) -> None:
     code = """
         import sys
-        from banger.errors import Conflict
+        from banger.helper.errors import Conflict
         from banger.helper import verbs
         from banger.helper.validate import Policy
         try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -66,6 +68,28 @@ def reach(banger: Banger, name: str) -> subprocess.CompletedProcess[str]:
     return banger.run("vm", "ssh", name, "--", "timeout", "5", "bash", "-c", script)
 
 
+def outside_name() -> str:
+    """A name this host resolves: its Debian mirror's, read from apt's sources as banger does."""
+    from banger.errors import HostError
+    from banger.image.mirror import debian_mirror
+
+    try:
+        host = urlsplit(debian_mirror()).hostname
+    except HostError as exc:
+        pytest.skip(f"no Debian mirror in the apt sources: {exc.message}")
+    if not host:
+        pytest.skip("the Debian mirror has no host name")
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError:
+        pytest.skip(f"{host} does not resolve on this host either")
+    return host
+
+
+def lookup(banger: Banger, vm: str, name: str) -> subprocess.CompletedProcess[str]:
+    return banger.run("vm", "ssh", vm, "--", "timeout", "15", "getent", "ahostsv4", name)
+
+
 def test_vms_find_each_other_by_name(banger: Banger):
     a = banger.create("e2e-dns-a")
     b = banger.create("e2e-dns-b")
@@ -89,9 +113,17 @@ def test_nat_masquerades_and_isolation_blocks_the_rest(banger: Banger, outside: 
     blocked = reach(banger, "e2e-nonat")
     assert blocked.returncode != 0
 
-    # NAT can be switched on a running VM.
+    # A VM allowed out resolves outside names through banger's DNS (forwarded to the
+    # host's resolvers); one that is not gets REFUSED, so it cannot even resolve them.
+    name = outside_name()
+    resolved = lookup(banger, "e2e-nat", name)
+    assert resolved.returncode == 0 and resolved.stdout.strip(), resolved.stderr
+    assert lookup(banger, "e2e-nonat", name).returncode != 0
+
+    # NAT can be switched on a running VM, and DNS follows at once.
     assert banger.run("vm", "set", "e2e-nonat", "--nat").returncode == 0
     assert reach(banger, "e2e-nonat").returncode == 0
+    assert lookup(banger, "e2e-nonat", name).returncode == 0
     assert banger.run("vm", "set", "e2e-nonat", "--no-nat").returncode == 0
     assert reach(banger, "e2e-nonat").returncode != 0
 

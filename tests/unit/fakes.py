@@ -97,6 +97,7 @@ class FakeVmm:
     """A VMM that records launches; ``fail`` makes launch raise like QEMU failing."""
 
     name = "fake"
+    takes_tap_fd = True
 
     def __init__(self, *, fail: bool = False) -> None:
         self.fail = fail
@@ -126,6 +127,12 @@ class FakeVmm:
 
     def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:
         self.killed.append(run_dir)
+
+    def shutdown(self, run_dir: Path) -> bool:
+        return False
+
+    def metrics(self, run_dir: Path) -> dict[str, Any] | None:
+        return None
 
 
 @contextlib.contextmanager

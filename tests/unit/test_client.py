@@ -153,7 +153,7 @@ def test_list_and_show_read_the_daemons_answers(daemon, store):
 
     draft = VmModel(
         id="v1", name="dev", image="debian-bookworm", state=VmState.STOPPED, vcpus=1,
-        memory_mib=256, overlay_bytes=1, ip="", tap="bgtv1", mac="m", vmm="qemu",
+        memory_mib=256, overlay_bytes=1, ip="", tap="bgtv1", mac="m", vmm=NoVmm.name,
         dir=str(daemon.vms_dir / "v1"), created_at="t",
     )  # fmt: skip
     from banger.net.leases import lease

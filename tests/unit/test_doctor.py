@@ -177,6 +177,10 @@ def test_no_kernel_pulled_yet_is_information(fake: Host, tmp_path: Path) -> None
     check = by_name(run_checks(settings(tmp_path), fake))["busybox"]
     assert check.status == "info" and "banger kernel pull" in check.detail
     assert "busybox-static" not in check.remedy  # nothing for the user to install
+    # A kernel imported with its own initrd needs no busybox of banger's.
+    (settings(tmp_path).kernels_dir / "debian-cloud" / "vmlinuz").touch()
+    check = by_name(run_checks(settings(tmp_path), fake))["busybox"]
+    assert check.status == "ok" and "own initramfs" in check.detail
 
 
 def test_dynamic_busybox_in_a_kernel_warns(fake: Host, tmp_path: Path) -> None:

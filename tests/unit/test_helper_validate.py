@@ -200,7 +200,8 @@ BAD_VALUES = {
 
 
 def test_the_table_is_covered_here() -> None:
-    assert set(GOOD) == set(VERBS)
+    # The VMM verbs take paths that must exist: test_helper_vmm.py covers them.
+    assert set(GOOD) | {"vmm_launch", "vmm_kill"} == set(VERBS)
 
 
 @pytest.mark.parametrize(

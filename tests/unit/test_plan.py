@@ -216,3 +216,29 @@ def test_planning_touches_nothing(settings, tmp_path):
     before = sorted(tmp_path.rglob("*"))
     plan_of(settings, make_vm(settings), own_initrd=True)
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_the_vmm_is_the_requests_or_the_hosts_and_recorded_per_vm(settings):
+    def decided(req: VmCreate) -> str:
+        vm = decide_vm(
+            req, vm_id="0123456789ab", name="dev", image=IMAGE, settings=settings, host=TCG, now="t"
+        )
+        return vm.vmm
+
+    assert decided(VmCreate()) == "qemu"
+    assert decided(VmCreate(vmm="auto")) == "qemu"
+    assert decided(VmCreate(vmm="firecracker")) == "firecracker"
+
+
+def test_a_firecracker_vm_boots_the_elf_vmlinux_and_names_its_disks_by_order(settings):
+    vm = make_vm(settings).model_copy(update={"vmm": "firecracker", "work_disk_bytes": 1 << 30})
+    plan = plan_of(settings, vm)
+    assert plan.vmm.kernel == Path("/k/vmlinux")
+    assert plan.vmlinux_build is not None
+    assert plan.vmlinux_build.bzimage == Path("/k/vmlinuz")
+    # Firecracker's drives report no serial of banger's: /init falls back to this order.
+    assert "banger.disks=bgroot,bgoverlay,bgwork" in plan.vmm.cmdline.split()
+    recorded = KERNEL.model_copy(update={"vmlinux": "/k/elsewhere/vmlinux"})
+    elsewhere = plan_vm(settings, vm, Sources(IMAGE, recorded, own_initrd=False), TCG)
+    assert elsewhere.vmm.kernel == Path("/k/elsewhere/vmlinux")
+    assert plan_of(settings, make_vm(settings)).vmlinux_build is None  # QEMU boots the bzImage

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from banger.config import Settings
-from banger.errors import HostError, VmmError
-from banger.vmm import select_vmm
+from banger.errors import VmmError
+from banger.vmm import choose
+from banger.vmm.accel import AccelChoice
 from banger.vmm.base import DiskSpec, NetSpec, VmmConfig
 from banger.vmm.qemu import QemuVmm
 
@@ -157,9 +157,12 @@ def test_long_run_dir_is_refused(tmp_path: Path) -> None:
         QemuVmm().launch(config(tmp_path, run_dir=deep))
 
 
-def test_select_vmm() -> None:
-    assert select_vmm(Settings(vmm="qemu")).name == "qemu"
-    assert select_vmm(Settings(vmm="auto")).name == "qemu"
-    with pytest.raises(HostError) as info:
-        select_vmm(Settings(vmm="firecracker"))
-    assert info.value.hint is not None and "vmm = qemu" in info.value.hint
+def test_auto_prefers_firecracker_only_where_kvm_runs_guests() -> None:
+    kvm, tcg = AccelChoice("kvm", "/dev/kvm is usable"), AccelChoice("tcg", "PVM")
+    assert choose("auto", True, kvm).name == "firecracker"
+    fallback = choose("auto", True, tcg)
+    assert fallback.name == "qemu" and "needs KVM: PVM" in fallback.reason
+    assert choose("auto", False, kvm).name == "qemu"
+    assert "not installed" in choose("auto", False, kvm).reason
+    assert choose("qemu", True, kvm).name == "qemu"
+    assert choose("firecracker", False, tcg).name == "firecracker"

@@ -147,3 +147,26 @@ def test_orphan_leases_are_released(store, tmp_path):
     assert store.release_orphan_leases() == [gone.ip]
     assert store.lease_count() == 1
     assert store.release_orphan_leases() == []
+
+
+def test_a_kernel_stored_before_migration_3_gains_an_empty_vmlinux(tmp_path):
+    from banger.api.models import Kernel
+    from banger.store import Store
+
+    conn = sqlite3.connect(tmp_path / "b.db")
+    for statement in [s for step in MIGRATIONS[:2] for s in step]:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO kernels VALUES ('old', '6.1', '/k', '/k/vmlinuz', '/k/initrd', 't', 't')"
+    )
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    store = Store(Database(tmp_path / "b.db"))
+    assert store.get_kernel("old").vmlinux == ""
+    new = Kernel(
+        name="new", version="6.1", dir="/n", vmlinuz="/n/vmlinuz", initrd="/n/i",
+        source="t", created_at="t", vmlinux="/n/vmlinux",
+    )  # fmt: skip
+    store.add_kernel(new)
+    assert store.get_kernel("new").vmlinux == "/n/vmlinux"

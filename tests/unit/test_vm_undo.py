@@ -53,7 +53,7 @@ def test_failed_launch_undoes_everything(services, settings, store):
     assert store.lease_count() == 0
     assert helper.taps == set()
     assert list(settings.vms_dir.iterdir()) == []
-    assert built.vmm.killed == []  # it never started, so nothing to kill
+    assert built.vmm.get("fake").killed == []  # it never started, so nothing to kill
     assert helper.verbs()[:4] == ["bridge_ensure", "net_isolate", "dns_redirect", "resolver_link"]
     assert ("tap_create", req.vm.tap, settings.bridge) in helper.calls
     assert ("tap_delete", req.vm.tap) in helper.calls

@@ -116,6 +116,9 @@ def type_text(tp: Any) -> str:
     if _is_union(tp):
         return " | ".join(type_text(a) for a in _args(tp))
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        # The daemon checks the value; a client reads and sends the string.
+        return "str"
     if origin is not None:
         return f"{origin.__name__}[{', '.join(type_text(a) for a in _args(tp))}]"
     return str(tp.__name__)

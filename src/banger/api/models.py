@@ -9,7 +9,7 @@ of them up front cost more than the rest of a `banger vm list` together.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel as _PydanticModel
 from pydantic import ConfigDict, Field
@@ -36,6 +36,8 @@ class Kernel(BaseModel):
     initrd: str
     source: str
     created_at: str
+    # The same kernel as an uncompressed ELF, for Firecracker ("" = not derived yet).
+    vmlinux: str = ""
 
 
 class Image(BaseModel):
@@ -141,6 +143,8 @@ class VmCreate(BaseModel):
     work_disk_size: str | None = None
     nat: bool = False
     no_start: bool = False
+    # None or "auto": the host's choice (see `banger doctor`).
+    vmm: Literal["auto", "firecracker", "qemu"] | None = None
 
 
 class VmSet(BaseModel):
@@ -206,6 +210,8 @@ class DaemonStatus(BaseModel):
     home: str
     uid: int
     vmm: str
+    # Why `auto` picks that VMM on this host.
+    vmm_reason: str = ""
     accel: str
     accel_reason: str
 
@@ -257,6 +263,8 @@ class VmStats(BaseModel):
     name: str
     host: HostStats
     guest: GuestStats
+    # The VMM's own counters where it keeps any (Firecracker's metrics file).
+    vmm: dict[str, Any] | None = None
 
 
 class Port(BaseModel):

@@ -124,6 +124,7 @@ class Kernel(_Shape):
         "initrd",
         "source",
         "created_at",
+        "vmlinux",
     )
     __slots__ = _fields
     name: str
@@ -133,6 +134,7 @@ class Kernel(_Shape):
     initrd: str
     source: str
     created_at: str
+    vmlinux: str
 
     def __init__(
         self,
@@ -144,6 +146,7 @@ class Kernel(_Shape):
         initrd: str,
         source: str,
         created_at: str,
+        vmlinux: str = "",
     ) -> None:
         self.name = name
         self.version = version
@@ -152,6 +155,7 @@ class Kernel(_Shape):
         self.initrd = initrd
         self.source = source
         self.created_at = created_at
+        self.vmlinux = vmlinux
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Kernel:
@@ -163,6 +167,7 @@ class Kernel(_Shape):
             initrd=d["initrd"],
             source=d["source"],
             created_at=d["created_at"],
+            vmlinux=d.get("vmlinux", ""),
         )
 
 
@@ -485,6 +490,7 @@ class VmCreate(_Shape):
         "work_disk_size",
         "nat",
         "no_start",
+        "vmm",
     )
     __slots__ = _fields
     name: str | None
@@ -495,6 +501,7 @@ class VmCreate(_Shape):
     work_disk_size: str | None
     nat: bool
     no_start: bool
+    vmm: str | None
 
     def __init__(
         self,
@@ -507,6 +514,7 @@ class VmCreate(_Shape):
         work_disk_size: str | None = None,
         nat: bool = False,
         no_start: bool = False,
+        vmm: str | None = None,
     ) -> None:
         self.name = name
         self.image = image
@@ -516,6 +524,7 @@ class VmCreate(_Shape):
         self.work_disk_size = work_disk_size
         self.nat = nat
         self.no_start = no_start
+        self.vmm = vmm
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> VmCreate:
@@ -528,6 +537,7 @@ class VmCreate(_Shape):
             work_disk_size=d.get("work_disk_size"),
             nat=d.get("nat", False),
             no_start=d.get("no_start", False),
+            vmm=d.get("vmm"),
         )
 
 
@@ -795,6 +805,7 @@ class DaemonStatus(_Shape):
         "home",
         "uid",
         "vmm",
+        "vmm_reason",
         "accel",
         "accel_reason",
     )
@@ -805,6 +816,7 @@ class DaemonStatus(_Shape):
     home: str
     uid: int
     vmm: str
+    vmm_reason: str
     accel: str
     accel_reason: str
 
@@ -817,6 +829,7 @@ class DaemonStatus(_Shape):
         home: str,
         uid: int,
         vmm: str,
+        vmm_reason: str = "",
         accel: str,
         accel_reason: str,
     ) -> None:
@@ -826,6 +839,7 @@ class DaemonStatus(_Shape):
         self.home = home
         self.uid = uid
         self.vmm = vmm
+        self.vmm_reason = vmm_reason
         self.accel = accel
         self.accel_reason = accel_reason
 
@@ -838,6 +852,7 @@ class DaemonStatus(_Shape):
             home=d["home"],
             uid=d["uid"],
             vmm=d["vmm"],
+            vmm_reason=d.get("vmm_reason", ""),
             accel=d["accel"],
             accel_reason=d["accel_reason"],
         )
@@ -1036,11 +1051,13 @@ class VmStats(_Shape):
         "name",
         "host",
         "guest",
+        "vmm",
     )
     __slots__ = _fields
     name: str
     host: HostStats
     guest: GuestStats
+    vmm: dict[str, Any] | None
 
     def __init__(
         self,
@@ -1048,10 +1065,12 @@ class VmStats(_Shape):
         name: str,
         host: HostStats,
         guest: GuestStats,
+        vmm: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.host = host
         self.guest = guest
+        self.vmm = vmm
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> VmStats:
@@ -1059,6 +1078,7 @@ class VmStats(_Shape):
             name=d["name"],
             host=HostStats.from_json(d["host"]),
             guest=GuestStats.from_json(d["guest"]),
+            vmm=d.get("vmm"),
         )
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from banger.api.client import Client, Reader
     from banger.api.shapes import Event, Operation
     from banger.config import Settings
+    from banger.errors import BangerError
 
 S = TypeVar("S")
 
@@ -58,6 +59,13 @@ _LOOK = {
     "image": "then `banger image list`: an unfinished pull registers nothing, so pull again",
     "kernel": "then `banger kernel list`: an unfinished pull registers nothing, so pull again",
 }
+
+
+def absolute(path: str | None) -> str | None:
+    """A path as the daemon needs it: absolute (it runs elsewhere, in another directory)."""
+    from pathlib import Path
+
+    return str(Path(path).resolve()) if path else None
 
 
 def settings() -> Settings:
@@ -126,14 +134,17 @@ quiet_option = click.option(
 )
 
 
-def flag_error(exc: BaseException) -> tuple[str, str | None]:
-    """An error's message and hint, with a rejected request field named by its flag."""
-    message, hint = getattr(exc, "message", str(exc)), getattr(exc, "hint", None)
-    flag = FLAGS.get(getattr(exc, "field", None) or "")
-    if flag:
-        field = str(getattr(exc, "field", ""))
-        message = message.replace(field, flag)
-        hint = hint.replace(field, flag) if hint else hint
+def flag_error(exc: BangerError) -> tuple[str, str | None]:
+    """An error's message and hint, with a rejected request field named by its flag.
+
+    The daemon names the field as its wire spelling (``memory_mib``); the user
+    typed ``--memory``.
+    """
+    message, hint = exc.message, exc.hint
+    flag = FLAGS.get(exc.field or "")
+    if exc.field and flag:
+        message = message.replace(exc.field, flag)
+        hint = hint.replace(exc.field, flag) if hint else hint
     return message, hint
 
 

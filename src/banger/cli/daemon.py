@@ -110,6 +110,7 @@ def status(as_json: bool) -> None:
             ("socket", status_.socket),
             ("home", status_.home),
             ("vmm", f"{status_.vmm} ({status_.accel}: {status_.accel_reason})"),
+            ("vmm auto", status_.vmm_reason or status_.vmm),
         ]
     )
 

@@ -9,9 +9,10 @@ import click
 
 from banger import __version__
 from banger.cli import vm_inspect, vm_lifecycle
-from banger.cli.artifacts import image, kernel
 from banger.cli.daemon import daemon, doctor
 from banger.cli.helptext import Group, epilog
+from banger.cli.image import image
+from banger.cli.kernel import kernel
 from banger.cli.reset import reset
 from banger.cli.system import system
 from banger.cli.vm import vm

@@ -65,6 +65,12 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--nat", is_flag=True, help="Let the VM reach the outside (masqueraded by the host)."
         ),
+        click.option(
+            "--vmm",
+            type=click.Choice(["auto", "firecracker", "qemu"]),
+            help="VMM that runs the VM (default: auto, Firecracker where it and KVM work;"
+            " `banger doctor` says which).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -85,6 +91,7 @@ def _create_body(**kw: Any) -> VmCreate:
         work_disk_size=kw.get("work_disk_size"),
         nat=kw.get("nat", False),
         no_start=kw.get("no_start", False),
+        vmm=kw.get("vmm"),
     )
 
 

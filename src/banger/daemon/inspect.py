@@ -60,7 +60,8 @@ class Inspector:
             raise UserError(f"VM {vm.name!r} stopped", hint=f"`banger vm start {vm.name}`")
         host = host_process_stats(vm.pid, vm.tap)
         guest_text = self._guest(vm, _GUEST_STATS)
-        return VmStats(name=vm.name, host=host, guest=parse_guest_stats(guest_text))
+        guest = parse_guest_stats(guest_text)
+        return VmStats(name=vm.name, host=host, guest=guest, vmm=self.vms.vmm_metrics(vm))
 
     def ports(self, name: str) -> list[Port]:
         vm = self.vms.running(name)

@@ -8,7 +8,7 @@ from pathlib import Path
 from banger.api.models import Kernel, KernelImport
 from banger.config import Settings
 from banger.daemon.operations import Progress, now_iso
-from banger.errors import Conflict, UserError
+from banger.errors import BangerError, Conflict, UserError
 from banger.store import Store
 
 
@@ -56,8 +56,9 @@ class KernelService:
             shutil.rmtree(dest)
         progress.stage("fetch", f"fetching {entry.package} with apt")
         info = fetch_debian_kernel(dest, package=entry.package, progress=progress.info)
+        vmlinux = derive_vmlinux(info.vmlinuz, progress)
         return self._register(name, info.version, dest, info.vmlinuz, info.initrd,
-                              f"debian:{entry.package}")  # fmt: skip
+                              f"debian:{entry.package}", vmlinux)  # fmt: skip
 
     def check_import(self, req: KernelImport) -> tuple[Path, Path | None, Path | None]:
         """The (kernel, initrd, modules) paths of an import request, checked."""
@@ -89,12 +90,20 @@ class KernelService:
         info = import_kernel(
             dest, kernel=kernel, initrd=initrd, modules=modules, progress=progress.info
         )
+        vmlinux = derive_vmlinux(info.vmlinuz, progress)
         return self._register(
-            req.name, info.version, dest, info.vmlinuz, info.initrd, f"file:{kernel}"
+            req.name, info.version, dest, info.vmlinuz, info.initrd, f"file:{kernel}", vmlinux
         )
 
     def _register(
-        self, name: str, version: str, dest: Path, vmlinuz: Path, initrd: Path, source: str
+        self,
+        name: str,
+        version: str,
+        dest: Path,
+        vmlinuz: Path,
+        initrd: Path,
+        source: str,
+        vmlinux: Path | None = None,
     ) -> Kernel:
         kernel = Kernel(
             name=name,
@@ -104,6 +113,7 @@ class KernelService:
             initrd=str(initrd),
             source=source,
             created_at=now_iso(),
+            vmlinux=str(vmlinux or ""),
         )
         try:
             self.store.add_kernel(kernel)
@@ -123,3 +133,17 @@ class KernelService:
         self.store.delete_kernel(name)
         shutil.rmtree(kernel.dir, ignore_errors=True)
         return kernel
+
+
+def derive_vmlinux(vmlinuz: Path, progress: Progress) -> Path | None:
+    """The kernel as an ELF vmlinux beside ``vmlinuz`` (Firecracker boots only that)."""
+    from banger.kernel.vmlinux import extract_vmlinux
+
+    try:
+        out = extract_vmlinux(vmlinuz, vmlinuz.with_name("vmlinux"))
+    except BangerError as exc:
+        # QEMU still boots the bzImage; only Firecracker VMs need the ELF.
+        progress.info(f"note: no vmlinux for Firecracker: {exc.message}")
+        return None
+    progress.info(f"derived {out.name} ({out.stat().st_size >> 20} MiB) for Firecracker")
+    return out

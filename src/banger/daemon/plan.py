@@ -82,12 +82,13 @@ def default_memory_mib(total_mib: int | None = None) -> int:
 class HostFacts:
     """What the plan needs to know of the host, measured once at daemon start."""
 
-    vmm: str
+    vmm: str  # what "auto" picks here
     accel: str  # "kvm" or "tcg"
     accel_reason: str
     tsc_khz: int | None
     cpu_count: int
     memory_mib: int
+    vmm_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def decide_vm(
         ip="",
         tap=netplan.tap_name(vm_id),
         mac=netplan.mac_address(vm_id),
-        vmm=host.vmm,
+        vmm=req.vmm if req.vmm and req.vmm != "auto" else host.vmm,
         dir=str(settings.vms_dir / vm_id),
         created_at=now,
     )
@@ -183,6 +184,14 @@ class DiskPlan:
 
 
 @dataclass(frozen=True)
+class VmlinuxBuild:
+    """Firecracker boots the kernel's ELF form; the executor derives it when missing."""
+
+    bzimage: Path
+    out: Path
+
+
+@dataclass(frozen=True)
 class VmPlan:
     vm: Vm
     paths: VmPaths
@@ -190,6 +199,7 @@ class VmPlan:
     disks: DiskPlan
     initrd_build: InitrdBuild | None
     vmm: VmmConfig
+    vmlinux_build: VmlinuxBuild | None = None
 
     @property
     def dir(self) -> Path:
@@ -217,6 +227,13 @@ def _initrd(sources: Sources) -> tuple[Path, InitrdBuild | None]:
     return out, build
 
 
+def _kernel(vm: Vm, kernel: Kernel) -> tuple[Path, VmlinuxBuild | None]:
+    if vm.vmm != "firecracker":
+        return Path(kernel.vmlinuz), None
+    vmlinux = Path(kernel.vmlinux or Path(kernel.dir) / "vmlinux")
+    return vmlinux, VmlinuxBuild(Path(kernel.vmlinuz), vmlinux)
+
+
 def plan_vm(settings: Settings, vm: Vm, sources: Sources, host: HostFacts) -> VmPlan:
     image, kernel = sources.image, sources.kernel
     paths = vm_paths(vm)
@@ -236,6 +253,9 @@ def plan_vm(settings: Settings, vm: Vm, sources: Sources, host: HostFacts) -> Vm
         extra.append(f"banger.work={WORK_SERIAL}")
     if image.init:
         extra.append(f"banger.init={image.init}")
+    # The disks' names in attach order: /init's fallback where a VMM (Firecracker)
+    # does not report the serial banger gave (see guest/init.sh).
+    extra.append("banger.disks=" + ",".join(disk.serial for disk in disks))
     cmdline = boot.kernel_cmdline(
         ip=ipaddress.IPv4Interface(f"{vm.ip}/{network.prefixlen}"),
         gateway=netplan.gateway(network),
@@ -244,11 +264,12 @@ def plan_vm(settings: Settings, vm: Vm, sources: Sources, host: HostFacts) -> Vm
         extra=extra,
     )
     initrd, build = _initrd(sources)
+    kernel_path, vmlinux_build = _kernel(vm, kernel)
     config = VmmConfig(
         name=vm.name,
         vcpus=vm.vcpus,
         memory_mib=vm.memory_mib,
-        kernel=Path(kernel.vmlinuz),
+        kernel=kernel_path,
         initrd=initrd,
         cmdline=cmdline,
         disks=tuple(disks),
@@ -269,4 +290,5 @@ def plan_vm(settings: Settings, vm: Vm, sources: Sources, host: HostFacts) -> Vm
         ),
         initrd_build=build,
         vmm=config,
+        vmlinux_build=vmlinux_build,
     )

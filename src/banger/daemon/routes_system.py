@@ -24,6 +24,7 @@ def system_routes(s: Services, shutdown: asyncio.Event) -> APIRouter:
             home=str(s.settings.home),
             uid=s.uid,
             vmm=s.vmm.name,
+            vmm_reason=s.vmm.default.reason,
             accel=s.accel.kind,
             accel_reason=s.accel.reason,
         )

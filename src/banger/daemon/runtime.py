@@ -24,7 +24,9 @@ from banger.disk.work import create_work_disk, grow_work_disk
 from banger.errors import UserError
 from banger.guest import boot, ssh
 from banger.kernel.initramfs import build_initramfs
+from banger.kernel.vmlinux import extract_vmlinux
 from banger.net.network import Network
+from banger.vmm import Vmms
 from banger.vmm.base import Vmm
 
 log = logging.getLogger("banger.daemon")
@@ -43,11 +45,15 @@ def host_public_key(vm: Vm) -> str:
 
 
 class VmRuntime:
-    def __init__(self, vmm: Vmm, net: Network, user_key: Path, accel: str) -> None:
-        self.vmm = vmm
+    def __init__(self, vmms: Vmms, net: Network, user_key: Path, accel: str) -> None:
+        self.vmms = vmms
         self.net = net
         self.user_key = user_key
         self.accel = accel
+
+    def vmm(self, vm: Vm) -> Vmm:
+        """The driver of the VMM this VM was created with."""
+        return self.vmms.get(vm.vmm)
 
     def make_disks(self, plan: VmPlan, progress: Progress, undo: ExitStack) -> None:
         """A new VM's directory, host key and disks (the image is shared, never copied)."""
@@ -75,13 +81,18 @@ class VmRuntime:
         if build is not None and not build.out.exists():
             progress.info("building banger's initramfs for this kernel (once)")
             build_initramfs(build.modules, build.version, build.busybox, build.out)
+        elf = plan.vmlinux_build
+        if elf is not None and not elf.out.exists():
+            progress.info("deriving the kernel's vmlinux for Firecracker (once)")
+            extract_vmlinux(elf.bzimage, elf.out)
+        vmm = self.vmm(vm)
 
         progress.stage("network", f"tap {vm.tap} on bridge {self.net.bridge_name}")
         undo.callback(self.net.attach(vm))
 
-        progress.stage("boot", f"starting {self.vmm.name} ({self.accel})")
-        self._launch(plan, vm)
-        undo.callback(self.vmm.kill, plan.dir)
+        progress.stage("boot", f"starting {vmm.name} ({self.accel})")
+        self._launch(vmm, plan, vm)  # a launch that fails cleans up after itself
+        undo.callback(vmm.kill, plan.dir)
 
         progress.stage("ssh", "waiting for the guest to accept SSH")
         try:
@@ -90,7 +101,7 @@ class VmRuntime:
                 self.user_key,
                 host_public_key(vm),
                 timeout=BOOT_TIMEOUT,
-                alive=lambda: self.vmm.pid(plan.dir) is not None,
+                alive=lambda: vmm.pid(plan.dir) is not None,
                 what=f"VM {vm.name!r}",
             )
         except Exception:
@@ -108,50 +119,56 @@ class VmRuntime:
     ) -> None:
         """Stop the VMM (gracefully first when a timeout is given), then free its network."""
         run_dir = Path(vm.dir)
-        pid = self.vmm.pid(run_dir)
+        vmm = self.vmm(vm)
+        pid = vmm.pid(run_dir)
         if pid is not None and graceful_timeout:
             progress.stage("stop", f"asking {vm.name} to power off")
-            if self._poweroff(vm, graceful_timeout):
+            if self._poweroff(vm, vmm, graceful_timeout):
                 progress.info(f"{vm.name} powered off")
             else:
                 progress.info(f"{vm.name} did not power off in {graceful_timeout:.0f}s; killing it")
         elif pid is not None and sig != signal.SIGKILL:
-            progress.stage("stop", f"sending {sig.name} to {self.vmm.name}")
-            self.vmm.signal(run_dir, sig)
-            self._wait_gone(run_dir, 10)
+            progress.stage("stop", f"sending {sig.name} to {vmm.name}")
+            vmm.signal(run_dir, sig)
+            self._wait_gone(vmm, run_dir, 10)
         elif pid is not None:
-            progress.stage("stop", f"killing {self.vmm.name} (pid {pid})")
-        self.vmm.kill(run_dir)
+            progress.stage("stop", f"killing {vmm.name} (pid {pid})")
+        vmm.kill(run_dir)
         progress.stage("network", f"removing tap {vm.tap}")
         self.net.detach(vm)
 
-    def _poweroff(self, vm: Vm, timeout: float) -> bool:
+    def _poweroff(self, vm: Vm, vmm: Vmm, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
+        # Firecracker's way (Ctrl-Alt-Del to the guest) first, where the VMM has one;
+        # banger's agent or the image's poweroff over SSH when that does not do it.
+        if vmm.shutdown(Path(vm.dir)) and self._wait_gone(vmm, Path(vm.dir), timeout / 2):
+            return True
         try:
             ssh.run_in_guest(
                 vm.ip, self.user_key, host_public_key(vm), POWEROFF, timeout=min(10, timeout)
             )
         except Exception as exc:  # the connection often drops as the guest goes down
             log.debug("poweroff of %s: %s", vm.name, exc)
-        return self._wait_gone(Path(vm.dir), max(0.0, deadline - time.monotonic()))
+        return self._wait_gone(vmm, Path(vm.dir), max(0.0, deadline - time.monotonic()))
 
-    def _wait_gone(self, run_dir: Path, timeout: float) -> bool:
+    def _wait_gone(self, vmm: Vmm, run_dir: Path, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.vmm.pid(run_dir) is None:
+            if vmm.pid(run_dir) is None:
                 return True
             time.sleep(0.2)
-        return self.vmm.pid(run_dir) is None
+        return vmm.pid(run_dir) is None
 
-    def _launch(self, plan: VmPlan, vm: Vm) -> None:
+    def _launch(self, vmm: Vmm, plan: VmPlan, vm: Vm) -> None:
         """Start the VMM; with the tap's descriptor when the helper had to open it."""
-        fd = self.net.tap_fd(vm)
+        takes_fd = getattr(vmm, "takes_tap_fd", False) and plan.vmm.net is not None
+        fd = self.net.tap_fd(vm) if takes_fd else None
         if fd is None or plan.vmm.net is None:
-            self.vmm.launch(plan.vmm)
+            vmm.launch(plan.vmm)
             return
         try:
             net = replace(plan.vmm.net, tap_fd=fd)
-            self.vmm.launch(replace(plan.vmm, net=net))
+            vmm.launch(replace(plan.vmm, net=net))
         finally:
             os.close(fd)  # the VMM holds its own copy now
 

@@ -26,7 +26,7 @@ from banger.net.bridge import BridgeNetwork
 from banger.net.helper import NetHelper
 from banger.net.network import VmNetwork
 from banger.store import Database, Store
-from banger.vmm import select_vmm
+from banger.vmm import VmmChoice, Vmms, build_vmms
 from banger.vmm.accel import AccelChoice, detect_accel, host_tsc_khz
 from banger.vmm.base import Vmm
 
@@ -37,7 +37,8 @@ log = logging.getLogger("banger.daemon")
 class Services:
     settings: Settings
     store: Store
-    vmm: Vmm
+    # Both drivers; as a Vmm it answers for whichever kind runs from a directory.
+    vmm: Vmms
     accel: AccelChoice
     net: VmNetwork
     vms: VmService
@@ -60,10 +61,11 @@ class Services:
         stop_started_helper(self.settings)
 
 
-def host_facts(vmm: Vmm, accel: AccelChoice) -> HostFacts:
+def host_facts(vmm: Vmms, accel: AccelChoice) -> HostFacts:
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
     return HostFacts(
         vmm=vmm.name,
+        vmm_reason=vmm.default.reason,
         accel=accel.kind,
         accel_reason=accel.reason,
         tsc_khz=host_tsc_khz(),
@@ -76,7 +78,7 @@ def wire(
     settings: Settings,
     *,
     store: Store,
-    vmm: Vmm,
+    vmm: Vmm | Vmms,
     accel: AccelChoice,
     helper: NetHelper,
     user_key: Path,
@@ -84,6 +86,8 @@ def wire(
     host: HostFacts | None = None,
 ) -> Services:
     """Every service, given its dependencies; tests pass fakes for the helper and the VMM."""
+    if not isinstance(vmm, Vmms):
+        vmm = Vmms({vmm.name: vmm}, VmmChoice(vmm.name, "the only VMM given"))
     uid = os.getuid()
     bridge = BridgeNetwork(settings, helper, store, loop)
     net = VmNetwork(settings, helper, bridge, owner_uid=uid)
@@ -122,13 +126,15 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop) -> Services:
     accel = detect_accel(settings.accel)
     if accel.kind == "tcg":
         log.warning("guests run under software emulation (TCG): %s", accel.reason)
-    vmm = select_vmm(settings)
+    helper = connect_helper(settings)
+    vmm = build_vmms(settings, accel, helper)
+    log.info("vmm auto = %s: %s", vmm.default.name, vmm.default.reason)
     services = wire(
         settings,
         store=store,
         vmm=vmm,
         accel=accel,
-        helper=connect_helper(settings),
+        helper=helper,
         user_key=ensure_user_key(settings.ssh_dir),
         loop=loop,
     )

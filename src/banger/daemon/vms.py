@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from banger.api.models import SshTarget, Vm, VmCreate, VmSet, VmState
 from banger.config import Settings
@@ -36,7 +37,7 @@ from banger.net.network import Network
 from banger.store import Store
 from banger.store.repo import name_taken
 from banger.units import format_size, parse_size
-from banger.vmm.base import Vmm
+from banger.vmm import Vmms
 
 log = logging.getLogger("banger.daemon")
 
@@ -58,7 +59,7 @@ class VmService:
         *,
         settings: Settings,
         store: Store,
-        vmm: Vmm,
+        vmm: Vmms,
         net: Network,
         host: HostFacts,
         user_key: Path,
@@ -88,7 +89,7 @@ class VmService:
 
     def refresh(self, vm: Vm) -> Vm:
         """The stored VM with what actually runs: a VMM that died means stopped."""
-        pid = self.vmm.pid(Path(vm.dir))
+        pid = self.runtime.vmm(vm).pid(Path(vm.dir))
         state = vm.state
         if state == VmState.RUNNING and pid is None:
             state = VmState.STOPPED
@@ -109,6 +110,10 @@ class VmService:
                 hint=f"start it with `banger vm start {vm.name}`",
             )
         return vm
+
+    def vmm_metrics(self, vm: Vm) -> dict[str, Any] | None:
+        """The VMM's own counters (Firecracker's metrics), where it keeps any."""
+        return self.runtime.vmm(vm).metrics(Path(vm.dir))
 
     def ssh_target(self, name: str) -> SshTarget:
         vm = self.running(name)
@@ -133,7 +138,7 @@ class VmService:
 
     def validate(self, req: VmCreate) -> CreateRequest:
         """Check a request before an operation starts, so bad input fails fast."""
-        self.vmm.check_host()
+        self.vmm.get(req.vmm or "auto").check_host()
         taken = {vm.name for vm in self.store.list_vms()}
         name = check_name(req.name) if req.name else random_name(taken)
         if name in taken:
@@ -279,5 +284,5 @@ def spec_line(vm: Vm, host: HostFacts) -> str:
     return (
         f"{vm.name}: image {vm.image}, {vm.vcpus} vCPU, {vm.memory_mib} MiB,"
         f" overlay {format_size(vm.overlay_bytes)}, work disk {format_size(vm.work_disk_bytes)},"
-        f" IP {vm.ip}{', NAT' if vm.nat else ''}, {host.vmm} ({host.accel})"
+        f" IP {vm.ip}{', NAT' if vm.nat else ''}, {vm.vmm} ({host.accel})"
     )

@@ -35,9 +35,10 @@ exec </dev/console >/dev/console 2>&1
 mount -t proc proc /proc || fail "cannot mount /proc"
 mount -t sysfs sysfs /sys || fail "cannot mount /sys"
 
-ip_addr= gateway= dns= guest_name= guest_init=/sbin/init work_serial=
+ip_addr= gateway= dns= guest_name= guest_init=/sbin/init work_serial= disk_order=
 for word in $(cat /proc/cmdline); do
 	case "$word" in
+	banger.disks=*) disk_order=${word#*=} ;;
 	banger.ip=*) ip_addr=${word#*=} ;;
 	banger.gw=*) gateway=${word#*=} ;;
 	banger.dns=*) dns=${word#*=} ;;
@@ -52,18 +53,46 @@ while read -r module; do
 	insmod "/lib/modules/$module" || say "warning: could not load $module"
 done </lib/modules/load-order
 
-# The disk (/dev/vdX) whose virtio serial is $1, waiting up to 10 s for it.
+# The disk contract, the same under every VMM: QEMU reports the serial banger
+# gave each disk; Firecracker reports one made of the backing file's device
+# and inode numbers (its virtio-block GET_ID), not the drive id. So a disk is
+# found by its serial, and failing that by its place in banger.disks (the
+# names in attach order): Firecracker's Nth drive is the guest's Nth virtio
+# disk, vda, vdb, ... in the order its MMIO devices are listed.
+disk_by_order() {
+	rest="$disk_order,"
+	for letter in a b c d e f g h i j k l m n o p; do
+		[ -n "$rest" ] || return 1
+		name=${rest%%,*}
+		rest=${rest#*,}
+		if [ "$name" = "$1" ]; then
+			[ -b "/dev/vd$letter" ] || return 1
+			echo "/dev/vd$letter"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# The disk (/dev/vdX) named $1, waiting up to 10 s for it.
 find_disk() {
 	tries=0
 	while [ "$tries" -lt 100 ]; do
+		any_serial=
 		for serial in /sys/block/vd*/serial; do
 			[ -r "$serial" ] || continue
-			if [ "$(cat "$serial")" = "$1" ]; then
+			value=$(cat "$serial")
+			case "$value" in bg*) any_serial=yes ;; esac
+			if [ "$value" = "$1" ]; then
 				dev=${serial%/serial}
 				echo "/dev/${dev##*/}"
 				return 0
 			fi
 		done
+		# No disk carries a name of banger's: go by the order instead.
+		if [ -z "$any_serial" ] && [ "$tries" -ge 10 ] && disk_by_order "$1"; then
+			return 0
+		fi
 		tries=$((tries + 1))
 		sleep 0.1
 	done

@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
         " for whom (it acts on nothing else); without it the record lasts as long as the"
         " process",
     )
+    parser.add_argument(
+        "--firecracker", type=Path, help="absolute path of the Firecracker binary it may jail"
+    )
+    parser.add_argument("--jailer", type=Path, help="absolute path of Firecracker's jailer")
     parser.add_argument("--debug", action="store_true", help="log every command run")
     parser.add_argument("--version", action="version", version=f"banger-helper {__version__}")
     return parser
@@ -104,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if os.geteuid() != 0:
         log.warning("not running as root: verbs that change the host will fail")
+    for given in (args.firecracker, args.jailer):
+        if given is not None and not given.is_absolute():
+            print(f"banger-helper: {given} must be an absolute path", file=sys.stderr)
+            return 2
     try:
         ledger = Ledger(args.state_dir)
     except Failure as err:
@@ -111,7 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.state_dir is None:
         log.warning("no --state-dir: after a restart this helper will not touch links it made")
-    policy = Policy.create(args.owner_uid, args.allowed_dir, ledger)
+    policy = Policy.create(
+        args.owner_uid,
+        args.allowed_dir,
+        ledger,
+        firecracker=args.firecracker,
+        jailer=args.jailer,
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -38,6 +38,9 @@ class Policy:
 
     owner_uid: int
     allowed_dirs: tuple[Path, ...]
+    # The only Firecracker and jailer this helper runs (absolute, given at its start).
+    firecracker: Path | None = None
+    jailer: Path | None = None
     ledger: Ledger = field(default_factory=Ledger, compare=False)
     caller_uid: int | None = None
 
@@ -47,10 +50,19 @@ class Policy:
         owner_uid: int,
         allowed_dirs: Collection[str | os.PathLike[str]],
         ledger: Ledger | None = None,
+        *,
+        firecracker: Path | None = None,
+        jailer: Path | None = None,
     ) -> Policy:
         # Resolved once so a symlinked home compares equal to the paths inside it.
         dirs = tuple(Path(os.path.realpath(d)) for d in allowed_dirs)
-        return cls(owner_uid=owner_uid, allowed_dirs=dirs, ledger=ledger or Ledger())
+        return cls(
+            owner_uid=owner_uid,
+            allowed_dirs=dirs,
+            firecracker=firecracker,
+            jailer=jailer,
+            ledger=ledger or Ledger(),
+        )
 
     def for_caller(self, uid: int) -> Policy:
         return replace(self, caller_uid=uid)
@@ -226,3 +238,50 @@ def unprivileged_port(arg: str, value: object, policy: Policy) -> int:
             hint="pass the unprivileged port the daemon's DNS responder listens on",
         )
     return value
+
+
+# Jailed VMMs run as uids of their own, from this range (one per VM), never
+# as the owner or root. The daemon's copy is banger.vmm.firecracker.JAIL_UID_BASE.
+JAIL_UID_BASE = 900_000
+JAIL_UID_COUNT = 65_536
+_VM_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+def vm_id(arg: str, value: object, policy: Policy) -> str:
+    """A VM id: lowercase letters, digits and dashes, at most 64 (the jailer's limit)."""
+    text = _string(arg, value)
+    if not _VM_ID.fullmatch(text):
+        raise UserError(f"argument {arg!r} is {text[:40]!r}, not a banger VM id")
+    return text
+
+
+def _integer(arg: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"argument {arg!r} must be an integer, not {_kind(value)}")
+    if not low <= value <= high:
+        raise UserError(f"argument {arg!r} is {value}, outside {low}-{high}")
+    return value
+
+
+def jail_uid(arg: str, value: object, policy: Policy) -> int:
+    """A uid (or gid) from banger's range for jailed VMMs."""
+    return _integer(arg, value, JAIL_UID_BASE, JAIL_UID_BASE + JAIL_UID_COUNT - 1)
+
+
+def vcpu_count(arg: str, value: object, policy: Policy) -> int:
+    return _integer(arg, value, 1, 32)
+
+
+def memory_mib(arg: str, value: object, policy: Policy) -> int:
+    return _integer(arg, value, 128, 1 << 20)
+
+
+def allowed_files(arg: str, value: object, policy: Policy) -> list[Path]:
+    """A list of at most 16 existing regular files inside banger's directories."""
+    if not isinstance(value, list) or len(value) > 16:
+        raise UserError(f"argument {arg!r} must be a list of at most 16 paths")
+    paths = [allowed_path(f"{arg}[{i}]", item, policy) for i, item in enumerate(value)]
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"argument {arg!r}: {path} is not a regular file")
+    return paths

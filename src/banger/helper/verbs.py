@@ -19,18 +19,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from banger import __version__
-from banger.helper import iplink, nft, resolved, tap
+from banger.helper import iplink, nft, resolved, tap, vmm
 from banger.helper.errors import Conflict, NotFound, UserError
 from banger.helper.validate import (
     Check,
     Policy,
+    allowed_files,
+    allowed_path,
     check_args,
     ipv4_address,
     ipv4_interface,
     ipv4_network,
+    jail_uid,
     link_name,
+    memory_mib,
     owner_uid,
     unprivileged_port,
+    vcpu_count,
+    vm_id,
 )
 
 log = logging.getLogger("banger.helper")
@@ -419,6 +425,37 @@ VERBS.update(
             "undo resolver_link for the bridge",
             {"bridge": link_name},
             _resolver_unlink,
+        ),
+    )
+)
+
+
+# The VMM under its jailer (see helper/vmm.py).
+
+VERBS.update(
+    _table(
+        Verb(
+            "vmm_launch",
+            "start Firecracker for a VM under the jailer (its binaries are the helper's own)",
+            {
+                "id": vm_id,
+                "jail_base": allowed_path,
+                "uid": jail_uid,
+                "gid": jail_uid,
+                "vcpus": vcpu_count,
+                "memory_mib": memory_mib,
+                "files": allowed_files,
+                "writable": allowed_files,
+                "tap": link_name,
+                "log": allowed_path,
+            },
+            vmm.vmm_launch,
+        ),
+        Verb(
+            "vmm_kill",
+            "kill the jailed Firecracker this helper launched for a VM and remove its jail",
+            {"id": vm_id, "jail_base": allowed_path},
+            vmm.vmm_kill,
         ),
     )
 )

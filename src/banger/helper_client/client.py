@@ -41,6 +41,8 @@ REQUIRED_VERBS = frozenset(
         "net_teardown",
         "resolver_link",
         "resolver_unlink",
+        "vmm_launch",
+        "vmm_kill",
     }
 )
 
@@ -239,3 +241,37 @@ class HelperClient:
 
     def resolver_unlink(self, bridge: str) -> dict[str, Any]:
         return self.call("resolver_unlink", bridge=bridge)
+
+    # The VMM under its jailer.
+
+    def launch_vmm(
+        self,
+        *,
+        vm_id: str,
+        jail_base: str,
+        uid: int,
+        vcpus: int,
+        memory_mib: int,
+        files: list[str],
+        writable: list[str],
+        tap: str,
+        log: str,
+    ) -> dict[str, Any]:
+        """Jailed Firecracker for ``vm_id``: ``{pid, root, api_socket, files: {host: jail}}``."""
+        return self.call(
+            "vmm_launch",
+            id=vm_id,
+            jail_base=jail_base,
+            uid=uid,
+            gid=uid,
+            vcpus=vcpus,
+            memory_mib=memory_mib,
+            files=files,
+            writable=writable,
+            tap=tap,
+            log=log,
+        )
+
+    def kill_vmm(self, vm_id: str, jail_base: str) -> bool:
+        """Kill the jailed Firecracker of ``vm_id`` and remove its jail; False if none ran."""
+        return bool(self.call("vmm_kill", id=vm_id, jail_base=jail_base).get("killed"))

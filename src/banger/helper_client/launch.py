@@ -35,7 +35,7 @@ def helper_argv(settings: Settings, uid: int) -> list[str]:
     beside = Path(sys.executable).parent / "banger-helper"
     found = str(beside) if beside.is_file() else proc.which("banger-helper")
     base = [found] if found else [sys.executable, "-m", "banger.helper"]
-    return [
+    argv = [
         *base,
         "--socket",
         str(settings.helper_socket_path),
@@ -46,6 +46,11 @@ def helper_argv(settings: Settings, uid: int) -> list[str]:
         "--state-dir",
         str(settings.runtime_dir / "helper-state"),
     ]
+    # The helper runs only the Firecracker and jailer named at its start.
+    firecracker, jailer = settings.firecracker_binaries()
+    if firecracker is not None and jailer is not None:
+        argv += ["--firecracker", str(firecracker), "--jailer", str(jailer)]
+    return argv
 
 
 def _answers(client: HelperClient) -> bool:

@@ -142,7 +142,12 @@ class Answerer:
             else:
                 response = _reply(query, dns.rcode.REFUSED)
         limit = 65535 if tcp else max(UDP_LIMIT, query.payload if query.edns >= 0 else 0)
-        return response.to_wire(max_size=limit, prefer_truncation=True)
+        try:
+            return response.to_wire(max_size=limit, prefer_truncation=True)
+        except Exception:
+            # An upstream answer dnspython read but cannot write back out.
+            log.exception("DNS: cannot write the answer to a query from %s", source)
+            return _reply(query, dns.rcode.SERVFAIL).to_wire()
 
     def _local(self, query: dns.message.Message, short: str) -> dns.message.Message:
         question = query.question[0]

@@ -64,4 +64,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE images ADD COLUMN init TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE images ADD COLUMN config TEXT NOT NULL DEFAULT '{}'",
     ),
+    # 3: each kernel's ELF vmlinux beside its bzImage, for Firecracker (issue 9).
+    ("ALTER TABLE kernels ADD COLUMN vmlinux TEXT NOT NULL DEFAULT ''",),
 )

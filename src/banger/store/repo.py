@@ -71,8 +71,9 @@ class Store:
         try:
             with self.db.transaction() as conn:
                 conn.execute(
-                    "INSERT INTO kernels (name, version, dir, vmlinuz, initrd, source, created_at)"
-                    " VALUES (:name, :version, :dir, :vmlinuz, :initrd, :source, :created_at)",
+                    "INSERT INTO kernels (name, version, dir, vmlinuz, initrd, source, created_at,"
+                    " vmlinux) VALUES (:name, :version, :dir, :vmlinuz, :initrd, :source,"
+                    " :created_at, :vmlinux)",
                     kernel.model_dump(),
                 )
         except sqlite3.IntegrityError as exc:

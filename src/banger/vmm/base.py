@@ -9,14 +9,14 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
 class DiskSpec:
     path: Path
-    # The guest finds its disks by this serial (/sys/block/vdX/serial), not by
-    # probe order, which differs between VMMs.
+    # The disk's name: its virtio serial under QEMU, its drive_id under
+    # Firecracker (whose serial is not settable; see guest/boot.py).
     serial: str
     read_only: bool = False
 
@@ -62,6 +62,9 @@ class Vmm(Protocol):
     """A VMM driver. Implementations must make ``kill`` idempotent."""
 
     name: str
+    # A driver whose ``launch`` honours ``NetSpec.tap_fd`` (an inherited tap,
+    # where the daemon's user cannot open /dev/net/tun) says so with a class
+    # attribute ``takes_tap_fd = True``; jailed VMMs open their own tap.
 
     def check_host(self) -> None:
         """Raise HostError, with a remedy, when this VMM cannot run on this host."""
@@ -89,4 +92,12 @@ class Vmm(Protocol):
 
     def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:
         """Stop the VMM at once and wait for it to go; safe when already gone."""
+        ...
+
+    def shutdown(self, run_dir: Path) -> bool:
+        """Ask the guest to shut down through the VMM; False when this VMM cannot."""
+        ...
+
+    def metrics(self, run_dir: Path) -> dict[str, Any] | None:
+        """The VMM's own counters for the VM, where it keeps any."""
         ...

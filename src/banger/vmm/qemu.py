@@ -13,6 +13,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from banger import proc
 from banger.errors import HostError, VmmError
@@ -38,6 +39,7 @@ def _path(value: Path) -> str:
 
 class QemuVmm:
     name = "qemu"
+    takes_tap_fd = True
 
     def __init__(self, binary: str = QEMU_BINARY) -> None:
         self.binary = binary
@@ -138,6 +140,13 @@ class QemuVmm:
             return False
         _signal(pid, sig)
         return True
+
+    def shutdown(self, run_dir: Path) -> bool:
+        # microvm's ACPI power button needs a handler in the guest; banger asks over SSH.
+        return False
+
+    def metrics(self, run_dir: Path) -> dict[str, Any] | None:
+        return None
 
     def running_under(self, root: Path) -> dict[Path, int]:
         """Every QEMU whose run directory lies under ``root``, found from /proc.

@@ -1,0 +1,354 @@
+"""Firecracker driver: launch the VMM (under its jailer when installed), then
+configure the VM over its API socket and start it.
+
+Jailed, the root helper runs the jailer (``vmm_launch``) and the VM's files
+appear inside the jail under the names it returns; unjailed, this process
+starts ``firecracker --api-sock`` itself and passes host paths. Either way
+the same request sequence (``requests``, pure) follows, and any failure kills
+the VMM and removes its jail before the error goes up. Firecracker writes the
+guest's serial console to its standard output, which is the VM's console log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from banger import proc
+from banger.errors import HostError, VmmError
+from banger.vmm import fc_api
+from banger.vmm.base import VmmConfig
+from banger.vmm.qemu import _alive, _remove, _wait_gone
+
+log = logging.getLogger("banger.vmm")
+
+# One uid (and gid) per VM from the helper's jail range (helper/validate.py).
+JAIL_UID_BASE = 900_000
+JAIL_UID_COUNT = 65_536
+_API_TIMEOUT = 15.0
+METRICS_FILE = "metrics.json"
+LOG_FILE = "vmm.log"
+
+
+class JailHelper(Protocol):
+    """What this driver needs of banger-helper: its two VMM verbs."""
+
+    def launch_vmm(
+        self,
+        *,
+        vm_id: str,
+        jail_base: str,
+        uid: int,
+        vcpus: int,
+        memory_mib: int,
+        files: list[str],
+        writable: list[str],
+        tap: str,
+        log: str,
+    ) -> dict[str, Any]: ...
+
+    def kill_vmm(self, vm_id: str, jail_base: str) -> bool: ...
+
+
+def jail_uid(vm_id: str) -> int:
+    """The VM's own uid for its jail, derived from its id (stable across restarts)."""
+    digits = int.from_bytes(vm_id.encode(), "big")
+    return JAIL_UID_BASE + digits % JAIL_UID_COUNT
+
+
+def guest_cid(vm_id: str) -> int:
+    # vsock CIDs 0-2 are reserved; the id makes it unique per VM on this host.
+    return 3 + int.from_bytes(vm_id.encode(), "big") % (1 << 30)
+
+
+def requests(config: VmmConfig, path: Callable[[Path], str], vsock: str) -> list[fc_api.Request]:
+    """The whole configuration of a VM, in order, ending with InstanceStart; pure.
+
+    ``path`` maps a host file to the name Firecracker sees (in its jail, or as is).
+    """
+    run = config.run_dir
+    reqs = [
+        fc_api.Request(
+            "logger",
+            fc_api.LOGGER,
+            {"log_path": path(run / LOG_FILE), "level": "Warning", "show_level": True},
+        ),
+        fc_api.Request("metrics", fc_api.METRICS, {"metrics_path": path(run / METRICS_FILE)}),
+        fc_api.Request(
+            "machine-config",
+            fc_api.MACHINE_CONFIG,
+            {"vcpu_count": config.vcpus, "mem_size_mib": config.memory_mib, "smt": False},
+        ),
+        fc_api.Request(
+            "boot-source",
+            fc_api.BOOT_SOURCE,
+            {
+                "kernel_image_path": path(config.kernel),
+                "initrd_path": path(config.initrd),
+                "boot_args": config.cmdline,
+            },
+        ),
+    ]
+    for disk in config.disks:
+        body = {
+            "drive_id": disk.serial,
+            "path_on_host": path(disk.path),
+            "is_root_device": False,
+            "is_read_only": disk.read_only,
+        }
+        reqs.append(fc_api.Request(f"drive {disk.serial}", fc_api.DRIVES, body, disk.serial))
+    if config.net is not None:
+        body = {"iface_id": "eth0", "host_dev_name": config.net.tap, "guest_mac": config.net.mac}
+        reqs.append(fc_api.Request("network", fc_api.NETWORK_INTERFACES, body, "eth0"))
+    vsock_body = {"guest_cid": guest_cid(run.name), "uds_path": vsock}
+    reqs.append(fc_api.Request("vsock", fc_api.VSOCK, vsock_body))
+    reqs.append(fc_api.action("InstanceStart"))
+    return reqs
+
+
+@dataclass(frozen=True)
+class _Launched:
+    socket: Path
+    path: Callable[[Path], str]
+    vsock: str
+
+
+class FirecrackerVmm:
+    name = "firecracker"
+    # The jailer lends the tap to the jail's uid, and Firecracker opens it there.
+    takes_tap_fd = False
+
+    def __init__(
+        self,
+        firecracker: Path | None,
+        jailer: Path | None,
+        helper: JailHelper | None,
+        jail_base: Path,
+    ) -> None:
+        self.firecracker = firecracker
+        self.jailer = jailer if helper is not None else None
+        self.helper = helper
+        self.jail_base = jail_base
+
+    @property
+    def jailed(self) -> bool:
+        return self.jailer is not None
+
+    @property
+    def _exec_name(self) -> str:
+        # The jailer names the jail's directory after the Firecracker binary.
+        return self.firecracker.name if self.firecracker else "firecracker"
+
+    def check_host(self) -> None:
+        if self.firecracker is None:
+            raise HostError(
+                "Firecracker is not installed (no firecracker binary on PATH)",
+                hint="install Firecracker and its jailer, or create the VM with --vmm qemu;"
+                " `banger doctor` says which VMM this host can run",
+            )
+
+    def argv(self, config: VmmConfig) -> list[str]:
+        """The unjailed command (the jailer's is built by the helper, see helper/jail.py)."""
+        binary = str(self.firecracker or "firecracker")
+        return [binary, "--api-sock", str(config.control_socket), "--id", config.run_dir.name]
+
+    def launch(self, config: VmmConfig) -> int:
+        if self.pid(config.run_dir) is not None:
+            raise VmmError(
+                f"VM {config.name!r} already has a Firecracker running", hint="stop it first"
+            )
+        self.check_host()
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        _remove(config.pidfile, config.control_socket)
+        for name in (LOG_FILE, METRICS_FILE, config.console_log.name):
+            (config.run_dir / name).touch()
+        log.info(
+            "starting Firecracker for %s (%s)", config.name, "jailed" if self.jailed else "unjailed"
+        )
+        try:
+            launched = self._start_jailed(config) if self.jailed else self._start(config)
+            client = fc_api.ApiClient(launched.socket, vm=config.name)
+            client.wait_ready(_API_TIMEOUT, alive=lambda: self.pid(config.run_dir) is not None)
+            for request in requests(config, launched.path, launched.vsock):
+                client.send(request)
+        except BaseException:
+            self.kill(config.run_dir)
+            raise
+        pid = self.pid(config.run_dir)
+        if pid is None:
+            raise VmmError(
+                f"Firecracker for VM {config.name!r} exited right after InstanceStart",
+                hint=f"see {config.console_log} and {config.run_dir / LOG_FILE}",
+            )
+        return pid
+
+    def _start(self, config: VmmConfig) -> _Launched:
+        if len(str(config.control_socket.absolute()).encode()) > fc_api.MAX_SOCKET_PATH:
+            raise VmmError(
+                f"the API socket path {config.control_socket} is too long for a unix socket",
+                hint="set a shorter banger home directory",
+            )
+        child = proc.spawn(self.argv(config), stdout=config.console_log)
+        # Not a daemon of its own (unlike QEMU): reap it whenever it exits.
+        threading.Thread(target=child.wait, daemon=True).start()
+        config.pidfile.write_text(f"{child.pid}\n")
+        return _Launched(
+            config.control_socket, lambda p: str(p.absolute()), str(config.run_dir / "vsock.sock")
+        )
+
+    def _start_jailed(self, config: VmmConfig) -> _Launched:
+        if self.helper is None or config.net is None:
+            raise VmmError(f"VM {config.name!r} cannot be jailed without the helper and a tap")
+        run = config.run_dir
+        readonly = [config.kernel, config.initrd] + [d.path for d in config.disks if d.read_only]
+        writable = [d.path for d in config.disks if not d.read_only]
+        writable += [run / LOG_FILE, run / METRICS_FILE]
+        result = self.helper.launch_vmm(
+            vm_id=run.name,
+            jail_base=str(self.jail_base),
+            uid=jail_uid(run.name),
+            vcpus=config.vcpus,
+            memory_mib=config.memory_mib,
+            files=[str(p.absolute()) for p in readonly],
+            writable=[str(p.absolute()) for p in writable],
+            tap=config.net.tap,
+            log=str(config.console_log.absolute()),
+        )
+        config.pidfile.write_text(f"{int(result['pid'])}\n")
+        mapping: dict[str, str] = dict(result.get("files", {}))
+        realpaths = {os.path.realpath(k): v for k, v in mapping.items()}
+
+        def inside(p: Path) -> str:
+            try:
+                return realpaths[os.path.realpath(p)]
+            except KeyError:
+                raise VmmError(f"{p} was not placed in the jail of VM {config.name!r}") from None
+
+        return _Launched(Path(str(result["api_socket"])), inside, "/vsock.sock")
+
+    def _jail_dir(self, run_dir: Path) -> Path:
+        return self.jail_base / self._exec_name / run_dir.name
+
+    def api_socket(self, run_dir: Path) -> Path:
+        if self._jail_dir(run_dir).exists():
+            return self._jail_dir(run_dir) / "root" / "api.sock"
+        return run_dir / "vmm.sock"
+
+    def pid(self, run_dir: Path) -> int | None:
+        try:
+            pid = int((run_dir / "vmm.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _is_our_firecracker(pid, run_dir.name) else None
+
+    def signal(self, run_dir: Path, sig: signal.Signals) -> bool:
+        pid = self.pid(run_dir)
+        if pid is None:
+            return False
+        if self._jail_dir(run_dir).exists():
+            # The jail's uid is not ours to signal: the helper ends it.
+            self.kill(run_dir)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return True
+
+    def shutdown(self, run_dir: Path) -> bool:
+        """Ask the guest to shut down (Ctrl-Alt-Del); False when no VMM answers."""
+        if self.pid(run_dir) is None:
+            return False
+        client = fc_api.ApiClient(self.api_socket(run_dir), vm=run_dir.name)
+        try:
+            client.send(fc_api.action("SendCtrlAltDel"))
+        except VmmError as exc:
+            log.info("SendCtrlAltDel to %s: %s", run_dir.name, exc.message)
+            return False
+        return True
+
+    def metrics(self, run_dir: Path) -> dict[str, Any] | None:
+        """Firecracker's latest metrics line (flushed now), or None."""
+        if self.pid(run_dir) is None:
+            return None
+        client = fc_api.ApiClient(self.api_socket(run_dir), vm=run_dir.name, timeout=2)
+        with contextlib.suppress(VmmError):
+            client.send(fc_api.action("FlushMetrics"))
+        try:
+            lines = (run_dir / METRICS_FILE).read_text(errors="replace").strip().splitlines()
+            data = json.loads(lines[-1]) if lines else None
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def running_under(self, root: Path) -> dict[Path, int]:
+        found: dict[Path, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            vm_id = _firecracker_id(int(entry.name))
+            if vm_id is None:
+                continue
+            jailed = (self.jail_base / self._exec_name / vm_id).exists()
+            if (jailed or _mentions(int(entry.name), str(root.absolute()))) and _alive(
+                int(entry.name)
+            ):
+                found[root / vm_id] = int(entry.name)
+        return found
+
+    def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:
+        if self._jail_dir(run_dir).exists():
+            if self.helper is None:
+                raise VmmError(f"VM {run_dir.name} runs jailed but no helper is connected")
+            self.helper.kill_vmm(run_dir.name, str(self.jail_base))
+        else:
+            pid = self.pid(run_dir)
+            if pid is None and not run_dir.exists():
+                pid = self.running_under(run_dir.parent).get(run_dir)
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                if not _wait_gone(pid, timeout):
+                    raise VmmError(
+                        f"Firecracker (pid {pid}) did not exit within {timeout:.0f}s of SIGKILL",
+                        hint="the host may be overloaded; try again",
+                    )
+                log.info("stopped Firecracker pid %d (%s)", pid, run_dir)
+        _remove(run_dir / "vmm.pid", run_dir / "vmm.sock", run_dir / "vsock.sock")
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")
+
+
+def _firecracker_id(pid: int) -> str | None:
+    """The ``--id`` of a Firecracker process (the jailer passes ``--id=ID``), else None."""
+    argv = _cmdline(pid)
+    # A script's interpreter comes first (a stand-in Firecracker is one).
+    if not any("firecracker" in Path(word).name for word in argv[:2]):
+        return None
+    for index, word in enumerate(argv):
+        if word.startswith("--id="):
+            return word.removeprefix("--id=")
+        if word == "--id" and index + 1 < len(argv):
+            return argv[index + 1]
+    return None
+
+
+def _mentions(pid: int, text: str) -> bool:
+    return any(text in word for word in _cmdline(pid))
+
+
+def _is_our_firecracker(pid: int, vm_id: str) -> bool:
+    # Pids are reused: a stale pidfile must not make us signal a stranger.
+    return _firecracker_id(pid) == vm_id and _alive(pid)
