@@ -100,6 +100,35 @@ def test_bangerd_runs_as_the_owner_with_no_capability(tmp_path: Path) -> None:
     assert daemon["KillMode"] == ["process"]  # VMs outlive a daemon restart
 
 
+def test_where_firecracker_is_installed_the_helper_may_jail_and_only_then(
+    tmp_path: Path, owner: pwd.struct_passwd
+) -> None:
+    from dataclasses import replace
+
+    plain = _settings(units.helper_unit(layout(tmp_path, owner)))
+    assert plain["RestrictNamespaces"] == ["yes"] and "--jailer" not in plain["ExecStart"][0]
+    jailing = replace(
+        layout(tmp_path, owner),
+        firecracker=Path("/usr/local/bin/firecracker"),
+        jailer=Path("/usr/local/bin/jailer"),
+    )
+    helper = _settings(units.helper_unit(jailing))
+    caps = helper["CapabilityBoundingSet"][0].split()
+    assert caps[:2] == ["CAP_NET_ADMIN", "CAP_CHOWN"]
+    assert set(caps[2:]) == set(units.JAILER_CAPS)
+    assert "--jailer /usr/local/bin/jailer" in helper["ExecStart"][0]
+    assert helper["ReadWritePaths"] == ["/var/lib/banger"]
+    # Still verified by systemd (the binaries are named, not run).
+    if shutil.which("systemd-analyze"):
+        path = tmp_path / "etc/systemd/system/banger-helper.service"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(units.helper_unit(jailing))
+        result = subprocess.run(
+            ["systemd-analyze", "verify", str(path)], capture_output=True, text=True
+        )
+        assert "Unknown" not in result.stderr and "Invalid" not in result.stderr, result.stderr
+
+
 def test_the_helper_keeps_only_the_capabilities_its_verbs_need(tmp_path: Path) -> None:
     entry = pwd.getpwuid(os.getuid())
     helper = _settings(units.helper_unit(layout(tmp_path, entry)))

@@ -86,6 +86,7 @@ def layout(owner: pwd.struct_passwd, root: Path, *, check_code: bool = True) -> 
 
         for path in (helper, Path(sys.executable), Path(banger.__file__).parent):
             _root_only(path)
+    firecracker, jailer = proc.which("firecracker"), proc.which("jailer")
     return Layout(
         owner=owner.pw_name,
         uid=owner.pw_uid,
@@ -93,6 +94,8 @@ def layout(owner: pwd.struct_passwd, root: Path, *, check_code: bool = True) -> 
         helper_exe=helper,
         daemon_exe=daemon,
         root=root,
+        firecracker=Path(firecracker) if firecracker else None,
+        jailer=Path(jailer) if jailer else None,
     )
 
 

@@ -61,10 +61,8 @@ _COMMON = [
     "PrivateTmp=yes",
     "ProtectKernelModules=yes",
     "ProtectKernelLogs=yes",
-    "ProtectControlGroups=yes",
     "ProtectClock=yes",
     "ProtectHostname=yes",
-    "RestrictNamespaces=yes",
     "RestrictRealtime=yes",
     "RestrictSUIDSGID=yes",
     "LockPersonality=yes",
@@ -87,6 +85,13 @@ class Layout:
     root: Path = Path("/")
     helper_caps: tuple[str, ...] = HELPER_CAPS
     extra_allowed_dirs: tuple[Path, ...] = field(default_factory=tuple)
+    # Where Firecracker and its jailer are installed, the helper jails VMs.
+    firecracker: Path | None = None
+    jailer: Path | None = None
+
+    @property
+    def jails(self) -> bool:
+        return self.firecracker is not None and self.jailer is not None
 
     def at(self, path: Path) -> Path:
         """``path`` of the installed system, inside ``root``."""
@@ -113,6 +118,10 @@ def helper_unit(layout: Layout) -> str:
         "--state-dir",
         str(HELPER_STATE),
     ]
+    caps = layout.helper_caps
+    if layout.jails:
+        argv += ["--firecracker", str(layout.firecracker), "--jailer", str(layout.jailer)]
+        caps = (*caps, *JAILER_CAPS)
     unit = _section(
         "Unit",
         [
@@ -136,16 +145,33 @@ def helper_unit(layout: Layout) -> str:
             # tunables stay writable.
             "ProtectKernelTunables=no",
             "MemoryDenyWriteExecute=yes",
-            "SystemCallFilter=@system-service",
+            *_jail_settings(layout),
             # netlink for ip and nft, unix for its socket and resolvectl;
             # iproute2 still uses an inet socket for a few ioctls.
             "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6",
             "DevicePolicy=closed",
             "DeviceAllow=/dev/net/tun rw",
-            "CapabilityBoundingSet=" + " ".join(layout.helper_caps),
+            "CapabilityBoundingSet=" + " ".join(caps),
         ],
     )
     return unit + "\n" + service + "\n" + _section("Install", ["WantedBy=multi-user.target"])
+
+
+def _jail_settings(layout: Layout) -> list[str]:
+    if not layout.jails:
+        return [
+            "ProtectControlGroups=yes",
+            "RestrictNamespaces=yes",
+            "SystemCallFilter=@system-service",
+        ]
+    # The jailer makes a chroot under the state directory (hard links, owned
+    # by the VM's uid), a cgroup for the VM and new mount and PID namespaces.
+    return [
+        f"ReadWritePaths={SYSTEM_HOME}",
+        "ProtectControlGroups=no",
+        "RestrictNamespaces=no",
+        "SystemCallFilter=@system-service @mount",
+    ]
 
 
 def daemon_unit(layout: Layout) -> str:
@@ -179,6 +205,8 @@ def daemon_unit(layout: Layout) -> str:
             # owner's files; nothing of the daemon's lives in a home.
             "ProtectHome=read-only",
             "ProtectKernelTunables=yes",
+            "ProtectControlGroups=yes",
+            "RestrictNamespaces=yes",
             # QEMU's software emulation (TCG) writes the code it translates.
             "MemoryDenyWriteExecute=no",
             "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_VSOCK",
