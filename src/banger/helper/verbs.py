@@ -432,6 +432,28 @@ VERBS.update(
 
 # The VMM under its jailer (see helper/vmm.py).
 
+# The jailed VMM: the jail lends the VM's tap to the jail's uid, so the tap
+# must be the caller's; the VMM is recorded for the caller like a link.
+VMM = "vmm"
+
+
+def _vmm_launch(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    _mine(policy, LINK, args["tap"])
+    result = vmm.vmm_launch(policy, args)
+    policy.ledger.record(VMM, args["id"], policy.caller)
+    return result
+
+
+def _vmm_kill(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    # Unrecorded (a helper restarted without --state-dir): the jail's own
+    # record, under the owner's allowed directory, still decides what runs.
+    if policy.ledger.owner(VMM, args["id"]) is not None:
+        _mine(policy, VMM, args["id"])
+    result = vmm.vmm_kill(policy, args)
+    policy.ledger.forget(VMM, args["id"])
+    return result
+
+
 VERBS.update(
     _table(
         Verb(
@@ -449,13 +471,13 @@ VERBS.update(
                 "tap": link_name,
                 "log": allowed_path,
             },
-            vmm.vmm_launch,
+            _vmm_launch,
         ),
         Verb(
             "vmm_kill",
             "kill the jailed Firecracker this helper launched for a VM and remove its jail",
             {"id": vm_id, "jail_base": allowed_path},
-            vmm.vmm_kill,
+            _vmm_kill,
         ),
     )
 )
