@@ -114,12 +114,14 @@ def finish(
         raise HostError(f"the image source left no tree in {stage.tree}")
     progress("adding banger's guest agent (SSH and init for images without them)")
     plan = inject_agent(stage.tree, bundle(), made.agent)
-    # Owner-only: a promoted VM's disk holds its /etc/shadow and whatever else it kept.
+    # Owner-only: a promoted VM's disk holds its /etc/shadow and whatever else it
+    # kept. The directory keeps other users out; the disk itself stays 0644 so a
+    # jailed Firecracker (another uid) reads it through the jail's hard link.
     stage.image.mkdir(mode=0o700)
     save_work_seed(stage.tree, stage.image)
     content, size = content_size_for(stage.tree, size_bytes)
     progress(f"writing the ext4 disk ({format_size(size)} for {format_size(content)})")
-    make_ext4(stage.tree, stage.image / ROOTFS_NAME, size, label=ROOTFS_LABEL, mode=0o600)
+    make_ext4(stage.tree, stage.image / ROOTFS_NAME, size, label=ROOTFS_LABEL)
     remove_tree(stage.tree)
     finished = Finished(
         rootfs=stage.dest / ROOTFS_NAME,
