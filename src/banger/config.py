@@ -99,9 +99,15 @@ def _default_runtime_dir() -> Path:
     return Path(f"/tmp/banger-{os.getuid()}")
 
 
-# Where a system-wide install (mode = "system") keeps state and sockets.
+# Where a system-wide install (mode = "system", `banger system install`) keeps
+# state, downloads and sockets: the daemon's directory is the owner's alone
+# (0700), the helper's is root's (0755, its socket 0600 for the owner).
 SYSTEM_HOME = Path("/var/lib/banger")
-SYSTEM_RUNTIME_DIR = Path("/run/banger")
+SYSTEM_CACHE_DIR = Path("/var/cache/banger")
+SYSTEM_RUNTIME_DIR = Path("/run/banger/bangerd")
+SYSTEM_HELPER_SOCKET = Path("/run/banger/helper/helper.sock")
+# Written by `banger system install`; its presence makes system mode the default.
+INSTALL_METADATA = Path("/etc/banger/install.json")
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,8 @@ class Settings:
 
     @property
     def cache_dir(self) -> Path:
+        if self.mode == "system" and self.home == SYSTEM_HOME:
+            return SYSTEM_CACHE_DIR
         return self.home / "cache"
 
     @property
@@ -274,8 +282,11 @@ def load_settings(**overrides: Any) -> Settings:
         if os.environ.get(env):
             values[name] = _coerce(name, os.environ[env])
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if "mode" not in values and INSTALL_METADATA.is_file():
+        values["mode"] = "system"
     if values.get("mode") == "system":
         values.setdefault("home", SYSTEM_HOME)
         values.setdefault("runtime_dir", SYSTEM_RUNTIME_DIR)
+        values.setdefault("helper_socket", SYSTEM_HELPER_SOCKET)
     settings = replace(Settings(), **{k: v for k, v in values.items() if v is not None})
     return settings.validate()

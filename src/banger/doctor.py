@@ -397,7 +397,14 @@ def check_sockets(settings: Settings) -> Check:
     if not os.access(where, os.W_OK | os.X_OK):
         return Check("sockets", "fail", f"{where} is not writable", remedy)
     if where == runtime:
-        return Check("sockets", "ok", f"{runtime} is writable")
+        from banger import rundir
+        from banger.errors import UserError
+
+        try:
+            rundir.check_private_dir(runtime, rundir.trusted_owners(settings))
+        except UserError as exc:
+            return Check("sockets", "fail", exc.message, exc.hint or remedy)
+        return Check("sockets", "ok", f"{runtime} is writable and private (0700)")
     return Check("sockets", "ok", f"{runtime} will be created under {where}")
 
 

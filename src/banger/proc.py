@@ -56,8 +56,12 @@ def run(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     capture: bool = True,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run argv to completion; raise HostError on failure when ``check``."""
+    """Run argv to completion; raise HostError on failure when ``check``.
+
+    ``pass_fds`` are inherited by the child (a tap for a VMM); nothing else is.
+    """
     args = [os.fspath(a) for a in argv]
     log.debug("+ %s", shlex.join(args))
     try:
@@ -71,6 +75,7 @@ def run(
             env=clean_env(env),
             timeout=timeout,
             check=False,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError as exc:
         raise HostError(

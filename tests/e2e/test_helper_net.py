@@ -34,6 +34,7 @@ pytestmark = [
 
 OWNER = 65534  # the VMM's user in these tests: nobody
 TUNSETIFF = 0x400454CA
+TUNGETIFF = 0x800454D2
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 
@@ -199,3 +200,21 @@ def test_mistakes_leave_the_host_untouched(helper: HelperClient, names: list[str
     assert bridge in links
     assert other not in links
     assert tap not in links
+
+
+def test_the_helper_hands_over_an_open_tap(helper: HelperClient, names: list[str]) -> None:
+    # What an unprivileged bangerd gets where /dev/net/tun is root's: a
+    # descriptor already attached to its own tap, for QEMU to inherit.
+    bridge, tap = new_name(names, "b"), new_name(names, "t")
+    net = free_subnet()
+    helper.ensure_bridge(bridge, f"{next(net.hosts())}/{net.prefixlen}")
+    helper.create_tap(tap, bridge, OWNER)
+    fd = helper.open_tap(tap)
+    try:
+        assert os.readlink(f"/proc/self/fd/{fd}") == "/dev/net/tun"
+        info = fcntl.ioctl(fd, TUNGETIFF, bytes(40))
+        assert info[:16].rstrip(b"\0").decode() == tap
+    finally:
+        os.close(fd)
+    with pytest.raises(NotFound, match="does not exist"):
+        helper.open_tap(new_name(names, "t"))

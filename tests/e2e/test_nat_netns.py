@@ -22,6 +22,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from banger.helper.ledger import Ledger
 
 pytestmark = [
     pytest.mark.e2e,
@@ -53,6 +56,9 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 class Topology:
     ns: dict[str, str]
     bridge: str
+    # The helper's record of what it made: the test made the bridge, as
+    # bridge_ensure would have, and recorded it there.
+    state: str = ""
 
     def run(self, role: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return sh("ip", "netns", "exec", self.ns[role], *argv, check=check)
@@ -63,12 +69,15 @@ class Topology:
     def verb(self, verb: str, **args: object) -> dict[str, object]:
         code = """
             import json, sys
+            from pathlib import Path
             from banger.helper import verbs
+            from banger.helper.ledger import Ledger
             from banger.helper.validate import Policy
-            result = verbs.dispatch(Policy.create(0, []), sys.argv[1], json.loads(sys.argv[2]))
+            policy = Policy.create(0, [], Ledger(Path(sys.argv[3])))
+            result = verbs.dispatch(policy, sys.argv[1], json.loads(sys.argv[2]))
             print(json.dumps(result))
         """
-        done = self.python("host", code, verb, json.dumps(args))
+        done = self.python("host", code, verb, json.dumps(args), self.state)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)  # type: ignore[no-any-return]
 
@@ -101,7 +110,9 @@ def topo() -> Iterator[Topology]:
     try:
         for name in ns.values():
             sh("ip", "netns", "add", name)
-        t = Topology(ns, bridge)
+        state = tempfile.mkdtemp(prefix=f"bgnt-{tag}-")
+        Ledger(Path(state)).record("link", bridge, 0)
+        t = Topology(ns, bridge, state)
         t.run("host", "ip", "link", "set", "lo", "up")
         t.run("host", "ip", "link", "add", bridge, "type", "bridge")
         t.run("host", "ip", "addr", "add", f"{BRIDGE_IP}/24", "dev", bridge)
@@ -138,6 +149,8 @@ def topo() -> Iterator[Topology]:
     finally:
         for name in ns.values():
             sh("ip", "netns", "del", name, check=False)
+        if "state" in locals():
+            shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture

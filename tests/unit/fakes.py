@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -48,6 +49,10 @@ class RecordingHelper:
         gone = name in self.taps
         self.taps.discard(name)
         return gone
+
+    def open_tap(self, name: str) -> int:
+        self.calls.append(("tap_open", name))
+        return os.open("/dev/null", os.O_RDWR)
 
     def list_links(self) -> list[dict[str, Any]]:
         self.calls.append(("link_list",))
@@ -92,6 +97,7 @@ class FakeVmm:
     """A VMM that records launches; ``fail`` makes launch raise like QEMU failing."""
 
     name = "fake"
+    takes_tap_fd = True
 
     def __init__(self, *, fail: bool = False) -> None:
         self.fail = fail

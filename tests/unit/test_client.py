@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -75,7 +76,7 @@ def daemon(settings, store) -> Iterator[Settings]:
             loop=loop,
         )
         app = create_app(services, asyncio.Event())
-        settings.runtime_dir.mkdir(parents=True, exist_ok=True)
+        settings.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         server = uvicorn.Server(uvicorn.Config(app, uds=str(settings.socket), log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
@@ -118,7 +119,7 @@ def answer(conn: socket.socket, status: int, body: bytes, *, length: int | None 
 @pytest.fixture
 def scripted(settings) -> Iterator[Callable[[Handler], None]]:
     """A server on the settings' socket that runs ``handler`` for each request."""
-    settings.runtime_dir.mkdir(parents=True, exist_ok=True)
+    settings.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(settings.socket))
     listener.listen(8)
@@ -341,3 +342,22 @@ def test_reading_answers_loads_no_pydantic_httpx_or_rich():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH is not installed")
+def test_a_fake_daemon_cannot_make_the_cli_run_anything(settings, scripted, tmp_path):
+    # A hostile bangerd answers an SshTarget whose every field tries to be an
+    # ssh option that runs a command. With -F /dev/null and `--` before the
+    # destination, real ssh only fails to resolve a host.
+    pwned = tmp_path / "pwned"
+    hostile = {
+        "host": f"-oProxyCommand=touch {pwned}",
+        "user": f"-oProxyCommand=touch {pwned}",
+        "identity_file": f"/dev/null -oProxyCommand=touch {pwned}",
+        "known_hosts_file": "/dev/null",
+        "host_key_alias": f"x -oLocalCommand=touch {pwned}",
+    }
+    scripted(lambda conn, m, p: answer(conn, 200, json.dumps(hostile).encode()))
+    result = run_cli(settings, "vm", "ssh", "dev", "--", "true")
+    assert result.returncode != 0
+    assert not pwned.exists()

@@ -32,8 +32,10 @@ def test_user_mode_lives_under_xdg_dirs(tmp_path):
 def test_system_mode_uses_run_and_var_lib(monkeypatch):
     monkeypatch.setenv("BANGER_MODE", "system")
     s = load_settings()
-    assert s.socket == Path("/run/banger/bangerd.sock")
+    assert s.socket == Path("/run/banger/bangerd/bangerd.sock")
+    assert s.helper_socket_path == Path("/run/banger/helper/helper.sock")
     assert s.home == Path("/var/lib/banger")
+    assert s.cache_dir == Path("/var/cache/banger")
 
 
 def test_precedence_file_then_env(tmp_path, monkeypatch):

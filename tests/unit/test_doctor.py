@@ -154,6 +154,17 @@ def test_socket_directory(fake: Host, tmp_path: Path) -> None:
     assert by_name(run_checks(long, fake))["sockets"].status == "fail"
 
 
+def test_a_runtime_directory_others_can_reach_fails(fake: Host, tmp_path: Path) -> None:
+    shared = tmp_path / "run" / "banger"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)
+    check = by_name(run_checks(settings(tmp_path), fake))["sockets"]
+    assert check.status == "fail" and "not 0700" in check.detail
+    shared.chmod(0o700)
+    check = by_name(run_checks(settings(tmp_path), fake))["sockets"]
+    assert check.status == "ok" and "private" in check.detail
+
+
 def test_busybox_is_the_pulled_kernels_not_the_hosts(fake: Host, tmp_path: Path) -> None:
     # The fake host has no busybox on PATH at all: banger never uses one.
     assert fake.which("busybox") is None

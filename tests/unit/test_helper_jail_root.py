@@ -33,6 +33,7 @@ from banger.helper.verbs import dispatch
 home, firecracker, jailer = (Path(a) for a in sys.argv[1:4])
 run.run(["ip", "tuntap", "add", "dev", "bgtjail0", "mode", "tap", "user", "0"])
 policy = Policy.create(0, [home], firecracker=firecracker, jailer=jailer)
+policy.ledger.record("link", "bgtjail0", 0)  # made by this helper, as tap_create would
 vm = home / "vms" / "0123456789ab"
 uid = JAIL_UID_BASE + 5
 args = {

@@ -72,7 +72,7 @@ def test_without_root_and_without_a_helper_the_error_says_what_to_run(
 def test_the_argv_points_at_the_owner_and_the_home(settings: Settings) -> None:
     argv = launch.helper_argv(settings, 1234)
     assert argv[0].endswith("banger-helper") or argv[1:3] == ["-m", "banger.helper"]
-    tail = argv[-6:]
+    tail = argv[-8:]
     assert tail == [
         "--socket",
         str(settings.helper_socket_path),
@@ -80,6 +80,8 @@ def test_the_argv_points_at_the_owner_and_the_home(settings: Settings) -> None:
         "1234",
         "--allowed-dir",
         str(settings.home),
+        "--state-dir",
+        str(settings.runtime_dir / "helper-state"),
     ]
 
 
@@ -93,12 +95,12 @@ def test_as_root_a_helper_is_started_and_logs(settings: Settings) -> None:
     assert len(launch._started) == 1
     log = (settings.log_dir / "helper.log").read_text()
     assert "serving uid 0" in log
-    assert "ping {} -> ok" in log
+    assert '"ping" {} -> ok' in log
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="bangerd starts the helper itself only as root")
 def test_a_helper_that_cannot_start_is_reported_with_its_log(settings: Settings) -> None:
-    settings.helper_socket_path.parent.mkdir(parents=True)
+    settings.helper_socket_path.parent.mkdir(parents=True, mode=0o700)
     settings.helper_socket_path.write_text("not a socket")
     with pytest.raises(HelperError, match="exited with code 1 before answering") as info:
         launch.ensure_helper(settings)

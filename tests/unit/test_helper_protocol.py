@@ -250,8 +250,8 @@ def test_the_process_logs_calls_and_cleans_up_on_signals(sockdir: Path, sig: int
     assert child.returncode == 0
     assert not path.exists()
     assert oct(path.parent.stat().st_mode & 0o777) == "0o755"
-    assert f"uid={os.getuid()} ping {{}} -> ok" in stderr
-    assert 'tap_delete {"name": "eth0"} -> invalid: argument \'name\'' in stderr
+    assert f'uid={os.getuid()} pid={os.getpid()} "ping" {{}} -> ok' in stderr
+    assert '"tap_delete" {"name": "eth0"} -> refused invalid: "argument \'name\'' in stderr
 
 
 def test_the_process_refuses_to_start_over_a_regular_file(sockdir: Path) -> None:

@@ -176,6 +176,7 @@ GOOD = {
     "bridge_delete": {"name": "bgv0"},
     "tap_create": {"name": "bgvt0", "bridge": "bgv0", "owner_uid": OWNER},
     "tap_delete": {"name": "bgvt0"},
+    "tap_open": {"name": "bgvt0"},
     "ping": {},
     "link_list": {},
     "nat_enable": {"bridge": "bgv0", "subnet": "10.201.0.0/24", "source": "10.201.0.5"},

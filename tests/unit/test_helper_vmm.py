@@ -87,6 +87,7 @@ def test_no_argv_and_no_binary_come_from_the_caller(policy: Policy, home: Path) 
 
 def test_a_helper_started_without_binaries_says_how_to_fix_it(home: Path) -> None:
     bare = Policy.create(OWNER, [home])
+    bare.ledger.record("link", "bgt0123456789", OWNER)
     with pytest.raises(HostError, match="without --firecracker and --jailer") as info:
         dispatch(bare, "vmm_launch", launch_args(home))
     assert info.value.hint and "jailer" in info.value.hint
@@ -97,6 +98,18 @@ def test_kill_of_a_vm_never_launched_is_a_no_op(policy: Policy, home: Path) -> N
     assert result == {"id": "0123456789ab", "killed": False}
     with pytest.raises(UserError, match="outside banger's directories"):
         dispatch(policy, "vmm_kill", {"id": "0123456789ab", "jail_base": "/srv/jailer"})
+
+
+def test_a_tap_this_helper_did_not_make_is_never_lent_to_a_jail(policy: Policy, home: Path) -> None:
+    from banger.helper.errors import Conflict
+
+    with pytest.raises(Conflict, match="was not made by this banger-helper"):
+        dispatch(policy, "vmm_launch", launch_args(home))
+    policy.ledger.record("vmm", "0123456789ab", OWNER + 1)
+    from banger.helper.errors import Refused
+
+    with pytest.raises(Refused, match="belongs to uid"):
+        dispatch(policy, "vmm_kill", {"id": "0123456789ab", "jail_base": str(home / "jail")})
 
 
 def test_the_daemon_and_the_helper_agree_on_the_jail_uid_range() -> None:

@@ -111,6 +111,10 @@ def test_finish_adds_the_agent_takes_the_seed_makes_the_ext4_and_registers(
     assert done.init == agent.AGENT_PATH  # no /sbin/init: the agent is PID 1
     assert done.config == {"cmd": ["sh"], "agent": "init"}
     assert done.source == "test:tiny"
+    # Only the owner reaches an image (a promoted VM's holds its /etc/shadow): its
+    # directory is 0700; the disk is 0644 for the jail's hard link to it.
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o700
+    assert stat.S_IMODE(images.stat().st_mode) == 0o700
 
     disk = done.rootfs
     assert debugfs(disk, "cat /etc/hostname") == "img\n"

@@ -133,3 +133,19 @@ def test_close_removes_the_bridge_only_when_no_vm_runs(net, settings):
     directory.vms = [vm(state=VmState.STOPPED)]
     network.close()
     assert helper.calls[-1] == ("bridge_delete", settings.bridge)
+
+
+def test_the_helper_opens_the_tap_only_where_bangerd_cannot(net, monkeypatch):
+    import os
+
+    from banger.net import network as netmod
+
+    network, helper, _ = net
+    monkeypatch.setattr(netmod.os, "access", lambda path, mode: True)
+    assert network.tap_fd(vm()) is None
+    assert "tap_open" not in helper.verbs()
+    monkeypatch.setattr(netmod.os, "access", lambda path, mode: path != netmod.TUN_DEVICE)
+    fd = network.tap_fd(vm())
+    assert fd is not None
+    os.close(fd)
+    assert helper.calls[-1] == ("tap_open", "bgtdev")

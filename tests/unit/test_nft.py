@@ -47,7 +47,10 @@ def test_skeleton_rules() -> None:
         lines
     )
     assert f'add rule {t} forward iifname "bg0" oifname != "bg0" jump isolate' in lines
-    assert f'add rule {t} postrouting ip saddr @nat_sources oifname != "bg0" masquerade' in lines
+    assert (
+        f'add rule {t} postrouting iifname "bg0" ip saddr @nat_sources oifname != "bg0" masquerade'
+        in lines
+    )
     # Fixed chains are flushed before they are refilled, so reruns never duplicate.
     for chain in ("forward", "postrouting"):
         assert lines.index(f"flush chain {t} {chain}") < lines.index(

@@ -14,6 +14,7 @@ from banger.helper.iplink import Link
 from banger.helper.validate import Policy
 
 POLICY = Policy.create(4242, [])
+POLICY.ledger.record("link", "bg0", 4242)
 GOOD: dict[str, dict[str, Any]] = {
     "nat_enable": {"bridge": "bg0", "subnet": "10.77.0.0/24", "source": "10.77.0.5"},
     "nat_disable": {"source": "10.77.0.5"},
@@ -36,9 +37,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[object, ...]
     ):
         for name in names:
             monkeypatch.setattr(
-                module, name, lambda *a, _n=name: seen.append((_n, a)) or {"ok": True}
+                module, name, lambda *a, _n=name, **kw: seen.append((_n, a)) or {"ok": True}
             )
     monkeypatch.setattr(nft, "nat_list", lambda: [])
+    monkeypatch.setattr(nft, "read_table", lambda bridge: None)
     bridge = Link("bg0", "bridge", None, True, None, (ipaddress.IPv4Interface("10.77.0.1/24"),))
     monkeypatch.setattr(iplink, "get", lambda name: bridge if name == "bg0" else None)
     return seen
@@ -114,9 +116,49 @@ def test_unknown_and_missing_arguments(verb: str, calls: list[Any]) -> None:
 
 def test_source_outside_subnet_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(nft, "apply", lambda lines: pytest.fail("nft must not run"))
+    monkeypatch.setattr(nft, "read_ip_forward", lambda: pytest.fail("ip_forward must stay"))
+    bridge = Link("bg0", "bridge", None, True, None, (ipaddress.IPv4Interface("10.77.0.1/24"),))
+    monkeypatch.setattr(iplink, "get", lambda name: bridge if name == "bg0" else None)
+    monkeypatch.setattr(nft, "read_table", lambda bridge: None)
     args = {**GOOD["nat_enable"], "source": "10.78.0.5"}
     with pytest.raises(UserError, match="not a host address"):
         verbs.dispatch(POLICY, "nat_enable", args)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        # A foreign network (docker's, another LAN's) is not the bridge's.
+        ({"subnet": "172.17.0.0/16", "source": "172.17.0.2"}, Conflict, "not the network of"),
+        ({"subnet": "10.77.0.0/16", "source": "10.77.9.9"}, Conflict, "not the network of"),
+        ({"source": "10.77.0.1"}, UserError, "bridge's own address"),
+        ({"bridge": "bg1"}, NotFound, "bridge bg1 does not exist"),
+    ],
+)
+def test_nat_only_for_the_callers_bridge_and_its_own_network(
+    change: dict[str, str],
+    error: type[Exception],
+    match: str,
+    calls: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(nft, "read_ip_forward", lambda: pytest.fail("ip_forward must stay"))
+    with pytest.raises(error, match=match):
+        verbs.dispatch(POLICY, "nat_enable", {**GOOD["nat_enable"], **change})
+    assert calls == []
+
+
+def test_nat_on_a_bridge_this_helper_did_not_make_is_refused(
+    calls: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stranger = Policy.create(4242, [])
+    for verb in ("nat_enable", "net_isolate", "dns_redirect", "resolver_link"):
+        with pytest.raises(Conflict, match="was not made by this banger-helper"):
+            verbs.dispatch(stranger, verb, GOOD[verb])
+    # Another owner's table is not even seen.
+    monkeypatch.setattr(nft, "nat_list", lambda: [{"bridge": "bg0", "source": "10.77.0.5"}])
+    assert verbs.dispatch(stranger, "nat_list", {}) == {"nat": []}
+    assert calls == []
 
 
 def test_dns_redirect_only_to_the_bridges_own_address(calls: list[Any]) -> None:

@@ -411,3 +411,37 @@ def test_archives_that_end_as_tar_writers_end_them_are_applied(world: Path, endi
     root = apply(world, data[:cut])
     assert (root / "a").read_bytes() == b"a" * 700
     assert (root / "c").read_bytes() == b"c" * 10
+
+
+# -- resource bombs (issue 10: no cap on decompressed bytes or header size) --------
+
+
+def test_a_huge_extended_header_is_refused_before_it_is_read(world: Path) -> None:
+    import resource
+
+    # A pax header declaring 300 MiB of zeros compresses to a few hundred KiB;
+    # tarfile would read it whole into memory.
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type = tarfile.XHDTYPE
+    header.size = 300 << 20
+    raw = header.tobuf(format=tarfile.USTAR_FORMAT)
+    zeros = gzip.compress(raw + bytes(header.size) + bytes(1024), compresslevel=1)
+    assert len(zeros) < 2 << 20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UserError, match="extended header is over 1048576 bytes"):
+        flatten([layer(world, zeros, how="tar")], world / "root")
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 100
+    assert list((world / "root").iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["gzip", "tar", "zstd"])
+def test_a_layer_that_unpacks_past_the_cap_is_refused(
+    world: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from banger.image import flatten as flat
+
+    monkeypatch.setattr(flat, "MAX_LAYER_BYTES", 1 << 20)
+    bomb = tarball(entry("zeros", data=bytes(2 << 20)))
+    with pytest.raises(UserError, match="unpacks to more than"):
+        flatten([layer(world, bomb, how)], world / "root")

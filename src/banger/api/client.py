@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from banger import rundir
 from banger.api import transport
 from banger.api.shapes import Event, EventType, Operation, OpState
 from banger.config import Settings
@@ -39,10 +40,23 @@ class DaemonLost(DaemonUnavailable):
     """The daemon went away in the middle of an answer (it crashed, or was stopped)."""
 
 
+def check_socket_dir(settings: Settings) -> None:
+    """Refuse a runtime directory someone else could have planted a socket in."""
+    if os.path.lexists(settings.runtime_dir):
+        rundir.check_private_dir(settings.runtime_dir, rundir.trusted_owners(settings))
+
+
 class Client:
     def __init__(self, settings: Settings, *, timeout: float = 60.0) -> None:
         self.settings = settings
         self.timeout = timeout
+        self._dir_checked = False
+
+    def _check_dir(self) -> None:
+        # Before the first request: a socket is only as trustworthy as its directory.
+        if not self._dir_checked:
+            check_socket_dir(self.settings)
+            self._dir_checked = True
 
     def close(self) -> None:
         """Nothing stays open between requests; kept so callers can say when they are done."""
@@ -51,6 +65,7 @@ class Client:
         self, method: str, path: str, body: Body | None, timeout: float | None
     ) -> transport.Response:
         data = json.dumps(body.to_json()).encode() if body is not None else None
+        self._check_dir()
         try:
             resp = transport.request(str(self.settings.socket), method, path, data, timeout=timeout)
         except transport.ConnectionLost as exc:
@@ -98,6 +113,7 @@ class Client:
         return self.send(method, path, body, Operation.from_json)
 
     def ping(self) -> bool:
+        self._check_dir()
         try:
             with transport.request(str(self.settings.socket), "GET", "/status", timeout=2.0) as r:
                 r.read()
@@ -165,7 +181,7 @@ def start_daemon(settings: Settings) -> None:
     from banger import proc
 
     settings.log_dir.mkdir(parents=True, exist_ok=True)
-    settings.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    rundir.ensure_private_dir(settings.runtime_dir, rundir.trusted_owners(settings))
     env = {k: v for k, v in os.environ.items() if k.startswith("BANGER_") or k.startswith("XDG_")}
     child = proc.spawn(bangerd_argv(), stdout=settings.log_dir / "bangerd.log", env=env)
     client = Client(settings)
@@ -185,6 +201,13 @@ def start_daemon(settings: Settings) -> None:
 def connect(settings: Settings, *, autostart: bool = True) -> Client:
     client = Client(settings)
     if not client.ping():
+        if settings.mode == "system":
+            # systemd owns an installed daemon; a second one started here would
+            # run as whoever typed the command.
+            raise DaemonUnavailable(
+                f"the installed bangerd is not answering on {settings.socket}",
+                hint="see `banger system status`; start it with `sudo banger system restart`",
+            )
         if not autostart:
             raise DaemonUnavailable(
                 f"bangerd is not running (no answer on {settings.socket})",

@@ -15,6 +15,7 @@ from banger.cli.image import image
 from banger.cli.kernel import kernel
 from banger.cli.reset import reset
 from banger.cli.sshconfig import ssh_config
+from banger.cli.system import system
 from banger.cli.vm import vm
 from banger.cli.workspace import workspace
 from banger.errors import BangerError
@@ -74,6 +75,7 @@ cli.add_command(reset)
 cli.add_command(ssh_config)
 cli.add_command(completion.completion)
 completion.attach(cli)
+cli.add_command(system)
 
 
 def _usage_hint(exc: click.ClickException) -> str:

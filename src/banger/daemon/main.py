@@ -10,20 +10,24 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from banger import __version__
+from banger import __version__, rundir
 from banger.config import Settings, load_settings
 from banger.errors import BangerError, DaemonUnavailable
 
 log = logging.getLogger("banger.daemon")
 
 
-def bind_socket(path: Path) -> socket.socket:
-    """Bind the API socket, refusing to steal one another daemon still serves."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+def bind_socket(path: Path, trusted: Collection[int] = ()) -> socket.socket:
+    """Bind the API socket, refusing to steal one another daemon still serves.
+
+    Its directory must be private to this user (see ``banger.rundir``):
+    nobody else may be able to swap the socket or plant the pidfile.
+    """
+    rundir.ensure_private_dir(path.parent, trusted)
     if path.exists():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -68,7 +72,7 @@ async def serve(settings: Settings) -> None:
     from banger.daemon import services as wiring
     from banger.daemon.app import create_app
 
-    sock = bind_socket(settings.socket)
+    sock = bind_socket(settings.socket, rundir.trusted_owners(settings))
     pidfile = settings.runtime_dir / "bangerd.pid"
     services = await asyncio.to_thread(wiring.build, settings, asyncio.get_running_loop())
     ops = services.ops
@@ -86,7 +90,7 @@ async def serve(settings: Settings) -> None:
         await ops.wait_all()
         server.should_exit = True
 
-    pidfile.write_text(f"{os.getpid()}\n")
+    rundir.write_pidfile(pidfile, os.getpid())
     log.info(
         "bangerd %s serving %s (vmm %s, %s)",
         __version__,

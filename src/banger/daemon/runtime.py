@@ -8,10 +8,12 @@ order and is safe to call on a VM that is already (partly) down.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from banger.api.models import Vm
@@ -89,7 +91,7 @@ class VmRuntime:
         undo.callback(self.net.attach(vm))
 
         progress.stage("boot", f"starting {vmm.name} ({self.accel})")
-        vmm.launch(plan.vmm)  # a launch that fails cleans up after itself
+        self._launch(vmm, plan, vm)  # a launch that fails cleans up after itself
         undo.callback(vmm.kill, plan.dir)
 
         progress.stage("ssh", "waiting for the guest to accept SSH")
@@ -156,6 +158,19 @@ class VmRuntime:
                 return True
             time.sleep(0.2)
         return vmm.pid(run_dir) is None
+
+    def _launch(self, vmm: Vmm, plan: VmPlan, vm: Vm) -> None:
+        """Start the VMM; with the tap's descriptor when the helper had to open it."""
+        takes_fd = getattr(vmm, "takes_tap_fd", False) and plan.vmm.net is not None
+        fd = self.net.tap_fd(vm) if takes_fd else None
+        if fd is None or plan.vmm.net is None:
+            vmm.launch(plan.vmm)
+            return
+        try:
+            net = replace(plan.vmm.net, tap_fd=fd)
+            vmm.launch(replace(plan.vmm, net=net))
+        finally:
+            os.close(fd)  # the VMM holds its own copy now
 
     def _log_console_tail(self, plan: VmPlan) -> None:
         try:

@@ -114,3 +114,38 @@ def delete(name: str) -> bool:
     if "Cannot find device" in stderr or "does not exist" in stderr:
         return False
     raise HostError(f"`ip link del dev {name}` failed: {stderr}")
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: ipaddress.IPv4Network
+    dev: str | None
+    kind: str
+
+
+def routes() -> list[Route]:
+    """Every IPv4 route in every table, the default routes left out.
+
+    A range can be in use without any link holding an address in it (a VPN,
+    a static route to another LAN, a blackhole): the routes say where its
+    traffic goes today, so a new bridge must not overlap them.
+    """
+    result = proc.run([IP, "-j", "-4", "route", "show", "table", "all"], check=False, timeout=30)
+    if result.returncode != 0:
+        stderr = result.stderr.decode(errors="replace").strip()
+        raise HostError(f"`ip route show` failed: {stderr}", hint="is iproute2 installed?")
+    try:
+        entries = json.loads(result.stdout or b"[]")
+    except json.JSONDecodeError as exc:
+        raise HostError(f"`ip -j route` printed something that is not JSON: {exc}") from exc
+    found = []
+    for entry in entries if isinstance(entries, list) else []:
+        dst = entry.get("dst") if isinstance(entry, dict) else None
+        if not isinstance(dst, str) or dst == "default":
+            continue
+        try:
+            net = ipaddress.IPv4Network(dst, strict=False)
+        except ValueError:
+            continue
+        found.append(Route(net, entry.get("dev"), str(entry.get("type") or "unicast")))
+    return found

@@ -21,6 +21,7 @@ from types import FrameType
 from banger import __version__
 from banger.helper import server as wire
 from banger.helper.errors import Failure
+from banger.helper.ledger import Ledger
 from banger.helper.validate import Policy
 
 log = logging.getLogger("banger.helper")
@@ -35,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
             "manager; where banger already runs as root, bangerd starts it itself."
         ),
         epilog=(
-            "example: sudo banger-helper --socket /run/banger/helper.sock "
-            "--owner-uid 1000 --allowed-dir /home/me/.local/share/banger"
+            "example: sudo banger-helper --socket /run/banger/helper/helper.sock "
+            "--owner-uid 1000 --allowed-dir /var/lib/banger --state-dir /run/banger/helper/state"
         ),
     )
     parser.add_argument("--socket", required=True, type=Path, help="unix socket to listen on")
@@ -49,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         type=Path,
         help="banger home of the owner; paths in requests must lie inside one (repeatable)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="a directory only root can write, where the helper records what it made and"
+        " for whom (it acts on nothing else); without it the record lasts as long as the"
+        " process",
     )
     parser.add_argument(
         "--firecracker", type=Path, help="absolute path of the Firecracker binary it may jail"
@@ -104,8 +112,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if given is not None and not given.is_absolute():
             print(f"banger-helper: {given} must be an absolute path", file=sys.stderr)
             return 2
+    try:
+        ledger = Ledger(args.state_dir)
+    except Failure as err:
+        print(f"banger-helper: {err.message}\n  hint: {err.hint}", file=sys.stderr)
+        return 1
+    if args.state_dir is None:
+        log.warning("no --state-dir: after a restart this helper will not touch links it made")
     policy = Policy.create(
-        args.owner_uid, args.allowed_dir, firecracker=args.firecracker, jailer=args.jailer
+        args.owner_uid,
+        args.allowed_dir,
+        ledger,
+        firecracker=args.firecracker,
+        jailer=args.jailer,
     )
     stop = threading.Event()
 

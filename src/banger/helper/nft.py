@@ -10,7 +10,7 @@ instances on one host never touch each other's rules, nor anyone else's::
         iifname BR ip saddr @nat_sources oifname != BR accept
         iifname BR oifname != BR jump isolate
     chain isolate              empty, or one `drop` once net_isolate ran
-    chain postrouting (nat, srcnat)   ip saddr @nat_sources oifname != BR masquerade
+    chain postrouting (nat, srcnat)   iifname BR ip saddr @nat_sources oifname != BR masquerade
     chain prerouting  (nat, dstnat)   port 53 to the bridge address -> daemon's port
     chain output      (nat, -100)     the same for the host's own queries
     chain ipfwd_was_0          present only if banger turned ip_forward on
@@ -111,7 +111,7 @@ def skeleton(bridge: str) -> list[str]:
         f"add rule {t} forward iifname {br} oifname != {br} jump isolate",
         f"add chain {t} postrouting {{ {nat} postrouting priority srcnat; policy accept; }}",
         f"flush chain {t} postrouting",
-        f"add rule {t} postrouting ip saddr @{NAT_SET} oifname != {br} masquerade",
+        f"add rule {t} postrouting iifname {br} ip saddr @{NAT_SET} oifname != {br} masquerade",
         f"add chain {t} prerouting {{ {nat} prerouting priority dstnat; policy accept; }}",
         f"add chain {t} output {{ {nat} output priority -100; policy accept; }}",
     ]
@@ -300,7 +300,9 @@ def _remove_table(state: TableState) -> bool:
     return False
 
 
-def nat_disable(source: ipaddress.IPv4Address) -> dict[str, Any]:
+def nat_disable(source: ipaddress.IPv4Address, only: Iterable[str] | None = None) -> dict[str, Any]:
+    """Remove ``source`` from banger's tables (those of the bridges in ``only``, if given)."""
+    allowed = None if only is None else set(only)
     result: dict[str, Any] = {
         "source": str(source),
         "removed": False,
@@ -308,6 +310,8 @@ def nat_disable(source: ipaddress.IPv4Address) -> dict[str, Any]:
         "ip_forward_restored": False,
     }
     for bridge in banger_bridges():
+        if allowed is not None and bridge not in allowed:
+            continue
         state = read_table(bridge)
         if state is None or source not in state.sources:
             continue

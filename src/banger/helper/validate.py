@@ -12,11 +12,12 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from banger.helper.errors import UserError
+from banger.helper.ledger import Ledger
 
 # Every link and table the helper touches carries this prefix (config.NAME_PREFIX too).
 NAME_PREFIX = "bg"
@@ -29,26 +30,47 @@ _MAX_PATH = 4096
 
 @dataclass(frozen=True)
 class Policy:
-    """What the helper was started with: whom it serves and where it may write."""
+    """What the helper was started with: whom it serves, where it may write, what it made.
+
+    ``caller_uid`` is set per request (``for_caller``): the verbs act only on
+    what the ledger records for that uid.
+    """
 
     owner_uid: int
     allowed_dirs: tuple[Path, ...]
     # The only Firecracker and jailer this helper runs (absolute, given at its start).
     firecracker: Path | None = None
     jailer: Path | None = None
+    ledger: Ledger = field(default_factory=Ledger, compare=False)
+    caller_uid: int | None = None
 
     @classmethod
     def create(
         cls,
         owner_uid: int,
         allowed_dirs: Collection[str | os.PathLike[str]],
+        ledger: Ledger | None = None,
         *,
         firecracker: Path | None = None,
         jailer: Path | None = None,
     ) -> Policy:
         # Resolved once so a symlinked home compares equal to the paths inside it.
         dirs = tuple(Path(os.path.realpath(d)) for d in allowed_dirs)
-        return cls(owner_uid, dirs, firecracker, jailer)
+        return cls(
+            owner_uid=owner_uid,
+            allowed_dirs=dirs,
+            firecracker=firecracker,
+            jailer=jailer,
+            ledger=ledger or Ledger(),
+        )
+
+    def for_caller(self, uid: int) -> Policy:
+        return replace(self, caller_uid=uid)
+
+    @property
+    def caller(self) -> int:
+        """The uid a request came from; the owner where none was set (direct calls)."""
+        return self.owner_uid if self.caller_uid is None else self.caller_uid
 
 
 Check = Callable[[str, object, Policy], Any]

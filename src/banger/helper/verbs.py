@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from banger import __version__
-from banger.helper import iplink, nft, resolved, vmm
+from banger.helper import iplink, nft, resolved, tap, vmm
 from banger.helper.errors import Conflict, NotFound, UserError
 from banger.helper.validate import (
-    LINK_NAME,
     Check,
     Policy,
     allowed_files,
@@ -70,6 +69,11 @@ def _ping(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _overlapping(name: str, address: ipaddress.IPv4Interface) -> str | None:
+    """What else already uses the bridge's range: a route (any table) or a link address."""
+    for route in iplink.routes():
+        if route.dev != name and route.dst.overlaps(address.network):
+            via = f" via {route.dev}" if route.dev else ""
+            return f"a {route.kind} route to {route.dst}{via}"
     for link in iplink.all_links():
         if link.name == name:
             continue
@@ -77,6 +81,15 @@ def _overlapping(name: str, address: ipaddress.IPv4Interface) -> str | None:
             if other.network.overlaps(address.network):
                 return f"{link.name} has {other}"
     return None
+
+
+# Ledger kinds: what the helper records having made (see ledger.py).
+LINK = "link"
+TABLE = "table"
+
+
+def _mine(policy: Policy, kind: str, name: str) -> None:
+    policy.ledger.check(kind, name, policy.caller)
 
 
 def _bridge_ensure(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +101,8 @@ def _bridge_ensure(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
             f"{name} exists but is a {link.kind or 'plain'} device, not a bridge",
             hint=f"remove it (`sudo ip link del {name}`) or configure another bridge name",
         )
+    if link is not None or policy.ledger.owner(LINK, name) is not None:
+        _mine(policy, LINK, name)
     if link is not None:
         stale = [str(a) for a in link.ipv4 if a != address]
         if stale:
@@ -104,6 +119,7 @@ def _bridge_ensure(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
     changed: list[str] = []
     if link is None:
         iplink.add_bridge(name)
+        policy.ledger.record(LINK, name, policy.caller)
         changed.append("created")
     try:
         if link is None or address not in link.ipv4:
@@ -115,24 +131,31 @@ def _bridge_ensure(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
     except Exception:
         if link is None:
             iplink.delete(name)
+            policy.ledger.forget(LINK, name)
         raise
     return {"name": name, "address": str(address), "changed": changed}
 
 
-def _delete_kind(name: str, kind: str) -> dict[str, Any]:
+def _delete_kind(policy: Policy, name: str, kind: str) -> dict[str, Any]:
     link = iplink.get(name)
     if link is None:
+        if policy.ledger.owner(LINK, name) is not None:
+            _mine(policy, LINK, name)
+            policy.ledger.forget(LINK, name)
         return {"name": name, "deleted": False}
     if link.kind != kind:
         raise Conflict(
             f"{name} is a {link.kind or 'plain'} device, not a {kind}; leaving it alone",
             hint=f"remove it yourself with `sudo ip link del {name}` if it is stale",
         )
-    return {"name": name, "deleted": iplink.delete(name)}
+    _mine(policy, LINK, name)
+    deleted = iplink.delete(name)
+    policy.ledger.forget(LINK, name)
+    return {"name": name, "deleted": deleted}
 
 
 def _bridge_delete(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    return _delete_kind(args["name"], "bridge")
+    return _delete_kind(policy, args["name"], "bridge")
 
 
 def _owned_by(owner: str | None, uid: int) -> bool:
@@ -157,9 +180,12 @@ def _tap_create(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
             f"bridge {bridge} does not exist",
             hint="create it first with the bridge_ensure verb (bangerd does this itself)",
         )
+    _mine(policy, LINK, bridge)
     link = iplink.get(name)
     if link is not None and link.kind != "tap":
         raise Conflict(f"{name} exists but is a {link.kind or 'plain'} device, not a tap")
+    if link is not None or policy.ledger.owner(LINK, name) is not None:
+        _mine(policy, LINK, name)
     if link is not None and not _owned_by(link.owner, uid):
         raise Conflict(
             f"tap {name} exists but belongs to {link.owner}, not uid {uid}",
@@ -167,6 +193,7 @@ def _tap_create(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
         )
     if link is None:
         iplink.add_tap(name, uid)
+        policy.ledger.record(LINK, name, policy.caller)
     try:
         if link is None or link.master != bridge:
             iplink.set_master(name, bridge)
@@ -175,16 +202,33 @@ def _tap_create(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
     except Exception:
         if link is None:
             iplink.delete(name)
+            policy.ledger.forget(LINK, name)
         raise
     return {"name": name, "bridge": bridge, "owner_uid": uid, "created": link is None}
 
 
 def _tap_delete(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    return _delete_kind(args["name"], "tap")
+    return _delete_kind(policy, args["name"], "tap")
+
+
+class PassFd(int):
+    """A descriptor in a verb's result: sent over the socket (SCM_RIGHTS), then closed."""
+
+
+def _tap_open(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    name: str = args["name"]
+    link = iplink.get(name)
+    if link is None or link.kind != "tap":
+        raise NotFound(
+            f"tap {name} does not exist", hint="create it first with the tap_create verb"
+        )
+    _mine(policy, LINK, name)
+    return {"name": name, "fd": PassFd(tap.open_tap(name))}
 
 
 def _link_list(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    links = [link.summary() for link in iplink.all_links() if LINK_NAME.fullmatch(link.name)]
+    mine = set(policy.ledger.names(LINK, policy.caller))
+    links = [link.summary() for link in iplink.all_links() if link.name in mine]
     return {"links": links}
 
 
@@ -208,6 +252,12 @@ VERBS: dict[str, Verb] = _table(
         _tap_create,
     ),
     Verb("tap_delete", "remove a banger tap", {"name": link_name}, _tap_delete),
+    Verb(
+        "tap_open",
+        "an open descriptor of the caller's tap, passed over the socket (SCM_RIGHTS)",
+        {"name": link_name},
+        _tap_open,
+    ),
     Verb("link_list", "banger's bridges and taps", {}, _link_list, exclusive=False),
 )
 
@@ -231,19 +281,57 @@ def dispatch(policy: Policy, verb: object, args: object) -> dict[str, Any]:
 # Network policy: NAT, isolation, the DNS redirect (nftables) and the host resolver.
 
 
+def _my_bridge(policy: Policy, bridge: str) -> iplink.Link:
+    """The caller's bridge, which must exist: rules are only written for it."""
+    link = iplink.get(bridge)
+    if link is None or link.kind != "bridge":
+        raise NotFound(
+            f"bridge {bridge} does not exist",
+            hint="create it first with the bridge_ensure verb (bangerd does this itself)",
+        )
+    _mine(policy, LINK, bridge)
+    return link
+
+
+def _my_table(policy: Policy, bridge: str) -> None:
+    """The bridge's table is the caller's to change: made for them, or not made yet."""
+    if policy.ledger.owner(TABLE, bridge) is not None or nft.read_table(bridge) is not None:
+        _mine(policy, TABLE, bridge)
+    else:
+        policy.ledger.record(TABLE, bridge, policy.caller)
+
+
 def _nat_enable(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    return nft.nat_enable(args["bridge"], args["subnet"], args["source"])
+    bridge: str = args["bridge"]
+    subnet: ipaddress.IPv4Network = args["subnet"]
+    source: ipaddress.IPv4Address = args["source"]
+    link = _my_bridge(policy, bridge)
+    own = [a for a in link.ipv4 if a.network == subnet]
+    if not own:
+        has = ", ".join(str(a) for a in link.ipv4) or "no address"
+        raise Conflict(
+            f"{subnet} is not the network of bridge {bridge} (it has {has})",
+            hint="pass the bridge's own subnet: NAT is only for addresses on banger's bridge",
+        )
+    if source in [a.ip for a in own]:
+        raise UserError(f"source {source} is the bridge's own address, not a VM's")
+    _my_table(policy, bridge)
+    return nft.nat_enable(bridge, subnet, source)
 
 
 def _nat_disable(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    return nft.nat_disable(args["source"])
+    mine = policy.ledger.names(TABLE, policy.caller)
+    return nft.nat_disable(args["source"], only=mine)
 
 
 def _nat_list(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    return {"nat": nft.nat_list()}
+    mine = set(policy.ledger.names(TABLE, policy.caller))
+    return {"nat": [e for e in nft.nat_list() if e["bridge"] in mine]}
 
 
 def _net_isolate(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    _my_bridge(policy, args["bridge"])
+    _my_table(policy, args["bridge"])
     return nft.isolate(args["bridge"])
 
 
@@ -266,19 +354,30 @@ def _bridge_owns(bridge: str, address: ipaddress.IPv4Address) -> None:
 
 def _dns_redirect(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
     _bridge_owns(args["bridge"], args["address"])
+    _mine(policy, LINK, args["bridge"])
+    _my_table(policy, args["bridge"])
     return nft.dns_redirect(args["bridge"], args["address"], args["port"])
 
 
 def _net_teardown(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    return nft.teardown(args["bridge"])
+    bridge: str = args["bridge"]
+    if policy.ledger.owner(TABLE, bridge) is None and nft.read_table(bridge) is None:
+        return {"bridge": bridge, "deleted": False, "ip_forward_restored": False}
+    _mine(policy, TABLE, bridge)
+    result = nft.teardown(bridge)
+    policy.ledger.forget(TABLE, bridge)
+    return result
 
 
 def _resolver_link(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
     _bridge_owns(args["bridge"], args["address"])
+    _mine(policy, LINK, args["bridge"])
     return resolved.link(args["bridge"], args["address"])
 
 
 def _resolver_unlink(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    if policy.ledger.owner(LINK, args["bridge"]) is not None:
+        _mine(policy, LINK, args["bridge"])
     return resolved.unlink(args["bridge"])
 
 
@@ -333,6 +432,28 @@ VERBS.update(
 
 # The VMM under its jailer (see helper/vmm.py).
 
+# The jailed VMM: the jail lends the VM's tap to the jail's uid, so the tap
+# must be the caller's; the VMM is recorded for the caller like a link.
+VMM = "vmm"
+
+
+def _vmm_launch(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    _mine(policy, LINK, args["tap"])
+    result = vmm.vmm_launch(policy, args)
+    policy.ledger.record(VMM, args["id"], policy.caller)
+    return result
+
+
+def _vmm_kill(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
+    # Unrecorded (a helper restarted without --state-dir): the jail's own
+    # record, under the owner's allowed directory, still decides what runs.
+    if policy.ledger.owner(VMM, args["id"]) is not None:
+        _mine(policy, VMM, args["id"])
+    result = vmm.vmm_kill(policy, args)
+    policy.ledger.forget(VMM, args["id"])
+    return result
+
+
 VERBS.update(
     _table(
         Verb(
@@ -350,13 +471,13 @@ VERBS.update(
                 "tap": link_name,
                 "log": allowed_path,
             },
-            vmm.vmm_launch,
+            _vmm_launch,
         ),
         Verb(
             "vmm_kill",
             "kill the jailed Firecracker this helper launched for a VM and remove its jail",
             {"id": vm_id, "jail_base": allowed_path},
-            vmm.vmm_kill,
+            _vmm_kill,
         ),
     )
 )

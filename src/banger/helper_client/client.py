@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
 import threading
 import time
@@ -30,6 +31,7 @@ REQUIRED_VERBS = frozenset(
         "bridge_delete",
         "tap_create",
         "tap_delete",
+        "tap_open",
         "link_list",
         "nat_enable",
         "nat_disable",
@@ -121,11 +123,39 @@ class HelperClient:
             raise HelperError("banger-helper sent a reply that is not an object")
         return reply
 
+    def _exchange_fds(self, request: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        """Like ``_exchange``, also receiving the descriptors the reply carries."""
+        fds: list[int] = []
+        data = b""
+        try:
+            with self._connect() as sock:
+                sock.sendall(json.dumps(request).encode() + b"\n")
+                while not data.endswith(b"\n") and len(data) < _MAX_REPLY:
+                    chunk, got, _flags, _addr = socket.recv_fds(sock, 65536, 4)
+                    fds += got
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            raise HelperError(f"lost the connection to banger-helper: {exc}") from exc
+        try:
+            reply = json.loads(data)
+        except json.JSONDecodeError as exc:
+            for fd in fds:
+                os.close(fd)
+            raise HelperError(f"banger-helper sent something that is not JSON: {exc}") from exc
+        return (reply if isinstance(reply, dict) else {}), fds
+
     def call(self, verb: str, **args: Any) -> dict[str, Any]:
         """Run one verb; its result object, or the helper's error raised."""
         with self._ids_lock:
             rid = next(self._ids)
         reply = self._exchange({"id": rid, "verb": verb, "args": args})
+        return self._result(verb, reply)
+
+    def _result(self, verb: str, reply: dict[str, Any]) -> dict[str, Any]:
         if reply.get("ok") is True:
             result = reply.get("result")
             return result if isinstance(result, dict) else {}
@@ -155,6 +185,23 @@ class HelperClient:
     def delete_tap(self, name: str) -> bool:
         """Remove the tap; False if it was already gone."""
         return bool(self.call("tap_delete", name=name).get("deleted"))
+
+    def open_tap(self, name: str) -> int:
+        """An open descriptor of tap ``name``, for a VMM to inherit; the caller closes it."""
+        with self._ids_lock:
+            rid = next(self._ids)
+        reply, fds = self._exchange_fds({"id": rid, "verb": "tap_open", "args": {"name": name}})
+        try:
+            self._result("tap_open", reply)
+        except Exception:
+            for fd in fds:
+                os.close(fd)
+            raise
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise HelperError(f"banger-helper opened tap {name} but passed {len(fds)} descriptors")
+        return fds[0]
 
     def list_links(self) -> list[dict[str, Any]]:
         """banger's links: ``{name, kind, master, up, addresses}`` each."""

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from banger import proc
+from banger import proc, rundir
 from banger.config import Settings
 from banger.errors import BangerError, HelperError
 from banger.helper_client.client import REQUIRED_VERBS, HelperClient
@@ -43,6 +43,8 @@ def helper_argv(settings: Settings, uid: int) -> list[str]:
         str(uid),
         "--allowed-dir",
         str(settings.home),
+        "--state-dir",
+        str(settings.runtime_dir / "helper-state"),
     ]
     # The helper runs only the Firecracker and jailer named at its start.
     firecracker, jailer = settings.firecracker_binaries()
@@ -130,6 +132,8 @@ def ensure_helper(settings: Settings, timeout: float = START_TIMEOUT) -> HelperC
             f"--owner-uid {os.getuid()} --allowed-dir {settings.home}`",
         )
     settings.log_dir.mkdir(parents=True, exist_ok=True)
+    # Before the helper makes the socket's directory (0755) itself.
+    rundir.ensure_private_dir(settings.runtime_dir)
     logfile = settings.log_dir / "helper.log"
     argv = helper_argv(settings, os.getuid())
     log.info("starting banger-helper on %s", settings.helper_socket_path)
@@ -137,8 +141,7 @@ def ensure_helper(settings: Settings, timeout: float = START_TIMEOUT) -> HelperC
     _started.append(child)
     # Recorded so that `banger daemon stop` stops what a daemon started, even a
     # daemon that crashed since; a systemd-managed helper has no such file.
-    settings.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _pidfile(settings).write_text(f"{child.pid}\n")
+    rundir.write_pidfile(_pidfile(settings), child.pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         # Another daemon may have won a race to start one; any helper that answers will do.

@@ -47,6 +47,21 @@ __all__ = ["Layer", "Tree", "apply_layer", "flatten"]
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _CHUNK = 1 << 20
+# A pax or GNU long-name header is read whole into memory: a few KiB in any
+# real image; a 99 KiB gzip layer declaring one of hundreds of MiB took the
+# pull from 20 to 407 MiB of memory.
+MAX_HEADER_BYTES = 1 << 20
+# What one layer may unpack to: far above any real layer, far below a disk.
+MAX_LAYER_BYTES = 64 << 30
+_LONG_HEADERS = frozenset(
+    {
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,29 @@ class _HashingReader:
             pass
 
 
+class _Capped:
+    """Passes the uncompressed tar stream through, refusing more than ``limit`` bytes."""
+
+    def __init__(self, f: IO[bytes] | _HashingReader, limit: int, digest: str) -> None:
+        self._f = f
+        self._left = limit
+        self._limit = limit
+        self._digest = digest
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n if n >= 0 else self._left + 1)
+        self._left -= len(data)
+        if self._left < 0:
+            raise UserError(
+                f"layer {self._digest} unpacks to more than {self._limit} bytes; refused",
+                hint="the layer is a decompression bomb or far larger than any real image",
+            )
+        return data
+
+    def tell(self) -> int:
+        return self._limit - self._left
+
+
 def apply_layer(tree: Tree, layer: Layer) -> None:
     """Apply one layer blob (plain, gzip or zstd tar) to ``tree``, checking its digest."""
     tree.begin_layer()
@@ -89,7 +127,7 @@ def apply_layer(tree: Tree, layer: Layer) -> None:
         stream: IO[bytes] | _HashingReader = reader
         if magic.startswith(_GZIP_MAGIC):
             stream = gzip.GzipFile(fileobj=reader, mode="rb")  # type: ignore[call-overload]
-        _apply_tar(tree, layer, stream)
+        _apply_tar(tree, layer, _Capped(stream, MAX_LAYER_BYTES, layer.digest))
         reader.drain()
     _verify(layer, f"sha256:{reader.sha.hexdigest()}", reader.size)
 
@@ -108,7 +146,7 @@ def _apply_zstd(tree: Tree, layer: Layer, raw: IO[bytes]) -> None:
                 hint="the layer is corrupt; pull again or report it to the image's owner",
             ) from exc
         with open(tmp.name, "rb") as plain:
-            _apply_tar(tree, layer, plain)
+            _apply_tar(tree, layer, _Capped(plain, MAX_LAYER_BYTES, layer.digest))
 
 
 class _BadEnd(Exception):
@@ -126,6 +164,13 @@ _QUIET_ENDS = ("EOFHeaderError", "EmptyHeaderError")
 
 class _StrictInfo(tarfile.TarInfo):
     """Headers that do not read are errors, not a silent end of the archive."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _StrictInfo:
+        info = super().frombuf(buf, encoding, errors)
+        if info.type in _LONG_HEADERS and info.size > MAX_HEADER_BYTES:
+            raise BadEntry(f"its {info.size}-byte extended header is over {MAX_HEADER_BYTES} bytes")
+        return info
 
     @classmethod
     def fromtarfile(cls, tar: tarfile.TarFile) -> _StrictInfo:
@@ -155,7 +200,7 @@ def _check_end(tar: tarfile.TarFile) -> None:
         raise _BadEnd(end, "the archive stops after one of the two zero blocks that end it")
 
 
-def _apply_tar(tree: Tree, layer: Layer, stream: IO[bytes] | _HashingReader) -> None:
+def _apply_tar(tree: Tree, layer: Layer, stream: _Capped) -> None:
     name = "(archive header)"
     tar: tarfile.TarFile | None = None
     try:

@@ -87,7 +87,7 @@ class Staging:
 @contextlib.contextmanager
 def staging(dest: Path) -> Iterator[Staging]:
     """Owns the temporary directory: it is removed on the way out, however that goes."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.build-", dir=dest.parent))
     try:
         yield Staging(dest=dest, work=work)
@@ -114,7 +114,10 @@ def finish(
         raise HostError(f"the image source left no tree in {stage.tree}")
     progress("adding banger's guest agent (SSH and init for images without them)")
     plan = inject_agent(stage.tree, bundle(), made.agent)
-    stage.image.mkdir()
+    # Owner-only: a promoted VM's disk holds its /etc/shadow and whatever else it
+    # kept. The directory keeps other users out; the disk itself stays 0644 so a
+    # jailed Firecracker (another uid) reads it through the jail's hard link.
+    stage.image.mkdir(mode=0o700)
     save_work_seed(stage.tree, stage.image)
     content, size = content_size_for(stage.tree, size_bytes)
     progress(f"writing the ext4 disk ({format_size(size)} for {format_size(content)})")

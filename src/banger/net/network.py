@@ -9,6 +9,7 @@ Nothing else in the daemon calls banger-helper's network verbs.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Collection
 from contextlib import ExitStack
 from typing import Protocol
@@ -22,6 +23,8 @@ from banger.net.bridge import BridgeNetwork
 from banger.net.helper import NetHelper
 
 log = logging.getLogger("banger.net")
+
+TUN_DEVICE = "/dev/net/tun"
 
 
 class Network(Protocol):
@@ -38,6 +41,8 @@ class Network(Protocol):
     def attach(self, vm: Vm) -> Callable[[], None]: ...
 
     def detach(self, vm: Vm) -> None: ...
+
+    def tap_fd(self, vm: Vm) -> int | None: ...
 
     def set_nat(self, vm: Vm, on: bool) -> None: ...
 
@@ -80,6 +85,17 @@ class VmNetwork:
                 undo.callback(self.helper.nat_disable, vm.ip)
             made = undo.pop_all()
         return made.close
+
+    def tap_fd(self, vm: Vm) -> int | None:
+        """An open descriptor of the VM's tap for its VMM, where bangerd cannot open one.
+
+        Where this user may open /dev/net/tun, the VMM opens the tap by name
+        itself (None). Where it is root's alone (0600), the helper opens it
+        and passes the descriptor; the caller closes it once the VMM has it.
+        """
+        if os.access(TUN_DEVICE, os.R_OK | os.W_OK):
+            return None
+        return self.helper.open_tap(vm.tap)
 
     def detach(self, vm: Vm) -> None:
         """Free the VM's NAT and tap, and the bridge's rules if no other VM runs; idempotent."""

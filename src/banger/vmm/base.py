@@ -25,6 +25,9 @@ class DiskSpec:
 class NetSpec:
     tap: str
     mac: str
+    # An open descriptor of the tap for the VMM to inherit, where the daemon's
+    # user cannot open /dev/net/tun (banger-helper opened it); else None.
+    tap_fd: int | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class Vmm(Protocol):
     """A VMM driver. Implementations must make ``kill`` idempotent."""
 
     name: str
+    # A driver whose ``launch`` honours ``NetSpec.tap_fd`` (an inherited tap,
+    # where the daemon's user cannot open /dev/net/tun) says so with a class
+    # attribute ``takes_tap_fd = True``; jailed VMMs open their own tap.
 
     def check_host(self) -> None:
         """Raise HostError, with a remedy, when this VMM cannot run on this host."""

@@ -125,6 +125,8 @@ class _Launched:
 
 class FirecrackerVmm:
     name = "firecracker"
+    # The jailer lends the tap to the jail's uid, and Firecracker opens it there.
+    takes_tap_fd = False
 
     def __init__(
         self,

@@ -39,6 +39,7 @@ def _path(value: Path) -> str:
 
 class QemuVmm:
     name = "qemu"
+    takes_tap_fd = True
 
     def __init__(self, binary: str = QEMU_BINARY) -> None:
         self.binary = binary
@@ -68,8 +69,12 @@ class QemuVmm:
             argv += ["-drive", spec]
             argv += ["-device", f"virtio-blk-device,drive={drive},serial={_opt(disk.serial)}"]
         if config.net is not None:
+            if config.net.tap_fd is not None:
+                netdev = f"tap,id=net0,fd={config.net.tap_fd}"
+            else:
+                netdev = f"tap,id=net0,ifname={_opt(config.net.tap)},script=no,downscript=no"
             argv += [
-                "-netdev", f"tap,id=net0,ifname={_opt(config.net.tap)},script=no,downscript=no",
+                "-netdev", netdev,
                 "-device", f"virtio-net-device,netdev=net0,mac={_opt(config.net.mac)}",
             ]  # fmt: skip
         argv += [
@@ -105,7 +110,8 @@ class QemuVmm:
         _remove(config.pidfile, config.control_socket)
         argv = self.argv(config)
         log.info("starting QEMU for %s (%s)", config.name, config.accel)
-        result = proc.run(argv, check=False, timeout=_LAUNCH_TIMEOUT)
+        inherit = () if config.net is None or config.net.tap_fd is None else (config.net.tap_fd,)
+        result = proc.run(argv, check=False, timeout=_LAUNCH_TIMEOUT, pass_fds=inherit)
         if result.returncode != 0:
             tail = result.stderr.decode(errors="replace").strip().splitlines()[-5:]
             raise VmmError(
