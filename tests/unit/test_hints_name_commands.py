@@ -46,7 +46,7 @@ def test_every_quoted_command_exists() -> None:
 
 
 def test_the_scan_catches_a_command_that_does_not_exist() -> None:
-    assert not resolves(["ssh-config"])
+    assert not resolves(["system", "frobnicate"])
     assert not resolves(["vm", "frobnicate"])
     assert resolves(["vm", "start", "dev"])
     assert resolves(["image", "cache", "prune"])
