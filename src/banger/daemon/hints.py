@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from banger.api.models import ErrorBody, VmCreate, VmSet, VmStop
+from banger.daemon.plan import host_memory_mib
 from banger.errors import BangerError
 from banger.store.repo import Missing, Taken
 
@@ -70,8 +71,7 @@ def host_capacity(field: str) -> str:
     if field == "vcpus":
         return f"; this host has {os.cpu_count() or 1} cores"
     if field == "memory_mib":
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
-        return f"; this host has {total} MiB of memory"
+        return f"; this host has {host_memory_mib()} MiB of memory"
     return ""
 
 

@@ -71,10 +71,15 @@ def default_vcpus(cpu_count: int | None = None) -> int:
     return max(1, min(4, cores // 2))
 
 
+def host_memory_mib() -> int:
+    """This host's physical memory in MiB."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+
+
 def default_memory_mib(total_mib: int | None = None) -> int:
     """An eighth of the host's memory, between 256 MiB and 2 GiB."""
     if total_mib is None:
-        total_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+        total_mib = host_memory_mib()
     return max(256, min(2048, total_mib // 8))
 
 

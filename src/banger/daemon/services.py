@@ -17,7 +17,7 @@ from banger.daemon.images import ImageService
 from banger.daemon.inspect import Inspector
 from banger.daemon.kernels import KernelService
 from banger.daemon.operations import Operations
-from banger.daemon.plan import HostFacts, default_memory_mib
+from banger.daemon.plan import HostFacts, host_memory_mib
 from banger.daemon.reconcile import reconcile
 from banger.daemon.sshconfig import SshConfigFiles
 from banger.daemon.vms import VmService
@@ -64,7 +64,6 @@ class Services:
 
 
 def host_facts(vmm: Vmms, accel: AccelChoice) -> HostFacts:
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
     return HostFacts(
         vmm=vmm.name,
         vmm_reason=vmm.default.reason,
@@ -72,7 +71,7 @@ def host_facts(vmm: Vmms, accel: AccelChoice) -> HostFacts:
         accel_reason=accel.reason,
         tsc_khz=host_tsc_khz(),
         cpu_count=os.cpu_count() or 1,
-        memory_mib=total or default_memory_mib(),
+        memory_mib=host_memory_mib(),
     )
 
 
