@@ -7,6 +7,7 @@ completion load nothing but click; no command loads pydantic or rich.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -66,6 +67,18 @@ def absolute(path: str | None) -> str | None:
     from pathlib import Path
 
     return str(Path(path).resolve()) if path else None
+
+
+def process_gone(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for process ``pid`` to exit; whether it did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def settings() -> Settings:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import click
 
@@ -67,14 +66,9 @@ def stop() -> None:
     except DaemonUnavailable:
         click.echo("bangerd is not running")
         return
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            click.echo("bangerd stopped")
-            return
-        time.sleep(0.05)
+    if common.process_gone(pid, 30):
+        click.echo("bangerd stopped")
+        return
     os.kill(pid, signal.SIGTERM)
     click.echo(f"bangerd (pid {pid}) did not stop in 30s; sent SIGTERM", err=True)
 

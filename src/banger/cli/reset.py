@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,17 +36,6 @@ def _check_removable(home: Path) -> None:
             f"refusing to remove {home}: it is not a directory of banger's own",
             hint="set BANGER_HOME (or `home` in the config) to banger's state directory",
         )
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @click.command(
@@ -116,7 +104,7 @@ def _delete_vms_and_stop(settings: Settings) -> int:
         pid = conn.get("/status", DaemonStatus.from_json).pid
         with contextlib.suppress(DaemonUnavailable):
             conn.send("POST", "/shutdown", None, Accepted.from_json)
-    if not _wait_gone(pid, 30):
+    if not common.process_gone(pid, 30):
         raise DaemonUnavailable(
             f"bangerd (pid {pid}) did not stop within 30s; nothing was removed",
             hint="see `banger daemon status`, then run `banger reset` again",
