@@ -174,11 +174,3 @@ def initramfs_path(kernel_dir: Path) -> Path:
 def owns_initramfs(kernel_dir: Path) -> bool:
     """Whether banger builds this kernel's initramfs (it keeps the modules and busybox)."""
     return (kernel_dir / "busybox").exists() and (kernel_dir / "modules").is_dir()
-
-
-def current_initramfs(kernel_dir: Path, kernel_version: str) -> Path:
-    """The kernel's initramfs for this banger's /init, built when missing."""
-    out = initramfs_path(kernel_dir)
-    if not out.exists():
-        build_initramfs(kernel_dir / "modules", kernel_version, kernel_dir / "busybox", out)
-    return out
