@@ -60,13 +60,24 @@ def temp_name(out: Path) -> Path:
 
 
 def make_ext4(
-    src: Path | None, out: Path, size_bytes: int, *, label: str = "", mode: int = 0o644
+    src: Path | None,
+    out: Path,
+    size_bytes: int,
+    *,
+    label: str = "",
+    mode: int = 0o644,
+    journal_mib: int | None = None,
+    online_growth: bool = True,
 ) -> None:
     """Write a sparse ext4 of ``size_bytes`` at ``out``, filled from ``src`` when given.
 
     The disk is built under a temporary name and renamed into place, so ``out``
     is either absent or complete. ``mode`` is the disk file's own permission
-    (0600 for a disk holding secrets).
+    (0600 for a disk holding secrets). ``journal_mib`` sizes the journal
+    (mkfs writes every block of it, so it is what a fresh disk costs);
+    ``online_growth=False`` leaves out the blocks reserved for growing the
+    filesystem while mounted (a VM's disks only ever grow unmounted, with
+    resize2fs, which needs no reserve).
     """
     if size_bytes < 8 * MIB:
         raise UserError(f"a disk of {size_bytes} bytes is too small for ext4 (8 MiB at least)")
@@ -84,6 +95,10 @@ def make_ext4(
     argv += ["-m", "0", "-E", "root_owner=0:0"]
     if label:
         argv += ["-L", label]
+    if journal_mib is not None:
+        argv += ["-J", f"size={journal_mib}"]
+    if not online_growth:
+        argv += ["-O", "^resize_inode"]
     if src is not None:
         argv += ["-d", src]
     argv += [tmp]
