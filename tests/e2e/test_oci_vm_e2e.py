@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,11 +74,42 @@ def test_a_bare_busybox_image_boots_and_runs_commands(banger: Banger, bare_image
     assert not Path(shown["rootfs"]).exists()  # type: ignore[index, arg-type]
 
 
+def test_a_re_pull_links_the_disk_made_before(banger: Banger, bare_image: str):
+    first = banger.run("image", "pull", bare_image, "--name", "e2e-flat-1", timeout=900)
+    assert first.returncode == 0, first.stderr
+    try:
+        started = time.monotonic()
+        second = banger.run("image", "pull", bare_image, "--name", "e2e-flat-2", timeout=900)
+        took = time.monotonic() - started
+        assert second.returncode == 0, second.stderr
+        assert "was flattened before with these options: reusing it" in second.stderr
+        assert "applying layer" not in second.stderr
+        one, two = (banger.json("image", "show", n) for n in ("e2e-flat-1", "e2e-flat-2"))
+        assert one["source"] == two["source"] and one["init"] == two["init"]  # type: ignore[index]
+        assert one["config"] == two["config"]  # type: ignore[index]
+        # The same disk, linked: no second copy on the host.
+        ino = {os.stat(str(i["rootfs"])).st_ino for i in (one, two)}  # type: ignore[index]
+        assert len(ino) == 1, took
+        # Another size is another disk.
+        resized = banger.run(
+            "image", "pull", bare_image, "--name", "e2e-flat-3", "--size", "2G", timeout=900
+        )
+        assert resized.returncode == 0, resized.stderr
+        assert "reusing it" not in resized.stderr
+    finally:
+        for name in ("e2e-flat-1", "e2e-flat-2", "e2e-flat-3"):
+            banger.run("image", "delete", name)
+
+
 def test_cache_prune_reports_one_line(banger: Banger, bare_image: str):
+    line = (
+        r"across \d+ blob\(s\) in \S+; {0} \S+ \S+ across \d+ flattened image\(s\) no image uses\n"
+    )
     dry = banger.run("image", "cache", "prune", "--dry-run")
     assert dry.returncode == 0
-    assert re.fullmatch(r"would free \S+ \S+ across \d+ blob\(s\) in \S+\n", dry.stdout)
+    assert re.fullmatch(r"would free \S+ \S+ " + line.format("would free"), dry.stdout)
     real = banger.run("image", "cache", "prune")
-    assert re.fullmatch(r"freed \S+ \S+ across \d+ blob\(s\) in \S+\n", real.stdout)
+    assert re.fullmatch(r"freed \S+ \S+ " + line.format("freed"), real.stdout)
     again = banger.run("image", "cache", "prune")
     assert again.stdout.startswith("freed 0 B across 0 blob(s)")
+    assert "freed 0 B across 0 flattened image(s)" in again.stdout

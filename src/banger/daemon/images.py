@@ -12,7 +12,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -116,9 +116,58 @@ class ImageService:
         with self._making(name), staging(self.settings.images_dir / name) as stage:
             if req.ref in catalog.names():
                 made = self._catalog_tree(req.ref, name, stage.tree, progress)
-            else:
-                made = self._oci_tree(req.ref, stage.tree, progress)
-            return self._finish(stage, made, name, kernel, req.size, progress)
+                return self._finish(stage, made, name, kernel, req.size, progress)
+            return self._pull_oci(req, stage, name, kernel, progress)
+
+    def _pull_oci(
+        self, req: ImagePull, stage: Staging, name: str, kernel: str, progress: Progress
+    ) -> Image:
+        """An OCI pull; a manifest flattened before with the same options is linked, not redone."""
+        from banger.guest.agent import agent_script
+        from banger.image.blobcache import short
+        from banger.image.flatcache import FlatCache, flat_key
+        from banger.image.oci import resolve_oci_sync
+        from banger.image.pipeline import ROOTFS_NAME, Finished, publish
+        from banger.image.reference import parse_reference
+        from banger.image.tree import WORK_SEED_NAME
+
+        size = parse_size(req.size) if req.size else None
+        bundle = self._bundle(progress)
+        cache = FlatCache(self.settings.cache_dir / "flat")
+
+        def key(digest: str) -> str:
+            return flat_key(digest, bundle, agent_script(), size)
+
+        progress.stage("pull", f"pulling {req.ref}")
+        digest = resolve_oci_sync(
+            req.ref, insecure_registries=self.settings.insecure_registries, progress=progress.info
+        )
+        flat = cache.lookup(key(digest))
+        if flat is not None and cache.link_into(flat, stage.image):
+            progress.info(f"{short(digest)} was flattened before with these options: reusing it")
+            done = Finished(
+                rootfs=stage.dest / ROOTFS_NAME,
+                work_seed=stage.dest / WORK_SEED_NAME,
+                size_bytes=flat.size_bytes,
+                source=f"oci:{parse_reference(req.ref).with_digest(digest).canonical()}",
+                init=flat.init,
+                config=flat.config,
+            )
+            return publish(stage, done, lambda d: self._record(name, kernel, d))
+
+        made = self._oci_tree(req.ref, stage.tree, progress)
+
+        def keep(image_dir: Path, done: Finished) -> None:
+            pulled = str(made.config.get("digest") or digest)
+            cache.keep(key(pulled), image_dir, size_bytes=done.size_bytes, init=done.init,
+                       config=done.config)  # fmt: skip
+
+        return self._finish(stage, made, name, kernel, req.size, progress, keep=keep, bundle=bundle)
+
+    def _bundle(self, progress: Progress) -> Path:
+        from banger.guest.bundle import build_agent_bundle
+
+        return build_agent_bundle(self.settings.cache_dir / "agent", progress.info)
 
     def _catalog_tree(self, ref: str, name: str, tree: Path, progress: Progress) -> MadeTree:
         from banger.image import catalog
@@ -137,7 +186,6 @@ class ImageService:
     def _oci_tree(self, ref: str, tree: Path, progress: Progress) -> MadeTree:
         from banger.image.ocitree import pull_oci_tree
 
-        progress.stage("pull", f"pulling {ref}")
         return pull_oci_tree(
             ref,
             tree,
@@ -155,18 +203,21 @@ class ImageService:
         kernel: str,
         size: str | None,
         progress: Progress,
+        *,
+        keep: Callable[[Path, Finished], None] | None = None,
+        bundle: Path | None = None,
     ) -> Image:
         """The pipeline's finishing stage, registering the image in the store."""
-        from banger.guest.bundle import build_agent_bundle
         from banger.image.pipeline import finish
 
         return finish(
             stage,
             made,
-            bundle=lambda: build_agent_bundle(self.settings.cache_dir / "agent", progress.info),
+            bundle=lambda: bundle or self._bundle(progress),
             size_bytes=parse_size(size) if size else None,
             progress=progress.info,
             register=lambda done: self._record(name, kernel, done),
+            keep=keep,
         )
 
     def _record(self, name: str, kernel: str, done: Finished) -> Image:
@@ -263,11 +314,17 @@ class ImageService:
         return image
 
     def prune_cache(self, dry_run: bool) -> str:
+        from banger.image.flatcache import FlatCache
         from banger.image.oci import cache_prune, prune_message
 
         oci_cache = self.settings.cache_dir / "oci"
         freed, blobs = cache_prune(oci_cache, dry_run)
-        return prune_message(freed, blobs, oci_cache, dry_run=dry_run)
+        flat_freed, flats = FlatCache(self.settings.cache_dir / "flat").prune(dry_run)
+        verb = "would free" if dry_run else "freed"
+        return (
+            prune_message(freed, blobs, oci_cache, dry_run=dry_run)
+            + f"; {verb} {format_size(flat_freed)} across {flats} flattened image(s) no image uses"
+        )
 
 
 class LayerReporter:

@@ -34,7 +34,15 @@ from banger.units import format_size
 
 log = logging.getLogger("banger.image")
 
-__all__ = ["OciImage", "cache_prune", "prune_message", "pull_oci", "pull_oci_sync"]
+__all__ = [
+    "OciImage",
+    "cache_prune",
+    "prune_message",
+    "pull_oci",
+    "pull_oci_sync",
+    "resolve_oci",
+    "resolve_oci_sync",
+]
 
 LAYER_TYPES = (
     "application/vnd.oci.image.layer.v1.tar",
@@ -217,6 +225,28 @@ async def pull_oci(
         working_dir=str(inner.get("WorkingDir") or ""),
         user=str(inner.get("User") or ""),
     )
+
+
+async def resolve_oci(
+    ref: str,
+    *,
+    insecure_registries: Sequence[str] = (),
+    progress: Say,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> str:
+    """The digest ``ref`` names now (its index or manifest), asking the registry once."""
+    parsed = parse_reference(ref)
+    if is_digest(parsed.reference):
+        return parsed.reference
+    async with RegistryClient(
+        parsed, insecure_registries=insecure_registries, transport=transport
+    ) as client:
+        progress(f"resolving {parsed}")
+        return (await client.manifest(parsed.reference)).digest
+
+
+def resolve_oci_sync(ref: str, *, insecure_registries: Sequence[str] = (), progress: Say) -> str:
+    return asyncio.run(resolve_oci(ref, insecure_registries=insecure_registries, progress=progress))
 
 
 def pull_oci_sync(

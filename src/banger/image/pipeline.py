@@ -103,11 +103,14 @@ def finish(
     size_bytes: int | None,
     progress: Say,
     register: Callable[[Finished], T],
+    keep: Callable[[Path, Finished], None] | None = None,
 ) -> T:
     """Agent, work seed, ext4, then ``register``: the one way a tree becomes an image.
 
     ``bundle`` gives the guest agent bundle (built or cached on first use).
     ``register`` records the image; if it raises, the image's files go too.
+    ``keep`` sees the complete image directory before it is published (the
+    flattened-image cache links it there).
     """
     started = time.monotonic()
     if not stage.tree.is_dir():
@@ -131,6 +134,8 @@ def finish(
         init=plan.init,
         config={**made.config, "agent": plan.mode},
     )
+    if keep is not None:
+        keep(stage.image, finished)
     result = publish(stage, finished, register)
     log.info("made image %s from %s in %.1fs", stage.dest, made.source, time.monotonic() - started)
     return result
