@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BANGER := $(VENV)/bin/banger
 
-.PHONY: demo test lint unit e2e deps test-deps venv clean
+.PHONY: demo test test-all bench lint unit e2e deps test-deps venv clean
 
 deps:
 	scripts/install-host-deps
@@ -35,6 +35,11 @@ e2e: test-deps venv
 # The whole suite: linters, unit tests, end-to-end tests booting real VMs.
 test: test-deps venv lint
 	$(VENV)/bin/pytest tests
+
+# Every benchmark (minutes; boots VMs), then docs/benchmarks.md and its plots.
+bench: test-deps
+	scripts/install-venv --group bench
+	$(VENV)/bin/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

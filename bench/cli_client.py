@@ -29,12 +29,22 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from figures import Case, Figures, Ratio, emit
+
 BIN = Path(sys.executable).parent
-# (argv, target median in ms) from the architecture issue's "Speed" section.
-CASES: list[tuple[list[str], float]] = [
-    (["--help"], 60),
-    (["vm", "list"], 150),
-    (["vm", "show", "bench-0"], 120),
+# (label, argv, extra environment, target median in ms): the architecture and
+# benchmark issues' targets. Completion is what bash runs on a tab after
+# `banger vm show bench-1`: click's own protocol, VM names from the daemon.
+COMPLETE = {
+    "_BANGER_COMPLETE": "bash_complete",
+    "COMP_WORDS": "banger vm show bench-1",
+    "COMP_CWORD": "3",
+}
+CASES: list[tuple[str, list[str], dict[str, str], float]] = [
+    ("banger --help", ["--help"], {}, 60),
+    ("banger vm list", ["vm", "list"], {}, 150),
+    ("banger vm show", ["vm", "show", "bench-0"], {}, 120),
+    ("tab completion", [], COMPLETE, 100),
 ]
 
 
@@ -115,33 +125,32 @@ def daemon(env: dict[str, str], runtime: Path) -> Iterator[None]:
         log.close()
 
 
-def medians_ms(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
-    """Median wall time and median CPU time (user + system) of ``runs`` runs.
-
-    CPU time moves less than wall time when other work shares the machine.
-    """
+def samples_ms(argv: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
     walls, cpus = [], []
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(argv, env=env, capture_output=True, check=True)
-        walls.append(time.perf_counter() - start)
+        walls.append((time.perf_counter() - start) * 1000)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-    return statistics.median(walls) * 1000, statistics.median(cpus) * 1000
+        cpus.append((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000)
+    return walls, cpus
 
 
-def calibrate(env: dict[str, str], runs: int) -> None:
+def calibrate(env: dict[str, str], runs: int) -> list[Case]:
     """What this machine charges for an empty interpreter and for click, to scale by."""
+    cases = []
     for label, code in (("python -c pass", "pass"), ("import click", "import click")):
-        wall, cpu = medians_ms([sys.executable, "-c", code], env, runs)
-        print(f"  {label:<27} {wall:6.1f} ms  cpu {cpu:6.1f} ms")
+        walls, _cpus = samples_ms([sys.executable, "-c", code], env, runs)
+        cases.append(Case(label, walls, "ms"))
+    return cases
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--vms", type=int, default=100)
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     # As an install would: an editable checkout is not byte-compiled here, and
     # compiling on every run would be measured instead of banger.
@@ -164,15 +173,22 @@ def main() -> None:
         os.environ.update(env)
         seed_store(home, args.vms)
         with daemon(env, runtime):
-            print(f"{args.vms} VMs in the store, {args.runs} runs each, medians:")
-            calibrate(env, args.runs)
-            for case, target in CASES:
-                wall, cpu = medians_ms([str(BIN / "banger"), *case], env, args.runs)
-                verdict = "ok" if wall <= target else "OVER"
-                print(
-                    f"  banger {' '.join(case):<20} {wall:6.1f} ms  cpu {cpu:6.1f} ms"
-                    f"  (target {target:.0f} ms)  {verdict}"
-                )
+            cases = calibrate(env, args.runs)
+            ratios = []
+            for label, case, extra, target in CASES:
+                walls, _cpus = samples_ms([str(BIN / "banger"), *case], env | extra, args.runs)
+                cases.append(Case(label, walls, "ms"))
+                ratios.append(Ratio(f"{label} median ms", statistics.median(walls), target))
+    emit(
+        Figures(
+            bench="cli_client",
+            title=f"CLI latency against a real bangerd with {args.vms} VMs in the store",
+            cases=cases,
+            ratios=ratios,
+            notes=["python -c pass and import click: what this machine charges, to scale by"],
+        ),
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -11,11 +11,10 @@ reserve); prints the allocated MiB of each and the ratio. Nothing boots.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from figures import Case, Figures, Ratio, emit
 
 from banger.daemon.plan import DEFAULT_OVERLAY, DEFAULT_WORK_DISK
 from banger.disk.overlay import create_overlay_disk
@@ -41,22 +40,25 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    figures: dict[str, dict[str, float]] = {}
-    for name, make in (("banger", banger_disks), ("mkfs defaults", default_disks)):
-        sizes, times = [], []
-        for _ in range(args.runs):
+    sizes: dict[str, list[float]] = {"banger": [], "mkfs defaults": []}
+    for _ in range(args.runs):
+        for name, make in (("banger", banger_disks), ("mkfs defaults", default_disks)):
             with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
-                started = time.monotonic()
-                sizes.append(make(Path(tmp)))
-                times.append(time.monotonic() - started)
-        figures[name] = {"mib": statistics.median(sizes), "seconds": statistics.median(times)}
-        print(
-            f"{name:14} {figures[name]['mib']:7.1f} MiB  made in {figures[name]['seconds']:.2f} s"
-        )
-    ratio = figures["banger"]["mib"] / figures["mkfs defaults"]["mib"]
-    print(f"ratio {ratio:.3f} (target: at most 16 MiB, {figures['banger']['mib']:.1f} MiB here)")
-    if args.json:
-        args.json.write_text(json.dumps({"disk_at_rest": figures, "ratio": ratio}, indent=2))
+                sizes[name].append(make(Path(tmp)))
+    cases = [Case(f"{name} (overlay + work disk)", v, "MiB") for name, v in sizes.items()]
+    emit(
+        Figures(
+            bench="disk_at_rest",
+            title="Disk a new VM allocates before the guest writes anything",
+            cases=cases,
+            ratios=[
+                Ratio("banger MiB", cases[0].median, 16),
+                Ratio("banger / mkfs defaults", cases[0].median / cases[1].median),
+            ],
+            notes=[f"default sizes: overlay {DEFAULT_OVERLAY}, work disk {DEFAULT_WORK_DISK}"],
+        ),
+        args.json,
+    )
 
 
 if __name__ == "__main__":

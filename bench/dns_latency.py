@@ -6,6 +6,7 @@ another loopback port (the responder's own cost plus one upstream exchange).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import socket
 import statistics
@@ -19,6 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dns.message
+from bench.figures import Case, Figures, emit
 from tests.dns_upstream import NAME, FakeUpstream
 
 from banger.net.dns import DnsResponder
@@ -39,7 +41,12 @@ def round_trips(port: int, wire: bytes, source: str, runs: int) -> list[float]:
     return times
 
 
-def main(runs: int = 2000) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    runs = args.runs
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
 
@@ -55,12 +62,27 @@ def main(runs: int = 2000) -> None:
         (f"{NAME} (refused)", NAME, "127.0.0.1"),
         (f"{NAME} (forwarded)", NAME, ALLOWED),
     ]
+    figures = []
     for label, name, source in cases:
         wire = dns.message.make_query(name, "A").to_wire()
         times = round_trips(responder.port, wire, source, runs)
-        print(f"{label:<34} median {statistics.median(times) * 1e6:7.0f} us")
+        # Ten batch medians as the samples: the page plots runs, not 2000 points.
+        batch = max(1, len(times) // 10)
+        samples = [
+            statistics.median(times[i : i + batch]) * 1e6 for i in range(0, len(times), batch)
+        ]
+        figures.append(Case(label, samples, "us"))
     run(responder.stop())
     run(upstream.stop())
+    emit(
+        Figures(
+            bench="dns_latency",
+            title="DNS responder round trip on loopback (medians of batches)",
+            cases=figures,
+            notes=[f"{runs} queries per case, in 10 batches"],
+        ),
+        args.json,
+    )
 
 
 if __name__ == "__main__":

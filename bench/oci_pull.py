@@ -21,7 +21,6 @@ Prints medians and the ratios to the baseline of the same run. Needs root
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -35,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from figures import Case, Figures, Ratio, emit
 from tests.e2e.registry import registry, umoci_image
 
 from banger.guest.agent import agent_script
@@ -154,18 +154,20 @@ def main() -> None:
                 for name, took in one_run(ref, root / f"run{i}", size, bundle).items():
                     rows[name].append(took)
     med = {k: statistics.median(v) for k, v in rows.items()}
-    for name, value in med.items():
-        print(f"{name:9} median {value:6.2f} s  ({', '.join(f'{x:.2f}' for x in rows[name])})")
-    ratios = {
-        "cold/baseline": med["cold"] / med["baseline"],
-        "warm/baseline": med["warm"] / med["baseline"],
-        "re-pull/cold": med["re-pull"] / med["cold"],
-    }
-    for name, value in ratios.items():
-        print(f"{name:14} {value:.2f}")
-    print("targets: cold/baseline <= 1.0, re-pull/cold <= 0.1")
-    if args.json:
-        args.json.write_text(json.dumps({"seconds": rows, "medians": med, "ratios": ratios}))
+    emit(
+        Figures(
+            bench="oci_pull",
+            title="OCI pull and flatten to ext4 (200 MB, 3 layers, registry on 127.0.0.1)",
+            cases=[Case(name, samples, "s") for name, samples in rows.items()],
+            ratios=[
+                Ratio("cold / baseline", med["cold"] / med["baseline"], 1.0),
+                Ratio("warm / baseline", med["warm"] / med["baseline"]),
+                Ratio("re-pull / cold", med["re-pull"] / med["cold"], 0.1),
+            ],
+            notes=["baseline: skopeo copy + umoci unpack + mkfs.ext4 -d at banger's size"],
+        ),
+        args.json,
+    )
 
 
 if __name__ == "__main__":

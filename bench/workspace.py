@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import Case, Figures, Ratio, emit
+
 BIN = Path(sys.executable).parent
 VM = "ws-bench"
 WORDS = [
@@ -83,6 +85,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--mb", type=int, default=100)
     parser.add_argument("--image", default="debian-bookworm")
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="banger-bench-") as tmp:
         repo = Path(tmp) / "repo"
@@ -90,12 +93,12 @@ def main() -> None:
         banger("vm", "delete", VM, check=False)
         banger("vm", "create", "--name", VM, "--image", args.image, "-q")
         try:
-            run(repo, args.runs)
+            run(repo, args.runs, args.json)
         finally:
             banger("vm", "delete", VM, "-q", check=False)
 
 
-def run(repo: Path, runs: int) -> None:
+def run(repo: Path, runs: int, json_path: Path | None) -> None:
     target = json.loads(banger("vm", "show", VM, "--json").stdout)
     ssh_target = json.loads(
         subprocess.run(
@@ -136,15 +139,26 @@ def run(repo: Path, runs: int) -> None:
         for _ in range(runs)
     ]
     size = sum(p.stat().st_size for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts)
-    print(f"repository: {len(list(repo.glob('pkg*/*')))} files, {size / 2**20:.0f} MB; {runs} runs")
     medians = {name: statistics.median(times) for name, times in cases.items()}
-    for name, median in medians.items():
-        shown = ", ".join(f"{t:.2f}" for t in cases[name])
-        print(f"{name:20s} median {median:6.2f} s  (runs: {shown})")
-    ratio = medians["prepare"] / medians["rsync checkout"]
-    print(f"prepare / rsync -a of the checkout: {ratio:.2f}x (target <= 1.0x)")
-    print(
-        f"prepare / rsync -a of the tree alone: {medians['prepare'] / medians['rsync tree']:.2f}x"
+    emit(
+        Figures(
+            bench="workspace",
+            title="Workspace prepare and export against rsync over the same SSH",
+            cases=[Case(name, times, "s") for name, times in cases.items()],
+            ratios=[
+                Ratio(
+                    "prepare / rsync -a of the checkout",
+                    medians["prepare"] / medians["rsync checkout"],
+                    1.0,
+                ),
+                Ratio(
+                    "prepare / rsync -a of the tree alone",
+                    medians["prepare"] / medians["rsync tree"],
+                ),
+            ],
+            notes=[f"repository: {len(list(repo.glob('pkg*/*')))} files, {size / 2**20:.0f} MB"],
+        ),
+        json_path,
     )
 
 
