@@ -20,6 +20,7 @@ from banger.daemon.operations import Operations
 from banger.daemon.plan import HostFacts, host_memory_mib
 from banger.daemon.reconcile import reconcile
 from banger.daemon.sshconfig import SshConfigFiles
+from banger.daemon.sweep import sweep
 from banger.daemon.vms import VmService
 from banger.guest.ssh import ensure_user_key
 from banger.helper_client.launch import connect_helper
@@ -141,4 +142,5 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop) -> Services:
         loop=loop,
     )
     reconcile(store, vmm, services.net, settings.vms_dir)
+    sweep(settings, [Path(vm.dir) for vm in store.list_vms()])
     return services

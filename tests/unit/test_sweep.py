@@ -1,0 +1,39 @@
+"""What a killed daemon left half-written is removed at the next start, and nothing else."""
+
+from pathlib import Path
+
+from banger.config import load_settings
+from banger.daemon.sweep import sweep
+
+
+def test_sweep_removes_hidden_temporaries_and_unknown_vm_dirs_only(tmp_path: Path) -> None:
+    s = load_settings(home=tmp_path)
+    keep = [
+        s.images_dir / "debian" / "rootfs.ext4",
+        s.images_dir / "debian" / "work-seed" / ".profile",  # the image's own dotfile
+        s.kernels_dir / "k" / "vmlinuz",
+        s.vms_dir / "abc" / "overlay.ext4",
+        s.cache_dir / "oci" / "blobs" / "sha256" / ("0" * 64),
+        s.cache_dir / "flat" / "key" / "meta.json",
+    ]
+    gone = [
+        s.images_dir / ".debian2.build-x1y2" / "tree" / "etc",
+        s.kernels_dir / ".k2.abcd" / "vmlinuz",
+        s.kernels_dir / "k" / "initramfs-1.img.tmp",
+        s.kernels_dir / "k" / ".vmlinux.tmp",
+        s.vms_dir / "abc" / ".overlay.ext4.seed-q" / "seed",
+        s.vms_dir / "abc" / ".work.ext4.tmp-123",
+        s.vms_dir / "dead" / "overlay.ext4",  # no VM row names it
+        s.cache_dir / "oci" / "blobs" / "sha256" / ".tmp-abc",
+        s.cache_dir / "agent" / ".bundle-xyz" / "bin",
+        s.cache_dir / "flat" / ".0123456789ab-x" / "meta.json",
+    ]
+    for path in keep + gone:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    lines = sweep(s, [s.vms_dir / "abc"])
+    assert all(p.exists() for p in keep)
+    assert not any(p.exists() for p in gone)
+    assert not (s.vms_dir / "dead").exists() and not (s.images_dir / ".debian2.build-x1y2").exists()
+    assert len(lines) == 10 and all(line.endswith("left by interrupted work") for line in lines)
+    assert sweep(s, [s.vms_dir / "abc"]) == []
