@@ -29,6 +29,7 @@ BENCHES: list[tuple[str, list[str], list[str], bool]] = [
     ("oci_pull", ["--runs", "5"], ["--runs", "2"], False),
     ("vm_create_size", ["--runs", "9"], ["--runs", "3"], True),
     ("workspace", ["--runs", "5"], ["--runs", "2"], True),
+    ("density", ["--vms", "20"], ["--vms", "3", "--runs", "3"], True),
 ]
 
 
