@@ -28,7 +28,10 @@ class StoredVm:
 def stored_vms(home: Path) -> list[StoredVm]:
     db = sqlite3.connect(home / "banger.db")
     try:
-        rows = db.execute("SELECT id, name, state, tap, ip, dir FROM vms").fetchall()
+        rows = db.execute(
+            "SELECT v.id, v.name, v.state, v.tap, COALESCE(l.ip, ''), v.dir"
+            " FROM vms v LEFT JOIN leases l ON l.vm_id = v.id"
+        ).fetchall()
     finally:
         db.close()
     return [StoredVm(*row) for row in rows]

@@ -8,15 +8,17 @@ commands. Rejected request bodies are answered here too, in the same
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from banger.api.models import ErrorBody, VmCreate, VmSet, VmStop
 from banger.daemon.plan import host_memory_mib
-from banger.errors import BangerError
+from banger.errors import BangerError, HostError
 from banger.store.repo import Missing, Taken
 
 _MISSING: dict[str, Callable[[str], str]] = {
@@ -106,3 +108,44 @@ def invalid_request(errors: Sequence[Any]) -> ErrorBody:
     shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
     message = f"{field}: {problem}{shown}" if field else problem
     return ErrorBody(code="invalid", message=message, hint=hint, field=field)
+
+
+_DOING = {
+    "vm.create": "creating VM {}",
+    "vm.start": "starting VM {}",
+    "image.pull": "pulling image {}",
+    "image.promote": "promoting a VM into image {}",
+    "image.register": "registering image {}",
+    "kernel.pull": "pulling kernel {}",
+    "kernel.import": "importing kernel {}",
+}
+_FULL_TEXT = "No space left on device"
+
+
+def disk_full(
+    exc: BaseException, kind: str, target: str, home: Path | None = None
+) -> BangerError | None:
+    """A full disk (ENOSPC or a quota), anywhere in ``exc``'s chain, as one clear error.
+
+    The operation's own undo has already removed what it made by the time this
+    is said; the message names the disk by the file that did not fit.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        where = ""
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = str(seen.filename or "")
+        elif not (isinstance(seen, BangerError) and _FULL_TEXT in seen.message):
+            seen = seen.__cause__ or seen.__context__
+            continue
+        doing = _DOING.get(kind, kind + " of {}").format(target)
+        if not where and home is not None:
+            where = str(home)
+        place = f"the disk holding {where}" if where else "a disk banger writes to"
+        probe = os.path.dirname(where) if os.path.isfile(where) else (where or "/")
+        return HostError(
+            f"{place} is full: {doing} stopped, and nothing of it was kept",
+            hint=f"free space there (`df -h {probe}`; `banger image cache prune` frees"
+            " banger's caches), then try again",
+        )
+    return None

@@ -15,12 +15,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from banger.api.models import ErrorBody, Event, EventType, Operation, OpState
-from banger.daemon.hints import with_hint
+from banger.daemon.hints import disk_full, with_hint
 from banger.errors import BangerError
 from banger.store import Store
 
@@ -120,7 +121,9 @@ Work = Callable[[Progress], dict[str, Any] | None]
 
 
 class Operations:
-    def __init__(self, store: Store, max_workers: int = 32) -> None:
+    def __init__(self, store: Store, max_workers: int = 32, home: Path | None = None) -> None:
+        # Named in a full-disk error when the failing write does not say where it was.
+        self._home = home
         self._store = store
         # Operations wait on slow guests for minutes; their own pool keeps them
         # from starving quick requests that use the loop's default executor.
@@ -151,12 +154,19 @@ class Operations:
         try:
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(self._pool, work, progress)
-        except BangerError as exc:
-            log.warning("%s %s failed: %s", run.op.kind, run.op.target, exc.message)
-            await asyncio.to_thread(run.finish, None, with_hint(exc))
         except Exception as exc:
-            log.exception("%s %s crashed", run.op.kind, run.op.target)
-            err = BangerError(f"internal error: {exc}", hint="see the daemon log; run with --debug")
+            full = disk_full(exc, run.op.kind, run.op.target, self._home)
+            if full is not None:
+                log.warning("%s %s failed: %s (%s)", run.op.kind, run.op.target, full.message, exc)
+                err: BangerError = full
+            elif isinstance(exc, BangerError):
+                log.warning("%s %s failed: %s", run.op.kind, run.op.target, exc.message)
+                err = with_hint(exc)
+            else:
+                log.exception("%s %s crashed", run.op.kind, run.op.target)
+                err = BangerError(
+                    f"internal error: {exc}", hint="see the daemon log; run with --debug"
+                )
             await asyncio.to_thread(run.finish, None, err)
         else:
             await asyncio.to_thread(run.finish, result, None)

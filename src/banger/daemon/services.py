@@ -114,7 +114,7 @@ def wire(
         images=ImageService(
             settings=settings, store=store, kernels=kernels, vmm=vmm, user_key=user_key
         ),
-        ops=Operations(store),
+        ops=Operations(store, home=settings.home),
         ssh_config=SshConfigFiles(store, settings.vms_dir, user_key),
         uid=uid,
     )

@@ -31,11 +31,6 @@ SEED_DIR = "seed"
 # Also keeps names safe to quote in a debugfs script.
 _SEED_NAME = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 OVERLAY_LABEL = "banger-overlay"
-# mkfs's default journal for a 4 GiB disk is 64 MiB, written out in full:
-# most of what a VM at rest cost. The system overlay sees package installs,
-# not sustained metadata storms, and jbd2 commits every 5 s whatever its size;
-# 4 MiB is its smallest (1024 blocks) and keeps the disk just as crash-safe.
-OVERLAY_JOURNAL_MIB = 4
 
 
 def seed_relpath(name: str) -> PurePosixPath:
@@ -72,7 +67,7 @@ def create_overlay_disk(path: Path, size_bytes: int, seed: Mapping[str, bytes]) 
             size_bytes,
             label=OVERLAY_LABEL,
             mode=0o600,
-            journal_mib=OVERLAY_JOURNAL_MIB,
+            fresh_file_journal=True,
             online_growth=False,
         )
         if os.geteuid() != 0:

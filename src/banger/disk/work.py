@@ -18,23 +18,20 @@ from banger.units import format_size
 log = logging.getLogger("banger.disk")
 
 WORK_LABEL = "banger-work"
-# The user's builds write here, so its journal is twice the overlay's (see
-# overlay.OVERLAY_JOURNAL_MIB): room for a burst of metadata (an npm install)
-# before jbd2 must checkpoint, at 8 MiB instead of mkfs's 64 MiB default.
-WORK_JOURNAL_MIB = 8
 
 
 def create_work_disk(path: Path, size_bytes: int, seed: Path | None) -> None:
     """Make the sparse ext4 ``path``, holding a copy of ``seed`` (the image's /root)."""
     source = seed if seed is not None and seed.is_dir() else None
-    # No online-growth reserve: grow_work_disk grows it unmounted.
+    # A full-size journal that costs nothing until used (see make_ext4), and no
+    # online-growth reserve: grow_work_disk grows it unmounted.
     make_ext4(
         source,
         path,
         size_bytes,
         label=WORK_LABEL,
         mode=0o600,
-        journal_mib=WORK_JOURNAL_MIB,
+        fresh_file_journal=True,
         online_growth=False,
     )
     log.info("made work disk %s (%s)", path, format_size(size_bytes))
