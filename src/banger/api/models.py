@@ -392,7 +392,8 @@ class GuestAccess(BaseModel):
     channel: bool
     # The agent's own report (version, agent, caps) when it answers.
     agent: dict[str, Any] | None = None
-    ssh: SshTarget
+    # Without the channel: the VM's SSH, which `banger vm ssh` also uses.
+    ssh: SshTarget | None = None
 
 
 class SshConfig(BaseModel):

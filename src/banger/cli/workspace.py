@@ -34,7 +34,7 @@ def channel_to(conn: Client, name: str) -> AgentChannel | SshChannel:
     from banger.workspace.channel import SshChannel
 
     access = conn.get(f"/vms/{name}/guest", GuestAccess.from_json)
-    if access.channel:
+    if access.channel or access.ssh is None:
         return AgentChannel(str(conn.settings.socket), access.vm)
     return SshChannel(access.ssh)
 

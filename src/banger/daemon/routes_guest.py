@@ -55,7 +55,6 @@ from banger.daemon.hints import invalid_request, with_hint
 from banger.daemon.operations import Operations
 from banger.daemon.vms import VmService
 from banger.errors import BangerError, UserError
-from banger.store import Store
 
 log = logging.getLogger("banger.daemon")
 
@@ -247,25 +246,23 @@ async def relay_transfer(ws: WebSocket, channel: StreamChannel, inbound: bool) -
     await finish(ws, final)
 
 
-def guest_routes(
-    store: Store, vms: VmService, agents: AgentSource | None, ops: Operations
-) -> APIRouter:
+def guest_routes(vms: VmService, agents: AgentSource | None, ops: Operations) -> APIRouter:
     router = APIRouter(tags=["guest"])
 
     async def vm_of(name: str) -> Vm:
-        return await asyncio.to_thread(store.get_vm, name)
+        return await asyncio.to_thread(vms.running, name)
 
     @router.get("/vms/{name}/guest")
     async def guest_access(name: str) -> GuestAccess:
         """Whether VM NAME's agent answers (exec and files go through it), and its SSH target."""
         vm = await vm_of(name)
-        ssh = await asyncio.to_thread(vms.ssh_target, name)
-        link = None
-        if vm.state == VmState.RUNNING and agents is not None:
-            link = await agents.link(vm)
-        info = getattr(link, "info", None) if link is not None else None
+        link = await agents.link(vm) if agents is not None else None
+        if link is None:
+            ssh = await asyncio.to_thread(vms.ssh_target, name)
+            return GuestAccess(vm=vm.name, channel=False, ssh=ssh)
+        info = getattr(link, "info", None)
         about = info if isinstance(info, dict) else getattr(info, "__dict__", None)
-        return GuestAccess(vm=vm.name, channel=link is not None, agent=about, ssh=ssh)
+        return GuestAccess(vm=vm.name, channel=True, agent=about)
 
     @router.post("/vms/{name}/exec", status_code=202)
     async def exec_operation(name: str, req: ExecRequest) -> Operation:
