@@ -52,6 +52,8 @@ def open_socket(
             open_timeout=10,
             # The daemon is on this host: a ping adds nothing but wake-ups.
             ping_interval=None,
+            # A plain connection (not websockets' reconnecting iterator).
+            legacy=True,
         )
     except (OSError, InvalidHandshake, TimeoutError) as exc:
         raise DaemonUnavailable(

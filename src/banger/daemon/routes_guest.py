@@ -39,7 +39,6 @@ from banger.api.models import (
     Operation,
     TransferRequest,
     Vm,
-    VmState,
 )
 from banger.daemon.guest_io import (
     AgentSource,

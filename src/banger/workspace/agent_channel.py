@@ -75,13 +75,16 @@ class AgentProcess:
         self.final: dict[str, Any] = {}
         self._error: BangerError | None = None
         self._close_out: list[int] = []
-        self._out = {STDOUT: self._sink(stdout, 1, "stdout"), STDERR: _fd_of(stderr, 2)}
+        self._out = {STDOUT: self._sink(stdout, 1), STDERR: self._sink(stderr, 2)}
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._feeder: threading.Thread | None = None
-        if ws is None:
+        if ws is None:  # nothing started: empty output, input goes nowhere
+            self._close_sinks()
+            if stdin == subprocess.PIPE:
+                self.stdin = open(os.devnull, "wb")  # noqa: SIM115 - the caller closes it
             return
         if stdin == subprocess.DEVNULL:
-            ws.send(json.dumps({"eof": 0}))
+            self.send_control({"eof": 0})
         else:
             self._feeder = threading.Thread(
                 target=self._feed, args=(self._source(stdin),), daemon=True
@@ -89,24 +92,26 @@ class AgentProcess:
             self._feeder.start()
         self._reader.start()
 
-    def _sink(self, stream: Stream, default: int, name: str) -> int:
-        if stream == subprocess.PIPE:
+    def _sink(self, stream: Stream, default: int) -> int:
+        if stream == subprocess.PIPE and default == 1:
             r, w = os.pipe()
             self.stdout = os.fdopen(r, "rb")
             self._close_out.append(w)
             return w
         if stream == subprocess.DEVNULL:
             fd = os.open(os.devnull, os.O_WRONLY)
-            self._close_out.append(fd)
-            return fd
-        return _fd_of(stream, default)
+        else:
+            # Our own copy, as a child process gets: the caller may close theirs at once.
+            fd = os.dup(_fd_of(stream, default))
+        self._close_out.append(fd)
+        return fd
 
     def _source(self, stream: Stream) -> int:
         if stream == subprocess.PIPE:
             r, w = os.pipe()
             self.stdin = os.fdopen(w, "wb")
             return r
-        return _fd_of(stream, 0)
+        return os.dup(_fd_of(stream, 0))
 
     def _feed(self, fd: int) -> None:
         ws = self._ws
@@ -121,8 +126,7 @@ class AgentProcess:
             # The command ended (its end arrives through _read) or our own input broke.
             return
         finally:
-            if self.stdin is not None:
-                os.close(fd)
+            os.close(fd)
 
     def _read(self) -> None:
         ws = self._ws
@@ -147,9 +151,12 @@ class AgentProcess:
                 hint="see `banger daemon status`; its log says why",
             )
         finally:
-            for fd in self._close_out:
-                os.close(fd)
-            self._close_out = []
+            self._close_sinks()
+
+    def _close_sinks(self) -> None:
+        for fd in self._close_out:
+            os.close(fd)
+        self._close_out = []
 
     def send_control(self, control: dict[str, Any]) -> None:
         """``{"signal": N}`` or ``{"resize": [rows, cols]}`` for the running command."""
@@ -179,9 +186,11 @@ class AgentProcess:
         return code_of(self.final)
 
 
-def refused_process(exc: Refused, argv: Sequence[str], stderr: Stream) -> AgentProcess:
+def refused_process(
+    exc: Refused, argv: Sequence[str], stdin: Stream, stdout: Stream, stderr: Stream
+) -> AgentProcess:
     """A command the guest could not start, as a shell reports it: a line and 127 (or 126)."""
-    process = AgentProcess(None, stdin=None, stdout=None, stderr=stderr, what=argv[0])
+    process = AgentProcess(None, stdin=stdin, stdout=stdout, stderr=stderr, what=argv[0])
     _write_all(_fd_of(stderr, 2), f"banger: {exc.message}\n".encode())
     process.final = {"exit": NOT_FOUND if exc.errno == "ENOENT" else NOT_EXECUTABLE}
     return process
@@ -219,7 +228,7 @@ class AgentChannel:
             ws, _ = open_socket(self.socket_path, f"/vms/{self.vm}/exec/ws", request)
         except Refused as exc:
             if exc.errno in ("ENOENT", "EACCES"):
-                return refused_process(exc, argv, stderr)
+                return refused_process(exc, argv, stdin, stdout, stderr)
             raise
         return AgentProcess(ws, stdin=stdin, stdout=stdout, stderr=stderr, what=argv[0])
 
