@@ -187,6 +187,7 @@ class Image(_Shape):
         "work_seed",
         "init",
         "config",
+        "channel",
     )
     __slots__ = _fields
     name: str
@@ -198,6 +199,7 @@ class Image(_Shape):
     work_seed: str
     init: str
     config: dict[str, Any]
+    channel: int
 
     def __init__(
         self,
@@ -211,6 +213,7 @@ class Image(_Shape):
         work_seed: str = "",
         init: str = "",
         config: dict[str, Any] | None = None,
+        channel: int = 0,
     ) -> None:
         self.name = name
         self.kernel = kernel
@@ -221,6 +224,7 @@ class Image(_Shape):
         self.work_seed = work_seed
         self.init = init
         self.config = dict() if config is None else config
+        self.channel = channel
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Image:
@@ -234,6 +238,7 @@ class Image(_Shape):
             work_seed=d.get("work_seed", ""),
             init=d.get("init", ""),
             config=d.get("config", dict()),
+            channel=d.get("channel", 0),
         )
 
 
@@ -495,6 +500,7 @@ class VmCreate(_Shape):
         "work_disk_size",
         "nat",
         "no_start",
+        "wait_boot",
         "vmm",
     )
     __slots__ = _fields
@@ -506,6 +512,7 @@ class VmCreate(_Shape):
     work_disk_size: str | None
     nat: bool
     no_start: bool
+    wait_boot: bool
     vmm: str | None
 
     def __init__(
@@ -519,6 +526,7 @@ class VmCreate(_Shape):
         work_disk_size: str | None = None,
         nat: bool = False,
         no_start: bool = False,
+        wait_boot: bool = False,
         vmm: str | None = None,
     ) -> None:
         self.name = name
@@ -529,6 +537,7 @@ class VmCreate(_Shape):
         self.work_disk_size = work_disk_size
         self.nat = nat
         self.no_start = no_start
+        self.wait_boot = wait_boot
         self.vmm = vmm
 
     @classmethod
@@ -542,6 +551,7 @@ class VmCreate(_Shape):
             work_disk_size=d.get("work_disk_size"),
             nat=d.get("nat", False),
             no_start=d.get("no_start", False),
+            wait_boot=d.get("wait_boot", False),
             vmm=d.get("vmm"),
         )
 
