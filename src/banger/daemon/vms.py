@@ -165,9 +165,7 @@ class VmService:
             host=self.host,
             now=now_iso(),
         )
-        return CreateRequest(
-            vm=vm, sources=sources, no_start=req.no_start, wait_boot=req.wait_boot
-        )
+        return CreateRequest(vm=vm, sources=sources, no_start=req.no_start, wait_boot=req.wait_boot)
 
     def create(self, req: CreateRequest, progress: Progress) -> Vm:
         with self.locked(req.vm.name):
