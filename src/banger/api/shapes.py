@@ -189,6 +189,7 @@ class Image(_Shape):
         "work_seed",
         "init",
         "config",
+        "channel",
     )
     __slots__ = _fields
     name: str
@@ -200,6 +201,7 @@ class Image(_Shape):
     work_seed: str
     init: str
     config: dict[str, Any]
+    channel: int
 
     def __init__(
         self,
@@ -213,6 +215,7 @@ class Image(_Shape):
         work_seed: str = "",
         init: str = "",
         config: dict[str, Any] | None = None,
+        channel: int = 0,
     ) -> None:
         self.name = name
         self.kernel = kernel
@@ -223,6 +226,7 @@ class Image(_Shape):
         self.work_seed = work_seed
         self.init = init
         self.config = dict() if config is None else config
+        self.channel = channel
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Image:
@@ -236,6 +240,7 @@ class Image(_Shape):
             work_seed=d.get("work_seed", ""),
             init=d.get("init", ""),
             config=d.get("config", dict()),
+            channel=d.get("channel", 0),
         )
 
 
@@ -507,6 +512,7 @@ class VmCreate(_Shape):
         "work_disk_size",
         "nat",
         "no_start",
+        "wait_boot",
         "vmm",
     )
     __slots__ = _fields
@@ -518,6 +524,7 @@ class VmCreate(_Shape):
     work_disk_size: str | None
     nat: bool
     no_start: bool
+    wait_boot: bool
     vmm: str | None
 
     def __init__(
@@ -531,6 +538,7 @@ class VmCreate(_Shape):
         work_disk_size: str | None = None,
         nat: bool = False,
         no_start: bool = False,
+        wait_boot: bool = False,
         vmm: str | None = None,
     ) -> None:
         self.name = name
@@ -541,6 +549,7 @@ class VmCreate(_Shape):
         self.work_disk_size = work_disk_size
         self.nat = nat
         self.no_start = no_start
+        self.wait_boot = wait_boot
         self.vmm = vmm
 
     @classmethod
@@ -554,6 +563,7 @@ class VmCreate(_Shape):
             work_disk_size=d.get("work_disk_size"),
             nat=d.get("nat", False),
             no_start=d.get("no_start", False),
+            wait_boot=d.get("wait_boot", False),
             vmm=d.get("vmm"),
         )
 
@@ -1578,7 +1588,7 @@ class GuestAccess(_Shape):
     vm: str
     channel: bool
     agent: dict[str, Any] | None
-    ssh: SshTarget
+    ssh: SshTarget | None
 
     def __init__(
         self,
@@ -1586,7 +1596,7 @@ class GuestAccess(_Shape):
         vm: str,
         channel: bool,
         agent: dict[str, Any] | None = None,
-        ssh: SshTarget,
+        ssh: SshTarget | None = None,
     ) -> None:
         self.vm = vm
         self.channel = channel
@@ -1599,7 +1609,7 @@ class GuestAccess(_Shape):
             vm=d["vm"],
             channel=d["channel"],
             agent=d.get("agent"),
-            ssh=SshTarget.from_json(d["ssh"]),
+            ssh=_opt(SshTarget.from_json)(d.get("ssh")),
         )
 
 
