@@ -3,8 +3,9 @@
 The routes speak to clients (a websocket, an operation's events); this module
 speaks to the agent through the seam below: ``AgentSource.link(vm)`` gives the
 VM's ``AgentLink`` (banger.guest.link) or None when its image has no agent.
-The Protocols name only what is used here, so the routes can be tested with
-a real link to an agent run on the host, whatever else serves it.
+The Protocols name only what is used here (``banger.daemon.agents.Agents``
+and ``AgentLink`` satisfy them), so the routes can be tested with a real link
+to an agent run on the host, whatever else serves it.
 
 Ownership: an exec started for a websocket belongs to that websocket; when
 the client goes, the exec is cancelled (its process group killed) and nothing
@@ -21,22 +22,7 @@ from typing import Any, Protocol
 from banger.api.models import ExecRequest, ExecResult, Vm, VmState
 from banger.daemon.operations import Progress
 from banger.errors import BangerError, Conflict, NotFound
-
-
-class Output(Protocol):
-    @property
-    def stream(self) -> int: ...
-    @property
-    def data(self) -> bytes: ...
-
-
-class Exited(Protocol):
-    @property
-    def code(self) -> int | None: ...
-    @property
-    def signal(self) -> int | None: ...
-    @property
-    def timed_out(self) -> bool: ...
+from banger.guest.exec import Exited, Output
 
 
 class ExecSession(Protocol):
@@ -47,14 +33,14 @@ class ExecSession(Protocol):
     async def signal(self, signum: int) -> None: ...
     async def resize(self, rows: int, cols: int) -> None: ...
     async def cancel(self) -> None: ...
-    def events(self) -> AsyncIterator[Any]: ...
+    def events(self) -> AsyncIterator[Output | Exited]: ...
 
 
 class StreamChannel(Protocol):
     async def send(self, data: bytes) -> None: ...
     async def send_eof(self) -> None: ...
     def output(self) -> AsyncIterator[bytes]: ...
-    async def result(self) -> dict[str, Any]: ...
+    async def result(self, timeout: float | None = None) -> dict[str, Any]: ...
     async def cancel(self) -> None: ...
 
 
@@ -64,20 +50,20 @@ class Link(Protocol):
 
     async def exec(
         self,
-        argv: Sequence[str],
+        argv: list[str],
         *,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         stdin: bool = False,
         pty: tuple[int, int] | None = None,
         timeout: float | None = None,
-    ) -> Any: ...
+    ) -> ExecSession: ...
 
-    async def open(self, op: str, args: Mapping[str, Any]) -> Any: ...
+    async def open(self, op: str, args: Mapping[str, Any] | None = None) -> StreamChannel: ...
 
 
 class AgentSource(Protocol):
-    async def link(self, vm: Vm) -> Any: ...
+    async def link(self, vm: Vm) -> Link | None: ...
 
 
 async def link_of(agents: AgentSource | None, vm: Vm) -> Link:
@@ -93,15 +79,10 @@ async def link_of(agents: AgentSource | None, vm: Vm) -> Link:
             f"VM {vm.name} has no banger agent to run commands through",
             hint=f"its image runs without one; `banger vm ssh {vm.name} -- CMD` works over SSH",
         )
-    linked: Link = link
-    return linked
+    return link
 
 
-def is_output(event: Any) -> bool:
-    return hasattr(event, "data") and hasattr(event, "stream")
-
-
-def result_of(exited: Any) -> ExecResult:
+def result_of(exited: Exited) -> ExecResult:
     return ExecResult(exit=exited.code, signal=exited.signal, timed_out=bool(exited.timed_out))
 
 
@@ -130,7 +111,7 @@ async def start_exec(link: Link, req: ExecRequest, vm: str, *, stdin: bool) -> E
     if req.pty is not None:
         env.setdefault("TERM", req.pty.term)
     try:
-        session: ExecSession = await link.exec(
+        session = await link.exec(
             req.argv, cwd=req.cwd, env=env, stdin=stdin, pty=pty, timeout=req.timeout
         )
     except BangerError as exc:
@@ -152,7 +133,7 @@ async def run_exec_operation(
     result = ExecResult()
     try:
         async for event in session.events():
-            if is_output(event):
+            if isinstance(event, Output):
                 progress.output(event.stream, event.data)
             else:
                 result = result_of(event)

@@ -44,7 +44,6 @@ from banger.daemon.guest_io import (
     AgentSource,
     ExecSession,
     StreamChannel,
-    is_output,
     link_of,
     result_of,
     run_exec_operation,
@@ -54,6 +53,7 @@ from banger.daemon.hints import invalid_request, with_hint
 from banger.daemon.operations import Operations
 from banger.daemon.vms import VmService
 from banger.errors import BangerError, UserError
+from banger.guest.exec import Output
 
 log = logging.getLogger("banger.daemon")
 
@@ -148,7 +148,7 @@ async def relay_exec(ws: WebSocket, session: ExecSession, vm: str, argv: list[st
     final: dict[str, Any] = {}
     try:
         async for event in session.events():
-            if is_output(event):
+            if isinstance(event, Output):
                 await ws.send_bytes(bytes([event.stream]) + event.data)
             else:
                 final = exit_message(result_of(event))
