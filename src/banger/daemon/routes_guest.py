@@ -110,7 +110,10 @@ async def feed_exec(ws: WebSocket, session: ExecSession) -> None:
     """The client's side into the session; returns when the client goes (then cancel)."""
     stdin_open = True
     while True:
-        message = await ws.receive()
+        try:
+            message = await ws.receive()
+        except _GONE:
+            return
         if message["type"] == "websocket.disconnect":
             return
         data = message.get("bytes")
@@ -119,19 +122,27 @@ async def feed_exec(ws: WebSocket, session: ExecSession) -> None:
                 if data[0] == STDIN and stdin_open:
                     await session.write(data[1:])
                 continue
-            control = controls(message.get("text") or "")
-            if "signal" in control:
-                await session.signal(int(control["signal"]))
-            elif "resize" in control:
-                rows, cols = control["resize"]
-                await session.resize(int(rows), int(cols))
-            elif "eof" in control and stdin_open:
-                stdin_open = False
-                await session.close_stdin()
+            stdin_open = await _control(session, controls(message.get("text") or ""), stdin_open)
         except BangerError as exc:
             # The process closed its stdin or ended; its end arrives through events().
             log.debug("exec input not delivered: %s", exc.message)
             stdin_open = stdin_open and not data
+
+
+async def _control(session: ExecSession, control: dict[str, Any], stdin_open: bool) -> bool:
+    """Apply one control message; whether stdin is still open after it."""
+    try:
+        if "signal" in control:
+            await session.signal(int(control["signal"]))
+        elif "resize" in control:
+            rows, cols = control["resize"]
+            await session.resize(int(rows), int(cols))
+        elif "eof" in control and stdin_open:
+            await session.close_stdin()
+            return False
+    except (TypeError, ValueError):
+        log.info("ignored a malformed exec control message: %s", control)
+    return stdin_open
 
 
 async def relay_exec(ws: WebSocket, session: ExecSession, vm: str, argv: list[str]) -> None:
@@ -201,7 +212,10 @@ def _agent_args(req: TransferRequest) -> dict[str, Any]:
 async def feed_transfer(ws: WebSocket, channel: StreamChannel) -> bool:
     """The client's input into the channel until its EOF; False when the client left."""
     while True:
-        message = await ws.receive()
+        try:
+            message = await ws.receive()
+        except _GONE:
+            return False
         if message["type"] == "websocket.disconnect":
             return False
         data = message.get("bytes")
