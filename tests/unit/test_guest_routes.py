@@ -23,7 +23,10 @@ from banger.errors import BangerError, NotFound
 from banger.workspace import copy
 from banger.workspace.agent_channel import AgentChannel
 from banger.workspace.channel import capture
+from banger.workspace.export import export
+from banger.workspace.prepare import PrepareOptions, prepare
 from tests.unit.guest_daemon import GuestDaemon
+from tests.unit.test_workspace import git, record_of
 
 AGENT_SOURCE = Path(__file__).resolve().parents[2] / "src" / "banger" / "guest" / "agent"
 
@@ -213,3 +216,28 @@ def test_a_missing_guest_path_is_not_found(channel, tmp_path):
         copy.from_guest(channel, str(tmp_path / "nothing"), tmp_path, "dev")
     code, _, err = capture(channel, ["cat", str(tmp_path / "nothing")])
     assert code == 1 and "No such file" in err
+
+
+def test_a_workspace_prepares_and_exports_through_the_agent(channel, tmp_path):
+    checkout = tmp_path / "proj"
+    (checkout / "src").mkdir(parents=True)
+    git("init", "-q", "-b", "main", cwd=checkout)
+    for n in range(3):
+        (checkout / "src" / f"m{n}.py").write_text(f"value = {n}\n")
+    (checkout / "README").write_text("readme\n")
+    git("add", "-A", cwd=checkout)
+    git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "-m", "one", cwd=checkout)
+    (checkout / "README").write_text("readme, edited on the host\n")
+    guest = tmp_path / "guest-ws"
+    done = prepare(channel, PrepareOptions(path=checkout, guest_path=str(guest)))
+    assert done.files == 4
+    assert (guest / "README").read_text() == "readme, edited on the host\n"
+    edit = "echo more >> src/m1.py; printf '\\000binary' > blob.bin; rm src/m2.py"
+    assert channel.run(["sh", "-c", edit], cwd=str(guest)) == 0
+    out = export(channel, record_of(done), "dev", None)
+    assert {(c.status, c.path) for c in out.changes} == {
+        ("M", "README"),
+        ("M", "src/m1.py"),
+        ("A", "blob.bin"),
+        ("D", "src/m2.py"),
+    }
