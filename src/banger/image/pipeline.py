@@ -129,7 +129,8 @@ def finish(
         size_bytes=size,
         source=made.source,
         init=plan.init,
-        config={**made.config, "agent": plan.mode},
+        # "channel": the guest.proto version the image's agent speaks (0: none).
+        config={**made.config, "agent": plan.mode, "channel": plan.channel},
     )
     result = publish(stage, finished, register)
     log.info("made image %s from %s in %.1fs", stage.dest, made.source, time.monotonic() - started)
