@@ -1,9 +1,7 @@
 """The real banger-agent, built from its Go source and run on this host.
 
-``build_agent`` compiles it once per test session (as the bundle does:
-static, no module proxy, caches under the given directory, never HOME);
-``HostAgent`` runs it with ``--listen unix:PATH`` and stops it after.
-``BANGER_AGENT_SRC`` points at another checkout's agent source.
+``build_agent`` compiles it as the image bundle does (``guest.agentbin``);
+``HostAgent`` runs it with ``--listen unix:PATH`` and kills it after.
 """
 
 from __future__ import annotations
@@ -17,46 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from banger import proc
+from banger.errors import HostError
+from banger.guest import agentbin
 
-SOURCE = Path(__file__).resolve().parents[2] / "src" / "banger" / "guest" / "agent"
-
-
-def agent_source() -> Path:
-    return Path(os.environ.get("BANGER_AGENT_SRC") or SOURCE)
-
-
-def go_binary() -> str | None:
-    return proc.which("go") or next(
-        (str(p) for p in sorted(Path("/usr/lib").glob("go*/bin/go")) if p.exists()), None
-    )
+# agentbin keys a build by the hash of the sources, so one cache serves
+# every session (a second one starts in milliseconds, not ten seconds).
+CACHE = Path(tempfile.gettempdir()) / f"banger-test-agent-{os.getuid()}"
 
 
-def build_agent(out: Path) -> Path:
-    source = agent_source()
-    go = go_binary()
-    if not (source / "go.mod").exists():
-        pytest.skip(f"no agent source at {source}")
-    if go is None:
-        pytest.skip("no Go toolchain (apt-get install golang-go)")
-    binary = out / "banger-agent"
-    env = {
-        "CGO_ENABLED": "0",
-        "GOPROXY": "off",
-        "GOFLAGS": "-mod=mod",
-        # Go's build cache is content-addressed and safe to share: a second
-        # session builds in a second instead of ten.
-        "GOCACHE": str(Path(tempfile.gettempdir()) / f"banger-test-gocache-{os.getuid()}"),
-        "GOPATH": str(out / "gopath"),
-        "HOME": str(out),
-    }
-    proc.run(
-        [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", binary, "."],
-        cwd=source,
-        env=proc.clean_env(env),
-        timeout=300,
-    )
-    return binary
+def build_agent() -> Path:
+    try:
+        return agentbin.build_agent(CACHE)
+    except HostError as exc:
+        pytest.skip(f"cannot build banger-agent here: {exc.message}")
 
 
 class HostAgent:
@@ -66,18 +37,20 @@ class HostAgent:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> HostAgent:
-        log = (self.socket.parent / "agent.log").open("ab")
-        self.process = subprocess.Popen(
-            [self.binary, "--listen", f"unix:{self.socket}"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+        log_path = self.socket.parent / "agent.log"
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "--listen", f"unix:{self.socket}"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        # The agent says so once it listens (the socket file alone is bound, not listening).
         deadline = time.monotonic() + 10
-        while not self.socket.exists():
+        while b"channel up" not in log_path.read_bytes():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"banger-agent did not listen on {self.socket}")
+                raise RuntimeError(f"banger-agent did not come up: {log_path.read_text()}")
             time.sleep(0.01)
         return self
 

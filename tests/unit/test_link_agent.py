@@ -25,8 +25,8 @@ Scenario = Callable[[AgentLink], Awaitable[Any]]
 
 
 @pytest.fixture(scope="module")
-def agent_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_agent(tmp_path_factory.mktemp("agent-build"))
+def agent_binary() -> Path:
+    return build_agent()
 
 
 @pytest.fixture
