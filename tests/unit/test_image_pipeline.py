@@ -17,6 +17,7 @@ from banger.image.pipeline import (
     MadeTree,
     adopt_disk,
     agent_config_of,
+    channel_version,
     finish,
     staging,
 )
@@ -252,3 +253,16 @@ def test_a_promoted_image_keeps_the_agent_config_it_was_made_with() -> None:
     assert config == agent.AgentConfig(
         entrypoint=("/app",), cmd=("--serve",), env=("A=1",), workdir="/srv", user="app"
     )
+
+
+def test_the_image_records_the_channel_its_agent_speaks(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    assert channel_version(tree) == 0  # no agent at all
+    (tree / ".banger").mkdir(parents=True)
+    record = tree / ".banger" / "image.json"
+    record.write_text('{"agent": {"mode": "none"}}')
+    assert channel_version(tree) == 0  # an agent bundle from before the channel
+    record.write_text('{"agent": {"mode": "channel"}, "channel": 1}')
+    assert channel_version(tree) == 1
+    record.write_text('{"channel": "1"')
+    assert channel_version(tree) == 0  # unreadable: the daemon falls back to SSH
