@@ -17,7 +17,6 @@ from banger.image.pipeline import (
     MadeTree,
     adopt_disk,
     agent_config_of,
-    channel_version,
     finish,
     staging,
 )
@@ -110,7 +109,8 @@ def test_finish_adds_the_agent_takes_the_seed_makes_the_ext4_and_registers(
     assert (done.rootfs, done.work_seed) == (dest / "rootfs.ext4", dest / "work-seed")
     assert done.size_bytes == 1 << 30 == done.rootfs.stat().st_size
     assert done.init == agent.AGENT_PATH  # no /sbin/init: the agent is PID 1
-    assert done.config == {"cmd": ["sh"], "agent": "init"}
+    assert done.config == {"cmd": ["sh"], "agent": "init", "channel": 0}
+    assert done.channel == 0  # the test bundle has no banger-agent: SSH only
     assert done.source == "test:tiny"
     # Only the owner reaches an image (a promoted VM's holds its /etc/shadow): its
     # directory is 0700; the disk is 0644 for the jail's hard link to it.
@@ -253,16 +253,3 @@ def test_a_promoted_image_keeps_the_agent_config_it_was_made_with() -> None:
     assert config == agent.AgentConfig(
         entrypoint=("/app",), cmd=("--serve",), env=("A=1",), workdir="/srv", user="app"
     )
-
-
-def test_the_image_records_the_channel_its_agent_speaks(tmp_path: Path) -> None:
-    tree = tmp_path / "tree"
-    assert channel_version(tree) == 0  # no agent at all
-    (tree / ".banger").mkdir(parents=True)
-    record = tree / ".banger" / "image.json"
-    record.write_text('{"agent": {"mode": "none"}}')
-    assert channel_version(tree) == 0  # an agent bundle from before the channel
-    record.write_text('{"agent": {"mode": "channel"}, "channel": 1}')
-    assert channel_version(tree) == 1
-    record.write_text('{"channel": "1"')
-    assert channel_version(tree) == 0  # unreadable: the daemon falls back to SSH
