@@ -29,15 +29,17 @@ from banger.api.models import Vm
 from banger.errors import AgentUnavailable, BangerError
 from banger.guest.link import AgentError, AgentGone, AgentLink, wait_ready
 from banger.store import Store
-from banger.vmm.base import AgentEndpoint, Vmm
+from banger.vmm import Vmms
+from banger.vmm.base import AgentEndpoint
 
 log = logging.getLogger("banger.daemon")
 
 T = TypeVar("T")
 
-# A running VM's agent answers HELLO in milliseconds; one that does not is gone.
+# A running VM's agent answers HELLO and short requests (ports, load) in
+# milliseconds, a second under emulation and load; one that does not is gone.
 CONNECT_TIMEOUT = 5.0
-CALL_TIMEOUT = 15.0
+CALL_TIMEOUT = 8.0
 
 
 def agent_unavailable(vm: Vm, why: object) -> AgentUnavailable:
@@ -49,7 +51,7 @@ def agent_unavailable(vm: Vm, why: object) -> AgentUnavailable:
 
 
 class Agents:
-    def __init__(self, vmm: Vmm, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, vmm: Vmms, store: Store, loop: asyncio.AbstractEventLoop) -> None:
         self.vmm = vmm
         self.store = store
         self.loop = loop
@@ -62,7 +64,7 @@ class Agents:
         return image is not None and image.channel > 0
 
     def endpoint(self, vm: Vm) -> AgentEndpoint:
-        return self.vmm.agent_endpoint(Path(vm.dir))
+        return self.vmm.get(vm.vmm).agent_endpoint(Path(vm.dir))
 
     async def wait_ready(self, vm: Vm, *, timeout: float, alive: Callable[[], bool]) -> float:
         """Wait for a booting VM's agent to answer HELLO; return the seconds it took."""

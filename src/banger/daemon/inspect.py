@@ -28,7 +28,7 @@ from banger.api.models import (
 from banger.daemon.agents import Agents
 from banger.daemon.runtime import host_public_key
 from banger.daemon.vms import VmService
-from banger.errors import UserError
+from banger.errors import BangerError, UserError
 from banger.guest import ssh
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -101,6 +101,31 @@ class Inspector:
         checks = {"vmm": HealthCheck(ok=vm.pid is not None, pid=vm.pid)}
         if vm.pid is None:
             return VmHealth(name=vm.name, state=vm.state, healthy=False, checks=checks)
+        if self.agents.has_channel(vm):
+            checks.update(self._agent_health(vm))
+        else:
+            checks.update(self._ssh_health(vm))
+        healthy = all(c.ok for c in checks.values())
+        return VmHealth(name=vm.name, state=vm.state, healthy=healthy, checks=checks)
+
+    def _agent_health(self, vm: Vm) -> dict[str, HealthCheck]:
+        """The agent's round trip and what it says of the image's init; SSH's greeting."""
+        checks: dict[str, HealthCheck] = {}
+        start = time.perf_counter()
+        try:
+            boot = self.agents.call_sync(vm, "boot", {}, timeout=10)
+            ms = round((time.perf_counter() - start) * 1000, 1)
+            checks["agent"] = HealthCheck(ok=True, ms=ms)
+            state = str(boot.get("state", "unknown"))
+            checks["init"] = HealthCheck(ok=state in ("running", "degraded"), state=state)
+        except BangerError as exc:
+            checks["agent"] = HealthCheck(ok=False, error=exc.message)
+        ssh_up = ssh.ssh_banner(vm.ip)
+        checks["ssh"] = HealthCheck(ok=ssh_up, error=None if ssh_up else "no SSH greeting")
+        return checks
+
+    def _ssh_health(self, vm: Vm) -> dict[str, HealthCheck]:
+        checks: dict[str, HealthCheck] = {}
         start = time.perf_counter()
         try:
             state = self._guest(
@@ -111,8 +136,7 @@ class Inspector:
             checks["init"] = HealthCheck(ok=state in ("running", "no-systemd"), state=state)
         except Exception as exc:
             checks["ssh"] = HealthCheck(ok=False, error=str(exc))
-        healthy = all(c.ok for c in checks.values())
-        return VmHealth(name=vm.name, state=vm.state, healthy=healthy, checks=checks)
+        return checks
 
 
 def reachable_host(vm: Vm, *, names_resolve: bool) -> str:

@@ -17,7 +17,6 @@ temporary file is left.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from banger.errors import HostError, UserError
-from banger.guest.agent import AGENT_DIR, IMAGE_JSON, AgentConfig, inject_agent
+from banger.guest.agent import AgentConfig, inject_agent
 from banger.image import Say
 from banger.image.ext4 import make_ext4
 from banger.image.tree import WORK_SEED_NAME, content_size_for, remove_tree, save_work_seed
@@ -117,7 +116,6 @@ def finish(
         raise HostError(f"the image source left no tree in {stage.tree}")
     progress("adding banger's guest agent (SSH and init for images without them)")
     plan = inject_agent(stage.tree, bundle(), made.agent)
-    channel = channel_version(stage.tree)
     # Owner-only: a promoted VM's disk holds its /etc/shadow and whatever else it
     # kept. The directory keeps other users out; the disk itself stays 0644 so a
     # jailed Firecracker (another uid) reads it through the jail's hard link.
@@ -133,28 +131,13 @@ def finish(
         size_bytes=size,
         source=made.source,
         init=plan.init,
-        # config "channel": the guest.proto version the image's agent speaks (0: none);
-        # the field, as the image's own reading of its tree (image.json).
+        # "channel": the guest.proto version the image's agent speaks (0: none).
         config={**made.config, "agent": plan.mode, "channel": plan.channel},
-        channel=channel,
+        channel=plan.channel,
     )
     result = publish(stage, finished, register)
     log.info("made image %s from %s in %.1fs", stage.dest, made.source, time.monotonic() - started)
     return result
-
-
-def channel_version(tree: Path) -> int:
-    """The channel version the injected agent records in its image.json; 0 when none.
-
-    An agent bundle without banger-agent (older banger) records none, and the
-    daemon then talks to that image's VMs over SSH only.
-    """
-    try:
-        record = json.loads((tree / AGENT_DIR / IMAGE_JSON).read_text())
-    except (OSError, ValueError):
-        return 0
-    value = record.get("channel") if isinstance(record, dict) else None
-    return value if isinstance(value, int) and value > 0 else 0
 
 
 def publish(stage: Staging, finished: Finished, register: Callable[[Finished], T]) -> T:
