@@ -31,6 +31,7 @@ from banger.daemon.services import wire
 from banger.guest.link import AgentLink
 from banger.store import Store
 from banger.vmm.accel import AccelChoice
+from tests.unit.agent_host import HostAgent
 from tests.unit.fakes import FakeVmm, RecordingHelper
 
 
@@ -88,23 +89,20 @@ class GuestDaemon:
     def __init__(self, settings: Settings, store: Store, agent_binary: Path, tmp: Path) -> None:
         self.settings = settings
         self.store = store
-        self.agent_socket = tmp / "agent.sock"
-        log = (tmp / "agent.log").open("ab")
-        self.agent = subprocess.Popen(
-            [agent_binary, "--listen", f"unix:{self.agent_socket}"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        self.agents = HostAgents(self.agent_socket)
+        self.host_agent = HostAgent(agent_binary, tmp / "agent.sock")
+        self.agents = HostAgents(self.host_agent.socket)
         self.tmp = tmp
         self._server: uvicorn.Server | None = None
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._error: BaseException | None = None
 
+    @property
+    def agent(self) -> subprocess.Popen[bytes]:
+        assert self.host_agent.process is not None
+        return self.host_agent.process
+
     def start(self) -> GuestDaemon:
-        _wait_for(self.agent_socket, lambda: self.agent.poll() is None)
+        self.host_agent.start()
         running_vm(self.store, self.tmp / "vm")
         os.makedirs(self.settings.runtime_dir, mode=0o700, exist_ok=True)
         self._thread.start()
@@ -146,8 +144,7 @@ class GuestDaemon:
         if self._server is not None:
             self._server.should_exit = True
         self._thread.join(10)
-        self.agent.terminate()
-        self.agent.wait(5)
+        self.host_agent.kill()
         if self._error is not None:
             raise self._error
 

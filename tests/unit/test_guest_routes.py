@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from banger import proc
 from banger.api.client import Client
 from banger.api.shapes import EventType, ExecRequest
 from banger.errors import BangerError, NotFound
@@ -25,24 +24,14 @@ from banger.workspace.agent_channel import AgentChannel
 from banger.workspace.channel import capture
 from banger.workspace.export import export
 from banger.workspace.prepare import PrepareOptions, prepare
+from tests.unit.agent_host import build_agent
 from tests.unit.guest_daemon import GuestDaemon
 from tests.unit.test_workspace import git, record_of
 
-AGENT_SOURCE = Path(__file__).resolve().parents[2] / "src" / "banger" / "guest" / "agent"
-
 
 @pytest.fixture(scope="session")
-def agent_binary(tmp_path_factory) -> Path:
-    source = Path(os.environ.get("BANGER_AGENT_SRC") or AGENT_SOURCE)
-    go = proc.which("go")
-    if not (source / "go.mod").exists() or go is None:
-        pytest.skip(f"no agent source at {source} or no Go toolchain (apt-get install golang-go)")
-    out = tmp_path_factory.mktemp("agent")
-    env = {"CGO_ENABLED": "0", "GOPROXY": "off", "GOFLAGS": "-mod=mod", "HOME": str(out)}
-    env |= {"GOCACHE": str(out / "gocache"), "GOPATH": str(out / "gopath")}
-    binary = out / "banger-agent"
-    proc.run([go, "build", "-o", binary, "."], cwd=source, env=proc.clean_env(env), timeout=300)
-    return binary
+def agent_binary() -> Path:
+    return build_agent()
 
 
 @pytest.fixture
