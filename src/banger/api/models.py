@@ -53,6 +53,9 @@ class Image(BaseModel):
     init: str = ""
     # The image's OCI config: entrypoint, cmd, env, working_dir, user.
     config: dict[str, Any] = Field(default_factory=dict)
+    # The version of banger's guest channel the image's agent speaks; 0 = none
+    # (an older image, or a registered disk): the daemon reaches it over SSH only.
+    channel: int = 0
 
 
 class VmState(StrEnum):
@@ -119,6 +122,10 @@ class Operation(BaseModel):
 class EventType(StrEnum):
     STAGE = "stage"
     INFO = "info"
+    # An exec operation's output (``stream`` 1 stdout, 2 stderr; ``data`` base64).
+    OUTPUT = "output"
+    # An exec operation's process ended; the operation's result says how (ExecResult).
+    EXIT = "exit"
     DONE = "done"
     FAILED = "failed"
 
@@ -132,6 +139,8 @@ class Event(BaseModel):
     message: str = ""
     time: float
     operation: Operation | None = None
+    stream: int | None = None
+    data: str = ""
 
 
 class VmCreate(BaseModel):
@@ -143,6 +152,9 @@ class VmCreate(BaseModel):
     work_disk_size: str | None = None
     nat: bool = False
     no_start: bool = False
+    # Done when the image's own init has finished booting, not only when banger's
+    # agent answers (the VM takes commands before its services are up).
+    wait_boot: bool = False
     # None or "auto": the host's choice (see `banger doctor`).
     vmm: Literal["auto", "firecracker", "qemu"] | None = None
 
@@ -333,6 +345,61 @@ class WorkspaceRecord(BaseModel):
 class Workspace(WorkspaceRecord):
     vm: str
     prepared_at: str
+
+
+class PtySize(BaseModel):
+    rows: int = Field(default=24, ge=1, le=1000)
+    cols: int = Field(default=80, ge=1, le=1000)
+    term: str = "xterm-256color"
+
+
+class ExecRequest(BaseModel):
+    """A command to run in a VM through banger's guest agent (as root)."""
+
+    argv: list[str] = Field(min_length=1)
+    # The guest's working directory (default: /root).
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    # POST /vms/NAME/exec only: the process's whole stdin, base64 (absent: none).
+    # The websocket streams stdin instead.
+    stdin: str | None = None
+    # A terminal for the process (its stdout and stderr both arrive as stream 1).
+    pty: PtySize | None = None
+    # Seconds until the process group is killed (the result says timed_out).
+    timeout: float | None = Field(default=None, gt=0, le=7 * 86400)
+
+
+class ExecResult(BaseModel):
+    """How an exec ended: an exit code, or the signal that killed it."""
+
+    exit: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+
+
+class TransferRequest(BaseModel):
+    """The first message of /vms/NAME/files/ws: which file or tar stream to move."""
+
+    # read: the file at path, out; write: into path; tar_get: names under dir, out
+    # as a tar; tar_put: a tar in, extracted into dir.
+    op: Literal["read", "write", "tar_get", "tar_put"]
+    path: str | None = None
+    dir: str | None = None
+    names: list[str] = Field(default_factory=list)
+    mode: int | None = Field(default=None, ge=0, le=0o7777)
+    mkdirs: bool = False
+
+
+class GuestAccess(BaseModel):
+    """How a client reaches inside VM NAME: banger's agent channel, or SSH."""
+
+    vm: str
+    # The guest agent answers: exec and files go through /vms/NAME/exec/ws and /files/ws.
+    channel: bool
+    # The agent's own report (version, agent, caps) when it answers.
+    agent: dict[str, Any] | None = None
+    # Without the channel: the VM's SSH, which `banger vm ssh` also uses.
+    ssh: SshTarget | None = None
 
 
 class SshConfig(BaseModel):

@@ -75,6 +75,8 @@ class OpState(StrEnum):
 class EventType(StrEnum):
     STAGE = "stage"
     INFO = "info"
+    OUTPUT = "output"
+    EXIT = "exit"
     DONE = "done"
     FAILED = "failed"
 
@@ -187,6 +189,7 @@ class Image(_Shape):
         "work_seed",
         "init",
         "config",
+        "channel",
     )
     __slots__ = _fields
     name: str
@@ -198,6 +201,7 @@ class Image(_Shape):
     work_seed: str
     init: str
     config: dict[str, Any]
+    channel: int
 
     def __init__(
         self,
@@ -211,6 +215,7 @@ class Image(_Shape):
         work_seed: str = "",
         init: str = "",
         config: dict[str, Any] | None = None,
+        channel: int = 0,
     ) -> None:
         self.name = name
         self.kernel = kernel
@@ -221,6 +226,7 @@ class Image(_Shape):
         self.work_seed = work_seed
         self.init = init
         self.config = dict() if config is None else config
+        self.channel = channel
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Image:
@@ -234,6 +240,7 @@ class Image(_Shape):
             work_seed=d.get("work_seed", ""),
             init=d.get("init", ""),
             config=d.get("config", dict()),
+            channel=d.get("channel", 0),
         )
 
 
@@ -447,6 +454,8 @@ class Event(_Shape):
         "message",
         "time",
         "operation",
+        "stream",
+        "data",
     )
     __slots__ = _fields
     seq: int
@@ -455,6 +464,8 @@ class Event(_Shape):
     message: str
     time: float
     operation: Operation | None
+    stream: int | None
+    data: str
 
     def __init__(
         self,
@@ -465,6 +476,8 @@ class Event(_Shape):
         message: str = "",
         time: float,
         operation: Operation | None = None,
+        stream: int | None = None,
+        data: str = "",
     ) -> None:
         self.seq = seq
         self.type = type
@@ -472,6 +485,8 @@ class Event(_Shape):
         self.message = message
         self.time = time
         self.operation = operation
+        self.stream = stream
+        self.data = data
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Event:
@@ -482,6 +497,8 @@ class Event(_Shape):
             message=d.get("message", ""),
             time=d["time"],
             operation=_opt(Operation.from_json)(d.get("operation")),
+            stream=d.get("stream"),
+            data=d.get("data", ""),
         )
 
 
@@ -495,6 +512,7 @@ class VmCreate(_Shape):
         "work_disk_size",
         "nat",
         "no_start",
+        "wait_boot",
         "vmm",
     )
     __slots__ = _fields
@@ -506,6 +524,7 @@ class VmCreate(_Shape):
     work_disk_size: str | None
     nat: bool
     no_start: bool
+    wait_boot: bool
     vmm: str | None
 
     def __init__(
@@ -519,6 +538,7 @@ class VmCreate(_Shape):
         work_disk_size: str | None = None,
         nat: bool = False,
         no_start: bool = False,
+        wait_boot: bool = False,
         vmm: str | None = None,
     ) -> None:
         self.name = name
@@ -529,6 +549,7 @@ class VmCreate(_Shape):
         self.work_disk_size = work_disk_size
         self.nat = nat
         self.no_start = no_start
+        self.wait_boot = wait_boot
         self.vmm = vmm
 
     @classmethod
@@ -542,6 +563,7 @@ class VmCreate(_Shape):
             work_disk_size=d.get("work_disk_size"),
             nat=d.get("nat", False),
             no_start=d.get("no_start", False),
+            wait_boot=d.get("wait_boot", False),
             vmm=d.get("vmm"),
         )
 
@@ -1390,6 +1412,204 @@ class Workspace(_Shape):
             include_untracked=d.get("include_untracked", False),
             vm=d["vm"],
             prepared_at=d["prepared_at"],
+        )
+
+
+class PtySize(_Shape):
+    _fields = (
+        "rows",
+        "cols",
+        "term",
+    )
+    __slots__ = _fields
+    rows: int
+    cols: int
+    term: str
+
+    def __init__(
+        self,
+        *,
+        rows: int = 24,
+        cols: int = 80,
+        term: str = "xterm-256color",
+    ) -> None:
+        self.rows = rows
+        self.cols = cols
+        self.term = term
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> PtySize:
+        return cls(
+            rows=d.get("rows", 24),
+            cols=d.get("cols", 80),
+            term=d.get("term", "xterm-256color"),
+        )
+
+
+class ExecRequest(_Shape):
+    """A command to run in a VM through banger's guest agent (as root)."""
+
+    _fields = (
+        "argv",
+        "cwd",
+        "env",
+        "stdin",
+        "pty",
+        "timeout",
+    )
+    __slots__ = _fields
+    argv: list[str]
+    cwd: str | None
+    env: dict[str, str]
+    stdin: str | None
+    pty: PtySize | None
+    timeout: float | None
+
+    def __init__(
+        self,
+        *,
+        argv: list[str],
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        stdin: str | None = None,
+        pty: PtySize | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.argv = argv
+        self.cwd = cwd
+        self.env = dict() if env is None else env
+        self.stdin = stdin
+        self.pty = pty
+        self.timeout = timeout
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ExecRequest:
+        return cls(
+            argv=d["argv"],
+            cwd=d.get("cwd"),
+            env=d.get("env", dict()),
+            stdin=d.get("stdin"),
+            pty=_opt(PtySize.from_json)(d.get("pty")),
+            timeout=d.get("timeout"),
+        )
+
+
+class ExecResult(_Shape):
+    """How an exec ended: an exit code, or the signal that killed it."""
+
+    _fields = (
+        "exit",
+        "signal",
+        "timed_out",
+    )
+    __slots__ = _fields
+    exit: int | None
+    signal: int | None
+    timed_out: bool
+
+    def __init__(
+        self,
+        *,
+        exit: int | None = None,
+        signal: int | None = None,
+        timed_out: bool = False,
+    ) -> None:
+        self.exit = exit
+        self.signal = signal
+        self.timed_out = timed_out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ExecResult:
+        return cls(
+            exit=d.get("exit"),
+            signal=d.get("signal"),
+            timed_out=d.get("timed_out", False),
+        )
+
+
+class TransferRequest(_Shape):
+    """The first message of /vms/NAME/files/ws: which file or tar stream to move."""
+
+    _fields = (
+        "op",
+        "path",
+        "dir",
+        "names",
+        "mode",
+        "mkdirs",
+    )
+    __slots__ = _fields
+    op: str
+    path: str | None
+    dir: str | None
+    names: list[str]
+    mode: int | None
+    mkdirs: bool
+
+    def __init__(
+        self,
+        *,
+        op: str,
+        path: str | None = None,
+        dir: str | None = None,
+        names: list[str] | None = None,
+        mode: int | None = None,
+        mkdirs: bool = False,
+    ) -> None:
+        self.op = op
+        self.path = path
+        self.dir = dir
+        self.names = list() if names is None else names
+        self.mode = mode
+        self.mkdirs = mkdirs
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TransferRequest:
+        return cls(
+            op=d["op"],
+            path=d.get("path"),
+            dir=d.get("dir"),
+            names=d.get("names", list()),
+            mode=d.get("mode"),
+            mkdirs=d.get("mkdirs", False),
+        )
+
+
+class GuestAccess(_Shape):
+    """How a client reaches inside VM NAME: banger's agent channel, or SSH."""
+
+    _fields = (
+        "vm",
+        "channel",
+        "agent",
+        "ssh",
+    )
+    __slots__ = _fields
+    vm: str
+    channel: bool
+    agent: dict[str, Any] | None
+    ssh: SshTarget | None
+
+    def __init__(
+        self,
+        *,
+        vm: str,
+        channel: bool,
+        agent: dict[str, Any] | None = None,
+        ssh: SshTarget | None = None,
+    ) -> None:
+        self.vm = vm
+        self.channel = channel
+        self.agent = agent
+        self.ssh = ssh
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> GuestAccess:
+        return cls(
+            vm=d["vm"],
+            channel=d["channel"],
+            agent=d.get("agent"),
+            ssh=_opt(SshTarget.from_json)(d.get("ssh")),
         )
 
 

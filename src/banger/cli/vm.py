@@ -14,6 +14,8 @@ from banger.cli.helptext import Group, epilog
 if TYPE_CHECKING:
     from banger.api.client import Client
     from banger.api.shapes import Vm, VmCreate
+    from banger.workspace.agent_channel import AgentChannel
+    from banger.workspace.channel import SshChannel
 
 
 @click.group(
@@ -72,6 +74,12 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="VMM that runs the VM (default: auto, Firecracker where it and KVM work;"
             " `banger doctor` says which).",
         ),
+        click.option(
+            "--wait-boot",
+            is_flag=True,
+            help="Also wait for the image's own init (systemd) to finish starting its services;"
+            " without it the VM is ready as soon as banger's agent answers.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -92,6 +100,7 @@ def _create_body(**kw: Any) -> VmCreate:
         work_disk_size=kw.get("work_disk_size"),
         nat=kw.get("nat", False),
         no_start=kw.get("no_start", False),
+        wait_boot=kw.get("wait_boot", False),
         vmm=kw.get("vmm"),
     )
 
@@ -201,15 +210,13 @@ def run(
     quiet: bool,
     **kw: Any,
 ) -> None:
-    """Create a VM, run COMMAND in it over SSH, then delete it.
+    """Create a VM, run COMMAND in it, then delete it.
 
     Without COMMAND you get an interactive shell. The command's output and
     exit code are passed through. Put `--` before the command so its flags
     stay its own:  banger vm run -- ls -la /
     """
-    from banger import proc
-    from banger.api.shapes import SshTarget
-    from banger.api.ssh import ssh_argv
+    from banger.cli.workspace import channel_to
 
     if export_to and workspace is None:
         raise click.UsageError("--export needs --workspace PATH: the checkout to diff against")
@@ -218,9 +225,9 @@ def run(
         name = created.name
         code = 255
         try:
-            target = conn.get(f"/vms/{name}/ssh", SshTarget.from_json)
+            channel = channel_to(conn, name)
             cwd = _prepare_workspace(conn, name, workspace, quiet) if workspace else None
-            code = proc.interactive(ssh_argv(target, _in_dir(command, cwd), tty=_tty(command)))
+            code = _run_in(channel, command, cwd)
             if code == 127:
                 _shell_line_hint(name, command)
             if export_to:
@@ -234,6 +241,21 @@ def run(
             else:
                 common.run_operation(conn, conn.start("DELETE", f"/vms/{name}"), quiet=True)
     raise SystemExit(code)
+
+
+def _run_in(channel: AgentChannel | SshChannel, command: tuple[str, ...], cwd: str | None) -> int:
+    """COMMAND (or a login shell on a terminal) through the agent when there is one, else SSH."""
+    from banger import proc
+    from banger.api.ssh import ssh_argv
+    from banger.workspace.agent_channel import AgentChannel
+
+    if isinstance(channel, AgentChannel):
+        from banger.cli.exec_io import run_command
+
+        argv = list(command) or ["sh", "-c", 'exec "${SHELL:-/bin/sh}" -l']
+        tty = not command
+        return run_command(channel, argv, cwd=cwd or "/root", env={}, tty=tty, timeout=None)
+    return proc.interactive(ssh_argv(channel.target, _in_dir(command, cwd), tty=_tty(command)))
 
 
 def _tty(command: tuple[str, ...]) -> bool | None:

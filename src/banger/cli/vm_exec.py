@@ -13,6 +13,7 @@ from banger.cli.workspace import channel_to, find_workspace
 
 if TYPE_CHECKING:
     from banger.api.shapes import Workspace
+    from banger.workspace.channel import SshChannel
 
 
 def warn_if_drifted(name: str, ws: Workspace) -> None:
@@ -54,6 +55,8 @@ def _env_pairs(env: tuple[str, ...]) -> dict[str, str]:
             "banger vm exec dev --env CI=1 -- pytest -q",
             "banger vm exec dev --cwd /tmp -- ls -la",
             "git diff | banger vm exec dev -- git apply  # stdin passes through",
+            "banger vm exec -t dev -- bash  # a terminal",
+            "banger vm exec dev --timeout 60 -- make test  # killed after a minute",
         ],
         next_step="`banger vm workspace export dev -o changes.patch` brings the changes back.",
     ),
@@ -63,15 +66,36 @@ def _env_pairs(env: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set a variable (repeatable)."
 )
+@click.option(
+    "-t", "--tty", is_flag=True, help="Give COMMAND a terminal (for shells, editors, top)."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Kill COMMAND after SECONDS (exit code 124).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(name: str, cwd: str | None, env: tuple[str, ...], command: tuple[str, ...]) -> None:
+def exec_(
+    name: str,
+    cwd: str | None,
+    env: tuple[str, ...],
+    tty: bool,
+    timeout: float | None,
+    command: tuple[str, ...],
+) -> None:
     """Run COMMAND in VM NAME, in its workspace directory.
 
     stdout and stderr stay apart, stdin passes through, the exit code is
-    COMMAND's. When the host checkout changed after `vm workspace prepare`
-    (new commits, edited or added files), a warning on stderr says what and
-    how to refresh. COMMAND is an argv: `-- sh -c 'a && b'` for a shell line.
+    COMMAND's (127: no such command in the guest; 128+N: killed by signal
+    N). Ctrl-C and other signals reach COMMAND. It goes through banger's
+    guest agent when the VM has one, over SSH otherwise. When the host
+    checkout changed after `vm workspace prepare` (new commits, edited or
+    added files), a warning on stderr says what and how to refresh. COMMAND
+    is an argv: `-- sh -c 'a && b'` for a shell line.
     """
+    from banger.workspace.agent_channel import AgentChannel
+
     pairs = _env_pairs(env)
     with common.client() as conn:
         ws = find_workspace(conn, name)
@@ -79,7 +103,34 @@ def exec_(name: str, cwd: str | None, env: tuple[str, ...], command: tuple[str, 
     if ws is not None:
         warn_if_drifted(name, ws)
     directory = cwd or (ws.guest_path if ws else "/root")
+    if isinstance(channel, AgentChannel):
+        from banger.cli.exec_io import run_command
+
+        code = run_command(channel, command, cwd=directory, env=pairs, tty=tty, timeout=timeout)
+        raise SystemExit(code)
+    if tty or timeout is not None:
+        raise SystemExit(_over_ssh(channel, command, directory, pairs, tty, timeout))
     raise SystemExit(channel.run(command, cwd=directory, env=pairs, stdin=None))
+
+
+def _over_ssh(
+    channel: SshChannel,
+    command: tuple[str, ...],
+    cwd: str,
+    env: dict[str, str],
+    tty: bool,
+    timeout: float | None,
+) -> int:
+    """-t and --timeout for a VM without banger's agent: ssh -tt, and timeout(1) in the guest."""
+    from banger import proc
+    from banger.api.ssh import ssh_argv
+    from banger.workspace.channel import in_guest_argv
+
+    argv = list(command)
+    if timeout is not None:
+        argv = ["timeout", "-s", "KILL", f"{timeout:g}", *argv]
+    ssh = ssh_argv(channel.target, in_guest_argv(argv, cwd, env), tty=tty)
+    return proc.popen(ssh, stdin=None).wait()
 
 
 @click.command(

@@ -1,9 +1,9 @@
 """``banger vm workspace prepare|export``, ``banger vm exec`` and ``banger vm cp``.
 
-The CLI streams these itself, over the VM's SSH with the target the daemon
-hands out (as `banger vm ssh` does), so a checkout goes from the host's
-disk to the guest in one pass with nothing in between; the daemon records
-what was prepared (GET/PUT /vms/NAME/workspace).
+The CLI streams these itself, in one pass from the host's disk: through the
+daemon to banger's guest agent when the VM has one (``AgentChannel``), over
+the VM's SSH with the target the daemon hands out otherwise (as `banger vm
+ssh` does); the daemon records what was prepared (GET/PUT /vms/NAME/workspace).
 """
 
 from __future__ import annotations
@@ -21,16 +21,22 @@ from banger.cli.helptext import Group, epilog
 if TYPE_CHECKING:
     from banger.api.client import Client
     from banger.api.shapes import Workspace
+    from banger.workspace.agent_channel import AgentChannel
     from banger.workspace.channel import SshChannel
     from banger.workspace.export import Exported
     from banger.workspace.prepare import Prepared, PrepareOptions
 
 
-def channel_to(conn: Client, name: str) -> SshChannel:
-    from banger.api.shapes import SshTarget
+def channel_to(conn: Client, name: str) -> AgentChannel | SshChannel:
+    """banger's agent channel when VM ``name``'s agent answers, its SSH otherwise."""
+    from banger.api.shapes import GuestAccess
+    from banger.workspace.agent_channel import AgentChannel
     from banger.workspace.channel import SshChannel
 
-    return SshChannel(conn.get(f"/vms/{name}/ssh", SshTarget.from_json))
+    access = conn.get(f"/vms/{name}/guest", GuestAccess.from_json)
+    if access.channel or access.ssh is None:
+        return AgentChannel(str(conn.settings.socket), access.vm)
+    return SshChannel(access.ssh)
 
 
 def find_workspace(conn: Client, name: str) -> Workspace | None:

@@ -8,11 +8,12 @@ carries on and its outcome is in the store.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,11 +50,24 @@ class Progress:
     def info(self, message: str) -> None:
         self._run.emit(EventType.INFO, stage=self._run.op.stage, message=message)
 
+    def output(self, stream: int, data: bytes) -> None:
+        """An exec's output; kept (to replay for late followers) up to OUTPUT_KEPT bytes."""
+        self._run.emit_output(stream, data)
+
+    def exit(self, message: str) -> None:
+        self._run.emit(EventType.EXIT, stage=self._run.op.stage, message=message)
+
+
+# An exec operation's output held for its followers; past it, output is
+# dropped with one INFO event saying so (the websocket streams without a cap).
+OUTPUT_KEPT = 64 << 20
+
 
 class OperationRun:
     def __init__(self, op: Operation, loop: asyncio.AbstractEventLoop, store: Store) -> None:
         self.op = op
         self.events: list[Event] = []
+        self._output_kept = 0
         self._loop = loop
         self._store = store
         self._lock = threading.Lock()
@@ -75,6 +89,25 @@ class OperationRun:
                 message=message,
                 time=time.time(),
                 operation=self.op if type_ in (EventType.DONE, EventType.FAILED) else None,
+            )
+            self.events.append(event)
+        self._loop.call_soon_threadsafe(self._wake)
+
+    def emit_output(self, stream: int, data: bytes) -> None:
+        if self._output_kept >= OUTPUT_KEPT:
+            return
+        self._output_kept += len(data)
+        if self._output_kept >= OUTPUT_KEPT:
+            self.emit(EventType.INFO, message=f"output past {OUTPUT_KEPT >> 20} MiB is dropped")
+            return
+        with self._lock:
+            event = Event(
+                seq=len(self.events),
+                type=EventType.OUTPUT,
+                stage=self.op.stage,
+                time=time.time(),
+                stream=stream,
+                data=base64.b64encode(data).decode(),
             )
             self.events.append(event)
         self._loop.call_soon_threadsafe(self._wake)
@@ -118,6 +151,8 @@ class OperationRun:
 
 
 Work = Callable[[Progress], dict[str, Any] | None]
+# Work that runs on the daemon's loop (it talks to a guest agent) instead of a thread.
+AsyncWork = Callable[[Progress], Awaitable[dict[str, Any] | None]]
 
 
 class Operations:
@@ -133,6 +168,15 @@ class Operations:
 
     def start(self, kind: str, target: str, work: Work) -> Operation:
         """Start ``work`` in a worker thread and return its operation at once."""
+        return self._begin(kind, target, lambda run: self._execute(run, work))
+
+    def start_async(self, kind: str, target: str, work: AsyncWork) -> Operation:
+        """Start ``work`` on the loop and return its operation at once."""
+        return self._begin(kind, target, lambda run: self._execute_async(run, work))
+
+    def _begin(
+        self, kind: str, target: str, execute: Callable[[OperationRun], Coroutine[Any, Any, None]]
+    ) -> Operation:
         loop = asyncio.get_running_loop()
         op = Operation(
             id=uuid.uuid4().hex[:12],
@@ -144,16 +188,21 @@ class Operations:
         self._store.save_operation(op)
         run = OperationRun(op, loop, self._store)
         self._runs[op.id] = run
-        task = loop.create_task(self._execute(run, work))
+        task = loop.create_task(execute(run))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return op
 
     async def _execute(self, run: OperationRun, work: Work) -> None:
-        progress = Progress(run)
+        loop = asyncio.get_running_loop()
+        await self._conclude(run, loop.run_in_executor(self._pool, work, Progress(run)))
+
+    async def _execute_async(self, run: OperationRun, work: AsyncWork) -> None:
+        await self._conclude(run, work(Progress(run)))
+
+    async def _conclude(self, run: OperationRun, outcome: Awaitable[dict[str, Any] | None]) -> None:
         try:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._pool, work, progress)
+            result = await outcome
         except Exception as exc:
             full = disk_full(exc, run.op.kind, run.op.target, self._home)
             if full is not None:

@@ -81,4 +81,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             prepared_at TEXT NOT NULL
         )""",
     ),
+    # 5: the guest channel version an image's agent speaks, 0 for older images (issue 11).
+    ("ALTER TABLE images ADD COLUMN channel INTEGER NOT NULL DEFAULT 0",),
 )
