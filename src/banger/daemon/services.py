@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from banger.config import Settings
+from banger.daemon.forwards import ForwardService, GuestListeners
 from banger.daemon.images import ImageService
 from banger.daemon.inspect import Inspector
 from banger.daemon.kernels import KernelService
@@ -24,6 +25,7 @@ from banger.daemon.vms import VmService
 from banger.guest.ssh import ensure_user_key
 from banger.helper_client.launch import connect_helper
 from banger.net.bridge import BridgeNetwork
+from banger.net.forward import Forwarder
 from banger.net.helper import NetHelper
 from banger.net.network import VmNetwork
 from banger.store import Database, Store
@@ -42,6 +44,7 @@ class Services:
     vmm: Vmms
     accel: AccelChoice
     net: VmNetwork
+    forwards: ForwardService
     vms: VmService
     inspector: Inspector
     kernels: KernelService
@@ -52,6 +55,7 @@ class Services:
 
     async def close(self) -> None:
         """At daemon stop: the bridge goes when no VM needs it, then a helper we started."""
+        await self.forwards.stop()
         await self.net.bridge.close()
         await asyncio.to_thread(self.net.close)
         await asyncio.to_thread(self.helper_stop)
@@ -85,6 +89,7 @@ def wire(
     user_key: Path,
     loop: asyncio.AbstractEventLoop,
     host: HostFacts | None = None,
+    listeners: GuestListeners | None = None,
 ) -> Services:
     """Every service, given its dependencies; tests pass fakes for the helper and the VMM."""
     if not isinstance(vmm, Vmms):
@@ -92,6 +97,9 @@ def wire(
     uid = os.getuid()
     bridge = BridgeNetwork(settings, helper, store, loop)
     net = VmNetwork(settings, helper, bridge, owner_uid=uid)
+    # listeners: the guest agent's `ports` op once the agent channel is wired in
+    # (Agents.link(vm)); until then automatic forwarding has nothing to ask.
+    forwards = ForwardService(store, Forwarder(loop), listeners)
     vms = VmService(
         settings=settings,
         store=store,
@@ -99,6 +107,7 @@ def wire(
         net=net,
         host=host or host_facts(vmm, accel),
         user_key=user_key,
+        forwards=forwards,
     )
     kernels = KernelService(settings, store)
     return Services(
@@ -107,6 +116,7 @@ def wire(
         vmm=vmm,
         accel=accel,
         net=net,
+        forwards=forwards,
         vms=vms,
         inspector=Inspector(vms),
         kernels=kernels,
@@ -141,4 +151,7 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop) -> Services:
         loop=loop,
     )
     reconcile(store, vmm, services.net, settings.vms_dir)
+    for problem in services.forwards.restore(store.list_vms()):
+        log.warning("reconcile: forward not restored: %s", problem)
+    loop.call_soon_threadsafe(services.forwards.start)
     return services

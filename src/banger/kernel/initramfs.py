@@ -36,6 +36,10 @@ WANTED_MODULES = (
     "vmw_vsock_virtio_transport",
 )
 
+# Loaded where the kernel has them: shared host directories (--mount) are
+# virtio-9p; a kernel without them still boots, without mounts.
+OPTIONAL_MODULES = ("9pnet", "9pnet_virtio", "9p")
+
 # The busybox applets /init uses, plus a few that make a rescue shell bearable.
 APPLETS = (
     "sh", "mount", "umount", "mkdir", "cat", "echo", "sleep", "insmod", "ip",
@@ -112,7 +116,8 @@ def _module_entries(modules_root: Path, kernel_version: str) -> list[Entry]:
     entries: list[Entry] = []
     order: list[str] = []
     dirs: set[str] = set()
-    for path in kmod.resolve(WANTED_MODULES, index):
+    optional = tuple(m for m in OPTIONAL_MODULES if m in index)
+    for path in kmod.resolve((*WANTED_MODULES, *optional), index):
         rel = path.relative_to(tree).as_posix()
         rel = rel.removesuffix(".xz").removesuffix(".zst")
         parent = f"lib/modules/{kernel_version}/{rel}".rsplit("/", 1)[0]

@@ -81,4 +81,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             prepared_at TEXT NOT NULL
         )""",
     ),
+    # 5: published ports, automatic forwarding and shared directories (issue 15).
+    (
+        """CREATE TABLE forwards (
+            vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+            host_ip TEXT NOT NULL,
+            host_port INTEGER NOT NULL,
+            guest_port INTEGER NOT NULL,
+            proto TEXT NOT NULL,
+            PRIMARY KEY (host_ip, host_port, proto)
+        )""",
+        "ALTER TABLE vms ADD COLUMN forward_ports TEXT NOT NULL DEFAULT 'off'",
+        "ALTER TABLE vms ADD COLUMN mounts TEXT NOT NULL DEFAULT '[]'",
+    ),
 )
