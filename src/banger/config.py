@@ -84,6 +84,7 @@ _ENV = {
     "dns_upstreams": "BANGER_DNS_UPSTREAMS",
     "firecracker": "BANGER_FIRECRACKER",
     "jailer": "BANGER_JAILER",
+    "forward_ports": "BANGER_FORWARD_PORTS",
 }
 
 
@@ -140,6 +141,9 @@ class Settings:
     firecracker: str = ""
     # Its jailer; empty means the one on PATH, "none" runs Firecracker unjailed.
     jailer: str = ""
+    # "auto": every VM forwards what listens in its guest to the host's
+    # 127.0.0.1 unless created with --forward-ports off.
+    forward_ports: str = "off"
 
     def firecracker_binaries(self) -> tuple[Path | None, Path | None]:
         """(firecracker, jailer) as absolute paths, None where not installed or not wanted."""
@@ -228,6 +232,8 @@ class Settings:
             raise UserError(f"accel {self.accel!r} is not one of auto, kvm, tcg")
         if self.vmm not in ("auto", "qemu", "firecracker"):
             raise UserError(f"vmm {self.vmm!r} is not one of auto, qemu, firecracker")
+        if self.forward_ports not in ("off", "auto"):
+            raise UserError(f"forward_ports {self.forward_ports!r} is not one of off, auto")
         return self
 
 

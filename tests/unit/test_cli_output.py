@@ -31,6 +31,9 @@ VM = {
     "dir": "/var/lib/banger/vms/3f2a9c01d4",
     "created_at": CREATED,
     "pid": 4242,
+    "forward_ports": "off",
+    "forwards": [],
+    "mounts": [],
 }
 IMAGE = {
     "name": "debian-bookworm",

@@ -242,3 +242,24 @@ def test_a_firecracker_vm_boots_the_elf_vmlinux_and_names_its_disks_by_order(set
     elsewhere = plan_vm(settings, vm, Sources(IMAGE, recorded, own_initrd=False), TCG)
     assert elsewhere.vmm.kernel == Path("/k/elsewhere/vmlinux")
     assert plan_of(settings, make_vm(settings)).vmlinux_build is None  # QEMU boots the bzImage
+
+
+def test_mounts_reach_the_vmm_and_the_cmdline(settings):
+    from banger.api.models import Mount
+
+    vm = make_vm(settings).model_copy(
+        update={
+            "mounts": [
+                Mount(host_dir="/home/u/app", guest_dir="/src", tag="bgfs0"),
+                Mount(host_dir="/data", guest_dir="/root/data", read_only=True, tag="bgfs1"),
+            ]
+        }
+    )
+    plan = plan_of(settings, vm)
+    words = plan.vmm.cmdline.split()
+    assert "banger.mount=bgfs0,rw,/src" in words
+    assert "banger.mount=bgfs1,ro,/root/data" in words
+    assert [(s.path, s.tag, s.read_only) for s in plan.vmm.shares] == [
+        (Path("/home/u/app"), "bgfs0", False),
+        (Path("/data"), "bgfs1", True),
+    ]

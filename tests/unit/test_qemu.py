@@ -170,3 +170,15 @@ def test_auto_prefers_firecracker_only_where_kvm_runs_guests() -> None:
     assert "not installed" in choose("auto", False, kvm).reason
     assert choose("qemu", True, kvm).name == "qemu"
     assert choose("firecracker", False, tcg).name == "firecracker"
+
+
+def test_a_shared_directory_is_a_virtio_9p_device_read_only_when_asked(tmp_path: Path) -> None:
+    from banger.vmm.base import ShareSpec
+
+    shares = (ShareSpec(tmp_path / "src,x", "bgfs0"), ShareSpec(Path("/data"), "bgfs1", True))
+    argv = QemuVmm().argv(config(tmp_path, shares=shares))
+    assert option(argv, "-fsdev") == [
+        f"local,id=bgfs0,path={tmp_path}/src,,x,security_model=passthrough",
+        "local,id=bgfs1,path=/data,security_model=passthrough,readonly=on",
+    ]
+    assert "virtio-9p-device,fsdev=bgfs1,mount_tag=bgfs1" in option(argv, "-device")

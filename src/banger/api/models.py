@@ -72,6 +72,36 @@ class VmState(StrEnum):
         return self in (VmState.CREATING, VmState.STARTING, VmState.RUNNING, VmState.STOPPING)
 
 
+class ForwardSource(StrEnum):
+    """Who asked for a forward."""
+
+    PUBLISHED = "published"  # -p or `vm port add`: recorded, restored after a daemon restart
+    AUTO = "auto"  # --forward-ports auto: follows what listens in the guest
+
+
+class PortForward(BaseModel):
+    """A host address bangerd listens on, relaying each connection to a port of the VM."""
+
+    host_ip: str = "127.0.0.1"
+    host_port: int
+    guest_port: int
+    proto: Literal["tcp"] = "tcp"
+    source: ForwardSource
+    # Why bangerd is not listening on it now ("" while it is), e.g. a port
+    # another program took while the daemon was down.
+    error: str = ""
+
+
+class Mount(BaseModel):
+    """A host directory shared into the guest (virtio-9p under QEMU)."""
+
+    host_dir: str
+    guest_dir: str
+    read_only: bool = False
+    # The virtio-9p mount tag the guest's /init mounts by.
+    tag: str
+
+
 class Vm(BaseModel):
     id: str
     name: str
@@ -89,6 +119,10 @@ class Vm(BaseModel):
     dir: str
     created_at: str
     pid: int | None = None
+    # "auto": bangerd forwards what listens in the guest to the host's 127.0.0.1.
+    forward_ports: Literal["off", "auto"] = "off"
+    forwards: list[PortForward] = Field(default_factory=list)
+    mounts: list[Mount] = Field(default_factory=list)
 
 
 class SshTarget(BaseModel):
@@ -157,6 +191,17 @@ class VmCreate(BaseModel):
     wait_boot: bool = False
     # None or "auto": the host's choice (see `banger doctor`).
     vmm: Literal["auto", "firecracker", "qemu"] | None = None
+    # Docker's spelling, parsed by the daemon: "[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp]".
+    ports: list[str] = Field(default_factory=list)
+    # "HOST_DIR:GUEST_DIR[:ro]", parsed and checked by the daemon.
+    mounts: list[str] = Field(default_factory=list)
+    # None: the config's forward_ports setting.
+    forward_ports: Literal["off", "auto"] | None = None
+
+
+class PortAdd(BaseModel):
+    # "[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp]", as `-p` takes it.
+    spec: str
 
 
 class VmSet(BaseModel):
@@ -288,6 +333,8 @@ class Port(BaseModel):
     port: int
     process: str | None = None
     endpoint: str = ""
+    # The host address bangerd forwards to this listener, where it does ("" otherwise).
+    forwarded: str = ""
 
 
 class HealthCheck(BaseModel):

@@ -66,6 +66,11 @@ class VmState(StrEnum):
     ERROR = "error"
 
 
+class ForwardSource(StrEnum):
+    PUBLISHED = "published"
+    AUTO = "auto"
+
+
 class OpState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -244,6 +249,92 @@ class Image(_Shape):
         )
 
 
+class PortForward(_Shape):
+    """A host address bangerd listens on, relaying each connection to a port of the VM."""
+
+    _fields = (
+        "host_ip",
+        "host_port",
+        "guest_port",
+        "proto",
+        "source",
+        "error",
+    )
+    __slots__ = _fields
+    host_ip: str
+    host_port: int
+    guest_port: int
+    proto: str
+    source: ForwardSource
+    error: str
+
+    def __init__(
+        self,
+        *,
+        host_ip: str = "127.0.0.1",
+        host_port: int,
+        guest_port: int,
+        proto: str = "tcp",
+        source: ForwardSource,
+        error: str = "",
+    ) -> None:
+        self.host_ip = host_ip
+        self.host_port = host_port
+        self.guest_port = guest_port
+        self.proto = proto
+        self.source = source
+        self.error = error
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> PortForward:
+        return cls(
+            host_ip=d.get("host_ip", "127.0.0.1"),
+            host_port=d["host_port"],
+            guest_port=d["guest_port"],
+            proto=d.get("proto", "tcp"),
+            source=ForwardSource(d["source"]),
+            error=d.get("error", ""),
+        )
+
+
+class Mount(_Shape):
+    """A host directory shared into the guest (virtio-9p under QEMU)."""
+
+    _fields = (
+        "host_dir",
+        "guest_dir",
+        "read_only",
+        "tag",
+    )
+    __slots__ = _fields
+    host_dir: str
+    guest_dir: str
+    read_only: bool
+    tag: str
+
+    def __init__(
+        self,
+        *,
+        host_dir: str,
+        guest_dir: str,
+        read_only: bool = False,
+        tag: str,
+    ) -> None:
+        self.host_dir = host_dir
+        self.guest_dir = guest_dir
+        self.read_only = read_only
+        self.tag = tag
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Mount:
+        return cls(
+            host_dir=d["host_dir"],
+            guest_dir=d["guest_dir"],
+            read_only=d.get("read_only", False),
+            tag=d["tag"],
+        )
+
+
 class Vm(_Shape):
     _fields = (
         "id",
@@ -262,6 +353,9 @@ class Vm(_Shape):
         "dir",
         "created_at",
         "pid",
+        "forward_ports",
+        "forwards",
+        "mounts",
     )
     __slots__ = _fields
     id: str
@@ -280,6 +374,9 @@ class Vm(_Shape):
     dir: str
     created_at: str
     pid: int | None
+    forward_ports: str
+    forwards: list[PortForward]
+    mounts: list[Mount]
 
     def __init__(
         self,
@@ -300,6 +397,9 @@ class Vm(_Shape):
         dir: str,
         created_at: str,
         pid: int | None = None,
+        forward_ports: str = "off",
+        forwards: list[PortForward] | None = None,
+        mounts: list[Mount] | None = None,
     ) -> None:
         self.id = id
         self.name = name
@@ -317,6 +417,9 @@ class Vm(_Shape):
         self.dir = dir
         self.created_at = created_at
         self.pid = pid
+        self.forward_ports = forward_ports
+        self.forwards = list() if forwards is None else forwards
+        self.mounts = list() if mounts is None else mounts
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Vm:
@@ -337,6 +440,9 @@ class Vm(_Shape):
             dir=d["dir"],
             created_at=d["created_at"],
             pid=d.get("pid"),
+            forward_ports=d.get("forward_ports", "off"),
+            forwards=_list(PortForward.from_json)(d.get("forwards", list())),
+            mounts=_list(Mount.from_json)(d.get("mounts", list())),
         )
 
 
@@ -514,6 +620,9 @@ class VmCreate(_Shape):
         "no_start",
         "wait_boot",
         "vmm",
+        "ports",
+        "mounts",
+        "forward_ports",
     )
     __slots__ = _fields
     name: str | None
@@ -526,6 +635,9 @@ class VmCreate(_Shape):
     no_start: bool
     wait_boot: bool
     vmm: str | None
+    ports: list[str]
+    mounts: list[str]
+    forward_ports: str | None
 
     def __init__(
         self,
@@ -540,6 +652,9 @@ class VmCreate(_Shape):
         no_start: bool = False,
         wait_boot: bool = False,
         vmm: str | None = None,
+        ports: list[str] | None = None,
+        mounts: list[str] | None = None,
+        forward_ports: str | None = None,
     ) -> None:
         self.name = name
         self.image = image
@@ -551,6 +666,9 @@ class VmCreate(_Shape):
         self.no_start = no_start
         self.wait_boot = wait_boot
         self.vmm = vmm
+        self.ports = list() if ports is None else ports
+        self.mounts = list() if mounts is None else mounts
+        self.forward_ports = forward_ports
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> VmCreate:
@@ -565,6 +683,28 @@ class VmCreate(_Shape):
             no_start=d.get("no_start", False),
             wait_boot=d.get("wait_boot", False),
             vmm=d.get("vmm"),
+            ports=d.get("ports", list()),
+            mounts=d.get("mounts", list()),
+            forward_ports=d.get("forward_ports"),
+        )
+
+
+class PortAdd(_Shape):
+    _fields = ("spec",)
+    __slots__ = _fields
+    spec: str
+
+    def __init__(
+        self,
+        *,
+        spec: str,
+    ) -> None:
+        self.spec = spec
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> PortAdd:
+        return cls(
+            spec=d["spec"],
         )
 
 
@@ -1118,6 +1258,7 @@ class Port(_Shape):
         "port",
         "process",
         "endpoint",
+        "forwarded",
     )
     __slots__ = _fields
     proto: str
@@ -1125,6 +1266,7 @@ class Port(_Shape):
     port: int
     process: str | None
     endpoint: str
+    forwarded: str
 
     def __init__(
         self,
@@ -1134,12 +1276,14 @@ class Port(_Shape):
         port: int,
         process: str | None = None,
         endpoint: str = "",
+        forwarded: str = "",
     ) -> None:
         self.proto = proto
         self.address = address
         self.port = port
         self.process = process
         self.endpoint = endpoint
+        self.forwarded = forwarded
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Port:
@@ -1149,6 +1293,7 @@ class Port(_Shape):
             port=d["port"],
             process=d.get("process"),
             endpoint=d.get("endpoint", ""),
+            forwarded=d.get("forwarded", ""),
         )
 
 

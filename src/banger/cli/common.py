@@ -37,6 +37,9 @@ FLAGS = {
     "timeout": "--timeout",
     "signal": "--signal",
     "size": "--size",
+    "ports": "-p",
+    "mounts": "--mount",
+    "forward_ports": "--forward-ports",
 }
 
 # What an operation was doing, for "the daemon stopped while ...".

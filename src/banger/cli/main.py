@@ -8,7 +8,7 @@ import sys
 import click
 
 from banger import __version__
-from banger.cli import completion, vm_exec, vm_inspect, vm_lifecycle
+from banger.cli import completion, vm_exec, vm_inspect, vm_lifecycle, vm_port
 from banger.cli.daemon import daemon, doctor
 from banger.cli.helptext import Group, epilog
 from banger.cli.image import image
@@ -64,7 +64,13 @@ def version(as_json: bool) -> None:
     click.echo(__version__)
 
 
-for _command in (*vm_lifecycle.COMMANDS, *vm_inspect.COMMANDS, *vm_exec.COMMANDS, workspace):
+for _command in (
+    *vm_lifecycle.COMMANDS,
+    *vm_inspect.COMMANDS,
+    *vm_exec.COMMANDS,
+    vm_port.port,
+    workspace,
+):
     vm.add_command(_command)
 cli.add_command(vm)
 cli.add_command(image)

@@ -105,6 +105,36 @@ def _nat(item: Any, _: datetime) -> str:
     return "yes (NAT to the outside)" if item else "no (the bridge only)"
 
 
+def forward_text(item: Mapping[str, Any]) -> str:
+    """``127.0.0.1:8080 -> 80`` with what is special about it."""
+    host = item.get("host_ip", "")
+    host = f"[{host}]" if ":" in str(host) else host
+    text = f"{host}:{item.get('host_port')} -> {item.get('guest_port')}/{item.get('proto', 'tcp')}"
+    notes = []
+    if item.get("source") == "auto":
+        notes.append("auto")
+        if int(item.get("guest_port") or 0) < 1024:
+            notes.append("privileged guest port: a free high host port")
+    if item.get("error"):
+        notes.append(f"not listening: {item['error']}")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _forwards(item: Any, _: datetime) -> str:
+    if not item:
+        return "none (`banger vm port add NAME HOST_PORT:GUEST_PORT`)"
+    return ", ".join(forward_text(f) for f in item)
+
+
+def _mounts(item: Any, _: datetime) -> str:
+    if not item:
+        return "none"
+    return ", ".join(
+        f"{m['host_dir']} -> {m['guest_dir']}{' (read-only)' if m.get('read_only') else ''}"
+        for m in item
+    )
+
+
 def _or(default: str) -> Format:
     return lambda item, _: value(item) if item else default
 
@@ -121,6 +151,9 @@ VM_FIELDS: Spec = (
     ("work_disk_bytes", "work disk (/root)", _size),
     ("nat", "outside access", _nat),
     ("ip", "IP address", _plain),
+    ("forwards", "forwarded ports", _forwards),
+    ("forward_ports", "automatic forwarding", _plain),
+    ("mounts", "shared directories", _mounts),
     ("vmm", "VMM", _plain),
     ("pid", "VMM pid", _pid),
     ("tap", "tap device", _plain),

@@ -69,6 +69,29 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--nat", is_flag=True, help="Let the VM reach the outside (masqueraded by the host)."
         ),
         click.option(
+            "-p",
+            "--publish",
+            "ports",
+            multiple=True,
+            metavar="[HOST_IP:]HOST_PORT:GUEST_PORT",
+            help="Forward a host port to a port of the VM, as Docker's -p (repeatable);"
+            " the host side is 127.0.0.1 unless HOST_IP says otherwise. Example: -p 8080:80.",
+        ),
+        click.option(
+            "--forward-ports",
+            type=click.Choice(["off", "auto"]),
+            help="auto: every TCP port the guest listens on is forwarded to the same port of"
+            " 127.0.0.1 while it listens (default: the forward_ports setting, off).",
+        ),
+        click.option(
+            "--mount",
+            "mounts",
+            multiple=True,
+            metavar="HOST_DIR:GUEST_DIR[:ro]",
+            help="Share a host directory into the VM at GUEST_DIR (repeatable; QEMU only);"
+            " :ro makes it read-only. Example: --mount .:/src",
+        ),
+        click.option(
             "--vmm",
             type=click.Choice(["auto", "firecracker", "qemu"]),
             help="VMM that runs the VM (default: auto, Firecracker where it and KVM work;"
@@ -102,7 +125,20 @@ def _create_body(**kw: Any) -> VmCreate:
         no_start=kw.get("no_start", False),
         wait_boot=kw.get("wait_boot", False),
         vmm=kw.get("vmm"),
+        ports=list(kw.get("ports") or ()),
+        mounts=[_absolute_host_dir(m) for m in kw.get("mounts") or ()],
+        forward_ports=kw.get("forward_ports"),
     )
+
+
+def _absolute_host_dir(spec: str) -> str:
+    """The host side of a --mount made absolute here: the daemon has another working directory."""
+    import os
+
+    host, sep, rest = spec.partition(":")
+    if not sep or not host:
+        return spec
+    return f"{os.path.abspath(os.path.expanduser(host))}:{rest}"
 
 
 def _spec_line(vm: Vm) -> str:
@@ -126,10 +162,12 @@ def _create(conn: Client, body: VmCreate, quiet: bool) -> Vm:
 @vm.command(
     epilog=epilog(
         [
-            "banger vm create --name dev  # defaults sized to this host",
+            "banger vm create --name dev  # sized to this host",
             "banger vm create --name big --vcpus 2 --memory 4096 --work-disk-size 20G",
             "banger vm create --name web --nat  # allowed out to the network",
             "banger vm create --name later --no-start  # disks only, for `vm start`",
+            "banger vm create --name web -p 8080:80  # 127.0.0.1:8080 -> port 80",
+            "banger vm create --name app --mount ~/app:/src  # a host dir in it",
         ],
         next_step="`banger vm ssh dev` for a shell, `banger vm stop dev`, `banger vm delete dev`.",
     )

@@ -116,6 +116,8 @@ def ports(name: str, as_json: bool) -> None:
     Every TCP and UDP socket listening in the guest, with its process and an
     endpoint that works from this host: the VM's address, or NAME.vm where
     the host resolves banger's names (`banger doctor` says whether it does).
+    FORWARDED is the host address bangerd forwards to it (`vm port add`,
+    `-p`, or --forward-ports auto, where ports below 1024 get a free high one).
     """
     from banger.api.shapes import Port
 
@@ -123,8 +125,8 @@ def ports(name: str, as_json: bool) -> None:
         f"/vms/{name}/ports",
         Port.from_json,
         as_json,
-        ["PROTO", "ADDRESS", "PORT", "PROCESS", "ENDPOINT"],
-        lambda p: (p.proto, p.address, p.port, p.process or "-", p.endpoint),
+        ["PROTO", "ADDRESS", "PORT", "PROCESS", "ENDPOINT", "FORWARDED"],
+        lambda p: (p.proto, p.address, p.port, p.process or "-", p.endpoint, p.forwarded or "-"),
         empty=f"nothing listens in {name}",
     )
 

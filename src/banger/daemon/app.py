@@ -13,6 +13,7 @@ from pydantic.warnings import UnsupportedFieldAttributeWarning
 from banger import __version__
 from banger.api.models import build_all
 from banger.daemon.hints import invalid_request, with_hint
+from banger.daemon.routes_forwards import forward_routes
 from banger.daemon.routes_guest import guest_routes
 from banger.daemon.routes_images import image_routes
 from banger.daemon.routes_kernels import kernel_routes
@@ -41,6 +42,7 @@ def create_app(services: Services, shutdown: asyncio.Event) -> FastAPI:
     app.include_router(system_routes(s, shutdown))
     app.include_router(vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops, s.ssh_config))
     app.include_router(guest_routes(s.vms, s.agents, s.ops))
+    app.include_router(forward_routes(s.vms, s.forwards))
     app.include_router(workspace_routes(s.store, s.ssh_config))
     app.include_router(image_routes(s.store, s.images, s.ops))
     app.include_router(kernel_routes(s.store, s.kernels, s.ops))

@@ -22,7 +22,7 @@ from banger.guest import boot
 from banger.kernel.initramfs import initramfs_path
 from banger.net import plan as netplan
 from banger.units import parse_size
-from banger.vmm.base import DiskSpec, NetSpec, VmmConfig
+from banger.vmm.base import DiskSpec, NetSpec, ShareSpec, VmmConfig
 
 # The guest mounts the disk with this serial at /root (see guest/init.sh).
 WORK_SERIAL = "bgwork"
@@ -163,6 +163,7 @@ def decide_vm(
             req.work_disk_size or DEFAULT_WORK_DISK, what="--work-disk-size"
         ),
         nat=req.nat,
+        forward_ports=req.forward_ports or ("auto" if settings.forward_ports == "auto" else "off"),
         ip="",
         tap=netplan.tap_name(vm_id),
         mac=netplan.mac_address(vm_id),
@@ -262,6 +263,11 @@ def plan_vm(settings: Settings, vm: Vm, sources: Sources, host: HostFacts) -> Vm
         extra.append(f"banger.work={WORK_SERIAL}")
     if image.init:
         extra.append(f"banger.init={image.init}")
+    # One word per shared directory; /init mounts each tag at its guest path.
+    for mount in vm.mounts:
+        extra.append(
+            f"banger.mount={mount.tag},{'ro' if mount.read_only else 'rw'},{mount.guest_dir}"
+        )
     # The disks' names in attach order: /init's fallback where a VMM (Firecracker)
     # does not report the serial banger gave (see guest/init.sh).
     extra.append("banger.disks=" + ",".join(disk.serial for disk in disks))
@@ -285,6 +291,7 @@ def plan_vm(settings: Settings, vm: Vm, sources: Sources, host: HostFacts) -> Vm
         net=NetSpec(tap=vm.tap, mac=vm.mac),
         run_dir=paths.dir,
         accel=host.accel,
+        shares=tuple(ShareSpec(Path(m.host_dir), m.tag, m.read_only) for m in vm.mounts),
     )
     return VmPlan(
         vm=vm,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from banger.config import Settings
 from banger.daemon.agents import Agents
+from banger.daemon.forwards import ForwardService, GuestListeners
 from banger.daemon.images import ImageService
 from banger.daemon.inspect import Inspector
 from banger.daemon.kernels import KernelService
@@ -26,6 +27,7 @@ from banger.daemon.vms import VmService
 from banger.guest.ssh import ensure_user_key
 from banger.helper_client.launch import connect_helper
 from banger.net.bridge import BridgeNetwork
+from banger.net.forward import Forwarder
 from banger.net.helper import NetHelper
 from banger.net.network import VmNetwork
 from banger.store import Database, Store
@@ -45,6 +47,7 @@ class Services:
     accel: AccelChoice
     net: VmNetwork
     agents: Agents
+    forwards: ForwardService
     vms: VmService
     inspector: Inspector
     kernels: KernelService
@@ -56,6 +59,8 @@ class Services:
     async def close(self) -> None:
         """At daemon stop: agent links, the bridge when no VM needs it, a helper we started."""
         await self.agents.close()
+        """At daemon stop: the bridge goes when no VM needs it, then a helper we started."""
+        await self.forwards.stop()
         await self.net.bridge.close()
         await asyncio.to_thread(self.net.close)
         await asyncio.to_thread(self.helper_stop)
@@ -89,6 +94,7 @@ def wire(
     user_key: Path,
     loop: asyncio.AbstractEventLoop,
     host: HostFacts | None = None,
+    listeners: GuestListeners | None = None,
 ) -> Services:
     """Every service, given its dependencies; tests pass fakes for the helper and the VMM."""
     if not isinstance(vmm, Vmms):
@@ -97,6 +103,8 @@ def wire(
     bridge = BridgeNetwork(settings, helper, store, loop)
     net = VmNetwork(settings, helper, bridge, owner_uid=uid)
     agents = Agents(vmm, store, loop)
+    # Automatic forwarding learns the guest's listeners from its agent.
+    forwards = ForwardService(store, Forwarder(loop), listeners or agents)
     vms = VmService(
         settings=settings,
         store=store,
@@ -105,6 +113,7 @@ def wire(
         host=host or host_facts(vmm, accel),
         user_key=user_key,
         agents=agents,
+        forwards=forwards,
     )
     kernels = KernelService(settings, store)
     return Services(
@@ -114,6 +123,7 @@ def wire(
         accel=accel,
         net=net,
         agents=agents,
+        forwards=forwards,
         vms=vms,
         inspector=Inspector(vms, agents),
         kernels=kernels,
@@ -149,4 +159,7 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop) -> Services:
     )
     reconcile(store, vmm, services.net, settings.vms_dir)
     sweep(settings, [Path(vm.dir) for vm in store.list_vms()])
+    for problem in services.forwards.restore(store.list_vms()):
+        log.warning("reconcile: forward not restored: %s", problem)
+    loop.call_soon_threadsafe(services.forwards.start)
     return services

@@ -19,6 +19,8 @@ from typing import Any
 from banger.api.models import SshTarget, Vm, VmCreate, VmSet, VmState
 from banger.config import Settings
 from banger.daemon.agents import Agents
+from banger.daemon.forwards import ForwardService
+from banger.daemon.mounts import check_mounts, kernel_has_9p
 from banger.daemon.operations import Progress, now_iso
 from banger.daemon.plan import (
     HostFacts,
@@ -36,6 +38,7 @@ from banger.errors import UserError
 from banger.guest.ssh import wait_for_port
 from banger.kernel.initramfs import owns_initramfs
 from banger.net.network import Network
+from banger.net.portspec import parse_publishes
 from banger.store import Store
 from banger.store.repo import name_taken
 from banger.units import format_size, parse_size
@@ -70,9 +73,11 @@ class VmService:
         host: HostFacts,
         user_key: Path,
         agents: Agents,
+        forwards: ForwardService,
         default_image: str = DEFAULT_IMAGE,
     ) -> None:
         self.settings = settings
+        self.forwards = forwards
         self.store = store
         self.vmm = vmm
         self.net = net
@@ -102,7 +107,8 @@ class VmService:
         if state == VmState.RUNNING and pid is None:
             state = VmState.STOPPED
             self.store.set_vm_state(vm.id, state)
-        return vm.model_copy(update={"pid": pid, "state": state})
+        forwards = self.forwards.view(vm)
+        return vm.model_copy(update={"pid": pid, "state": state, "forwards": forwards})
 
     def list_all(self) -> list[Vm]:
         return [self.refresh(vm) for vm in self.store.list_vms()]
@@ -165,7 +171,26 @@ class VmService:
             host=self.host,
             now=now_iso(),
         )
+        forwards = parse_publishes(req.ports)
+        mounts = check_mounts(req.mounts, self.settings, vmm=vm.vmm)
+        if mounts:
+            self._check_kernel_shares(sources)
+        self.forwards.check_free(forwards)
+        vm = vm.model_copy(update={"forwards": forwards, "mounts": mounts})
         return CreateRequest(vm=vm, sources=sources, no_start=req.no_start, wait_boot=req.wait_boot)
+
+    def _check_kernel_shares(self, sources: Sources) -> None:
+        kernel = sources.kernel
+        if sources.own_initrd and kernel_has_9p(Path(kernel.dir), kernel.version):
+            return
+        why = "has no 9p modules" if sources.own_initrd else "boots an initramfs not banger's"
+        raise UserError(
+            f"--mount needs virtio-9p in the guest, and kernel {kernel.name!r} of image"
+            f" {sources.image.name!r} {why}",
+            hint="boot an image whose kernel has it: `banger kernel pull debian-bookworm-generic`"
+            " and `banger image pull debian-bookworm --kernel-ref debian-bookworm-generic"
+            " --name debian-9p`; or copy files in with `banger vm cp`",
+        )
 
     def create(self, req: CreateRequest, progress: Progress) -> Vm:
         with self.locked(req.vm.name):
@@ -177,6 +202,13 @@ class VmService:
             progress.info(spec_line(vm, self.host))
             with ExitStack() as undo:
                 undo.callback(self.store.delete_vm, vm.id)
+                self.forwards.open_all(vm)
+                undo.callback(self.forwards.close_vm, vm)
+                for forward in vm.forwards:
+                    progress.info(
+                        f"forwarding {forward.host_ip}:{forward.host_port} to port"
+                        f" {forward.guest_port} of {vm.name}"
+                    )
                 plan = self.plan(vm, req.sources)
                 self.runtime.make_disks(plan, progress, undo)
                 if req.no_start:
@@ -273,6 +305,7 @@ class VmService:
         vm = self.store.get_vm(name)
         with self.locked(vm.name):
             self.runtime.halt(vm, progress, graceful_timeout=None)
+            self.forwards.close_vm(vm)
             progress.stage("disks", "removing the VM's disks")
             shutil.rmtree(vm.dir, ignore_errors=True)
             self.store.delete_vm(vm.id)

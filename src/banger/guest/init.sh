@@ -35,7 +35,7 @@ exec </dev/console >/dev/console 2>&1
 mount -t proc proc /proc || fail "cannot mount /proc"
 mount -t sysfs sysfs /sys || fail "cannot mount /sys"
 
-ip_addr= gateway= dns= guest_name= guest_init=/sbin/init work_serial= disk_order=
+ip_addr= gateway= dns= guest_name= guest_init=/sbin/init work_serial= disk_order= mounts=
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	banger.disks=*) disk_order=${word#*=} ;;
@@ -45,6 +45,7 @@ for word in $(cat /proc/cmdline); do
 	banger.hostname=*) guest_name=${word#*=} ;;
 	banger.init=*) guest_init=${word#*=} ;;
 	banger.work=*) work_serial=${word#*=} ;;
+	banger.mount=*) mounts="$mounts ${word#*=}" ;;
 	esac
 done
 
@@ -141,6 +142,18 @@ if [ -d "$seed" ]; then
 	install_seed "$seed/ssh_host_ed25519_key" "$NEWROOT/etc/ssh/ssh_host_ed25519_key" 0600
 	install_seed "$seed/ssh_host_ed25519_key.pub" "$NEWROOT/etc/ssh/ssh_host_ed25519_key.pub" 0644
 fi
+
+# Shared host directories (virtio-9p): banger.mount=TAG,ro|rw,GUEST_DIR each,
+# mounted after /root so a share may sit inside the work disk.
+for share in $mounts; do
+	tag=${share%%,*}
+	rest=${share#*,}
+	mode=${rest%%,*}
+	dir=${rest#*,}
+	mkdir -p "$NEWROOT$dir" || fail "cannot create $dir for the shared directory $tag"
+	mount -t 9p -o "trans=virtio,version=9p2000.L,msize=262144,access=client,$mode" "$tag" "$NEWROOT$dir" ||
+		fail "cannot mount the shared directory $tag at $dir (does the kernel have 9p?)"
+done
 
 ip link set lo up
 if [ -n "$ip_addr" ]; then

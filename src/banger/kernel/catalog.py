@@ -21,6 +21,11 @@ _ENTRIES = (
         description="Debian 12 cloud kernel (Linux 6.1) from the host's apt mirror",
         package="linux-image-cloud-amd64",
     ),
+    KernelEntry(
+        name="debian-bookworm-generic",
+        description="Debian 12 generic kernel (Linux 6.1), larger; has virtio-9p for --mount",
+        package="linux-image-amd64",
+    ),
 )
 
 

@@ -36,6 +36,12 @@ WANTED_MODULES = (
     "vmw_vsock_virtio_transport",
 )
 
+# Loaded where the kernel has them as modules: shared host directories
+# (--mount) are virtio-9p, and a generic kernel (the one with 9p) builds ext4
+# and the crc32c it checksums with as modules where the cloud kernel has them
+# built in. A kernel without 9p still boots, without mounts.
+OPTIONAL_MODULES = ("crc32c_generic", "ext4", "9pnet", "9pnet_virtio", "9p")
+
 # The busybox applets /init uses, plus a few that make a rescue shell bearable.
 APPLETS = (
     "sh", "mount", "umount", "mkdir", "cat", "echo", "sleep", "insmod", "ip",
@@ -112,7 +118,8 @@ def _module_entries(modules_root: Path, kernel_version: str) -> list[Entry]:
     entries: list[Entry] = []
     order: list[str] = []
     dirs: set[str] = set()
-    for path in kmod.resolve(WANTED_MODULES, index):
+    optional = tuple(m for m in OPTIONAL_MODULES if m in index)
+    for path in kmod.resolve((*WANTED_MODULES, *optional), index):
         rel = path.relative_to(tree).as_posix()
         rel = rel.removesuffix(".xz").removesuffix(".zst")
         parent = f"lib/modules/{kernel_version}/{rel}".rsplit("/", 1)[0]
@@ -163,11 +170,13 @@ def build_initramfs(modules_root: Path, kernel_version: str, busybox: Path, out:
 def initramfs_path(kernel_dir: Path) -> Path:
     """Where banger's initramfs for its current /init lives in a kernel's directory.
 
-    The file name carries a digest of the /init script, so a banger upgrade
+    The file name carries a digest of the /init script and the module lists, so a banger upgrade
     that changes the boot contract never boots a VM with a stale /init, and
     VMs already running keep the file they booted from.
     """
-    digest = hashlib.sha256(boot.init_script()).hexdigest()[:12]
+    # The module lists too: a banger that loads more modules builds a new one.
+    modules = "\n".join((*WANTED_MODULES, *OPTIONAL_MODULES)).encode()
+    digest = hashlib.sha256(boot.init_script() + modules).hexdigest()[:12]
     return kernel_dir / f"initramfs-{digest}.img"
 
 

@@ -83,4 +83,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 5: the guest channel version an image's agent speaks, 0 for older images (issue 11).
     ("ALTER TABLE images ADD COLUMN channel INTEGER NOT NULL DEFAULT 0",),
+    # 6: published ports, automatic forwarding and shared directories (issue 15).
+    (
+        """CREATE TABLE forwards (
+            vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+            host_ip TEXT NOT NULL,
+            host_port INTEGER NOT NULL,
+            guest_port INTEGER NOT NULL,
+            proto TEXT NOT NULL,
+            PRIMARY KEY (host_ip, host_port, proto)
+        )""",
+        "ALTER TABLE vms ADD COLUMN forward_ports TEXT NOT NULL DEFAULT 'off'",
+        "ALTER TABLE vms ADD COLUMN mounts TEXT NOT NULL DEFAULT '[]'",
+    ),
 )

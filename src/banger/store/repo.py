@@ -7,10 +7,13 @@ import sqlite3
 
 from banger.api.models import (
     ErrorBody,
+    ForwardSource,
     Image,
     Kernel,
+    Mount,
     Operation,
     OpState,
+    PortForward,
     Vm,
     VmState,
     Workspace,
@@ -31,8 +34,32 @@ def _image(row: sqlite3.Row) -> Image:
     return Image(**data)
 
 
-def _vm(row: sqlite3.Row) -> Vm:
-    return Vm(**dict(row))
+def _vm(row: sqlite3.Row, forwards: list[PortForward] | None = None) -> Vm:
+    data = dict(row)
+    data["mounts"] = [Mount(**m) for m in json.loads(data["mounts"] or "[]")]
+    return Vm(**data, forwards=forwards or [])
+
+
+def _forward(row: sqlite3.Row) -> PortForward:
+    return PortForward(
+        host_ip=row["host_ip"],
+        host_port=row["host_port"],
+        guest_port=row["guest_port"],
+        proto=row["proto"],
+        source=ForwardSource.PUBLISHED,
+    )
+
+
+class PortPublished(Conflict):
+    """A host address is published already, by ``vm`` (a VM's name)."""
+
+    def __init__(self, forward: PortForward, vm: str) -> None:
+        super().__init__(
+            f"host port {forward.host_ip}:{forward.host_port} is already forwarded to VM {vm!r}",
+            hint=f"pick another host port, or free it with `banger vm port remove {vm}"
+            f" {forward.host_ip}:{forward.host_port}`",
+        )
+        self.vm = vm
 
 
 def _operation(row: sqlite3.Row) -> Operation:
@@ -154,8 +181,9 @@ class Store:
         The lease table's primary key makes a double lease impossible even if
         two daemons raced on one store: the loser gets AddressTaken.
         """
-        row = vm.model_dump(exclude={"ip", "pid"})
+        row = vm.model_dump(exclude={"ip", "pid", "forwards"})
         row["state"] = str(vm.state)
+        row["mounts"] = json.dumps(row["mounts"])
         with self.db.transaction() as conn:
             if conn.execute("SELECT 1 FROM vms WHERE name = ?", (vm.name,)).fetchone():
                 raise name_taken(vm.name)
@@ -163,11 +191,14 @@ class Store:
                 raise AddressTaken(f"address {vm.ip} is already leased")
             conn.execute(
                 "INSERT INTO vms (id, name, image, state, vcpus, memory_mib, overlay_bytes,"
-                " work_disk_bytes, nat, tap, mac, vmm, dir, created_at) VALUES (:id, :name,"
-                " :image, :state, :vcpus, :memory_mib, :overlay_bytes, :work_disk_bytes, :nat,"
-                " :tap, :mac, :vmm, :dir, :created_at)",
+                " work_disk_bytes, nat, tap, mac, vmm, dir, created_at, forward_ports, mounts)"
+                " VALUES (:id, :name, :image, :state, :vcpus, :memory_mib, :overlay_bytes,"
+                " :work_disk_bytes, :nat, :tap, :mac, :vmm, :dir, :created_at, :forward_ports,"
+                " :mounts)",
                 row,
             )
+            for forward in vm.forwards:
+                self._insert_forward(conn, vm.id, forward)
             try:
                 conn.execute(
                     "INSERT INTO leases (ip, vm_id, leased_at) VALUES (?, ?, ?)",
@@ -181,10 +212,57 @@ class Store:
         rows = self.db.query(f"{_VM_SELECT} WHERE vms.name = ? OR vms.id = ?", (name, name))
         if not rows:
             raise Missing("VM", name)
-        return _vm(rows[0])
+        return _vm(rows[0], self.forwards_of(rows[0]["id"]))
 
     def list_vms(self) -> list[Vm]:
-        return [_vm(r) for r in self.db.query(f"{_VM_SELECT} ORDER BY vms.created_at")]
+        forwards: dict[str, list[PortForward]] = {}
+        for row in self.db.query("SELECT * FROM forwards ORDER BY host_port"):
+            forwards.setdefault(row["vm_id"], []).append(_forward(row))
+        rows = self.db.query(f"{_VM_SELECT} ORDER BY vms.created_at")
+        return [_vm(r, forwards.get(r["id"])) for r in rows]
+
+    # published ports
+
+    def _insert_forward(self, conn: sqlite3.Connection, vm_id: str, forward: PortForward) -> None:
+        key = (forward.host_ip, forward.host_port, forward.proto)
+        holder = conn.execute(
+            "SELECT vms.name FROM forwards JOIN vms ON vms.id = forwards.vm_id"
+            " WHERE host_ip = ? AND host_port = ? AND proto = ?",
+            key,
+        ).fetchone()
+        if holder:
+            raise PortPublished(forward, str(holder[0]))
+        conn.execute(
+            "INSERT INTO forwards (vm_id, host_ip, host_port, guest_port, proto)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (vm_id, *key[:2], forward.guest_port, forward.proto),
+        )
+
+    def add_forward(self, vm_id: str, forward: PortForward) -> None:
+        """Record a published port; PortPublished when a VM has that host address."""
+        with self.db.transaction() as conn:
+            self._insert_forward(conn, vm_id, forward)
+
+    def remove_forward(self, vm_id: str, forward: PortForward) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "DELETE FROM forwards WHERE vm_id = ? AND host_ip = ? AND host_port = ?"
+                " AND proto = ?",
+                (vm_id, forward.host_ip, forward.host_port, forward.proto),
+            )
+
+    def forwards_of(self, vm_id: str) -> list[PortForward]:
+        rows = self.db.query("SELECT * FROM forwards WHERE vm_id = ? ORDER BY host_port", (vm_id,))
+        return [_forward(r) for r in rows]
+
+    def forward_holder(self, host_port: int) -> tuple[str, PortForward] | None:
+        """The VM (its name) that publishes ``host_port`` on any address, if one does."""
+        rows = self.db.query(
+            "SELECT forwards.*, vms.name AS vm FROM forwards JOIN vms ON vms.id = forwards.vm_id"
+            " WHERE host_port = ?",
+            (host_port,),
+        )
+        return (str(rows[0]["vm"]), _forward(rows[0])) if rows else None
 
     def set_vm_state(self, vm_id: str, state: VmState) -> None:
         with self.db.transaction() as conn:

@@ -48,6 +48,15 @@ class AgentEndpoint:
 
 
 @dataclass(frozen=True)
+class ShareSpec:
+    """A host directory the guest mounts by ``tag`` (virtio-9p under QEMU)."""
+
+    path: Path
+    tag: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class VmmConfig:
     name: str
     vcpus: int
@@ -61,6 +70,7 @@ class VmmConfig:
     run_dir: Path
     accel: str = "tcg"  # "kvm" or "tcg"
     extra: dict[str, str] = field(default_factory=dict)
+    shares: tuple[ShareSpec, ...] = ()
 
     @property
     def pidfile(self) -> Path:

@@ -173,6 +173,12 @@ class FirecrackerVmm:
             raise VmmError(
                 f"VM {config.name!r} already has a Firecracker running", hint="stop it first"
             )
+        if config.shares:
+            # The daemon refuses --mount for Firecracker VMs; a record that has one anyway.
+            raise VmmError(
+                f"VM {config.name!r} has shared directories, which Firecracker cannot provide",
+                hint="recreate it without --mount; `banger vm cp` copies files in",
+            )
         self.check_host()
         config.run_dir.mkdir(parents=True, exist_ok=True)
         _remove(config.pidfile, config.control_socket)

@@ -78,6 +78,18 @@ class QemuVmm:
                 "-netdev", netdev,
                 "-device", f"virtio-net-device,netdev=net0,mac={_opt(config.net.mac)}",
             ]  # fmt: skip
+        for share in config.shares:
+            # passthrough: the guest sees the host's ownership and modes as they are
+            # (see daemon/mounts.py for why not mapped-xattr).
+            fsdev = (
+                f"local,id={_opt(share.tag)},path={_path(share.path)},security_model=passthrough"
+            )
+            if share.read_only:
+                fsdev += ",readonly=on"
+            argv += [
+                "-fsdev", fsdev,
+                "-device", f"virtio-9p-device,fsdev={_opt(share.tag)},mount_tag={_opt(share.tag)}",
+            ]  # fmt: skip
         argv += [
             "-chardev", f"file,id=console,path={_path(config.console_log)}",
             "-serial", "chardev:console",
