@@ -134,6 +134,21 @@ class FakeVmm:
     def metrics(self, run_dir: Path) -> dict[str, Any] | None:
         return None
 
+    def pause(self, run_dir: Path) -> None:
+        return None
+
+    def resume(self, run_dir: Path) -> None:
+        return None
+
+    def paused(self, run_dir: Path) -> bool:
+        return False
+
+    def save(self, run_dir: Path, into: Path) -> None:
+        return None
+
+    def restore(self, config: VmmConfig, snapshot: Path) -> int:
+        return self.launch(config)
+
 
 @contextlib.contextmanager
 def running_loop() -> Iterator[asyncio.AbstractEventLoop]:

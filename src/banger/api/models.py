@@ -59,6 +59,8 @@ class VmState(StrEnum):
     CREATING = "creating"
     STARTING = "starting"
     RUNNING = "running"
+    # The VMM runs but the guest's vCPUs are stopped (`vm pause`); memory stays.
+    PAUSED = "paused"
     STOPPING = "stopping"
     STOPPED = "stopped"
     ERROR = "error"
@@ -66,7 +68,13 @@ class VmState(StrEnum):
     @property
     def holds_network(self) -> bool:
         """The VM runs, or is about to: its tap, NAT and the bridge's rules must stay."""
-        return self in (VmState.CREATING, VmState.STARTING, VmState.RUNNING, VmState.STOPPING)
+        return self in (
+            VmState.CREATING,
+            VmState.STARTING,
+            VmState.RUNNING,
+            VmState.PAUSED,
+            VmState.STOPPING,
+        )
 
 
 class Vm(BaseModel):

@@ -61,6 +61,7 @@ class VmState(StrEnum):
     CREATING = "creating"
     STARTING = "starting"
     RUNNING = "running"
+    PAUSED = "paused"
     STOPPING = "stopping"
     STOPPED = "stopped"
     ERROR = "error"

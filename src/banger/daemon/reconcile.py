@@ -30,9 +30,10 @@ def reconcile(store: Store, vmm: Vmm, net: Network, vms_dir: Path) -> list[str]:
         pid = vmm.pid(Path(vm.dir))
         if pid is not None:
             running.append(vm)
-            if vm.state != VmState.RUNNING:
-                store.set_vm_state(vm.id, VmState.RUNNING)
-                fixes.append(f"{vm.name}: its VMM runs (pid {pid}); marked running")
+            now = VmState.PAUSED if vmm.paused(Path(vm.dir)) else VmState.RUNNING
+            if vm.state != now:
+                store.set_vm_state(vm.id, now)
+                fixes.append(f"{vm.name}: its VMM runs (pid {pid}); marked {now}")
             continue
         if vm.state in _UNFINISHED:
             store.set_vm_state(vm.id, VmState.ERROR)

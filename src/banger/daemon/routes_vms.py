@@ -109,6 +109,17 @@ def lifecycle_routes(
         parse_signal(req.signal)
         return ops.start("vm.kill", vm.name, lambda p: dump(vms.kill(vm.name, req.signal, p)))
 
+    @router.post("/vms/{name}/pause", status_code=202)
+    async def pause_vm(name: str) -> Operation:
+        """Stop the guest's vCPUs; its memory, processes and network stay as they are."""
+        vm = store.get_vm(name)
+        return ops.start("vm.pause", vm.name, lambda p: dump(vms.pause(vm.name, p)))
+
+    @router.post("/vms/{name}/resume", status_code=202)
+    async def resume_vm(name: str) -> Operation:
+        vm = store.get_vm(name)
+        return ops.start("vm.resume", vm.name, lambda p: dump(vms.resume(vm.name, p)))
+
     @router.patch("/vms/{name}", status_code=202)
     async def set_vm(name: str, req: VmSet) -> Operation:
         vm = vms.check_set(name, req)
