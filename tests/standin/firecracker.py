@@ -401,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id", default="anonymous-instance")
     parser.add_argument("--start-time-us")
     parser.add_argument("--start-time-cpu-us")
+    parser.add_argument("--version", action="version", version="Firecracker v1.10.1-standin")
     args = parser.parse_args(argv)
     jail_root = os.environ.get("STANDIN_JAIL_ROOT")
     machine = Machine(args.id, Path(jail_root) if jail_root else None)

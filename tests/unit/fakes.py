@@ -134,6 +134,9 @@ class FakeVmm:
     def metrics(self, run_dir: Path) -> dict[str, Any] | None:
         return None
 
+    def version(self) -> str:
+        return "fake 1.0"
+
     def pause(self, run_dir: Path) -> None:
         return None
 

@@ -137,7 +137,7 @@ def kill(names: tuple[str, ...], sig: str, quiet: bool, as_json: bool) -> None:
             "banger vm pause dev  # its processes freeze; memory and network stay",
             "banger vm resume dev",
         ],
-        next_step="`banger vm resume dev` lets it run on.",
+        next_step="`banger vm resume dev`; `banger vm snapshot create dev` saves it as it is.",
     )
 )
 @click.argument("names", nargs=-1, required=True)

@@ -19,6 +19,7 @@ from banger.daemon.kernels import KernelService
 from banger.daemon.operations import Operations
 from banger.daemon.plan import HostFacts, host_memory_mib
 from banger.daemon.reconcile import reconcile
+from banger.daemon.snapshots import SnapshotService
 from banger.daemon.sshconfig import SshConfigFiles
 from banger.daemon.vms import VmService
 from banger.guest.ssh import ensure_user_key
@@ -43,6 +44,7 @@ class Services:
     accel: AccelChoice
     net: VmNetwork
     vms: VmService
+    snapshots: SnapshotService
     inspector: Inspector
     kernels: KernelService
     images: ImageService
@@ -108,6 +110,7 @@ def wire(
         accel=accel,
         net=net,
         vms=vms,
+        snapshots=SnapshotService(settings, store, vms),
         inspector=Inspector(vms),
         kernels=kernels,
         images=ImageService(

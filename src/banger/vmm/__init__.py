@@ -107,6 +107,9 @@ class Vmms:
             f"no VMM runs for the VM in {run_dir}", hint="start it with `banger vm start NAME`"
         )
 
+    def version(self) -> str:
+        return self.get(self.default.name).version()
+
     def pause(self, run_dir: Path) -> None:
         self._running(run_dir).pause(run_dir)
 

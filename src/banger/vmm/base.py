@@ -102,6 +102,10 @@ class Vmm(Protocol):
         """The VMM's own counters for the VM, where it keeps any."""
         ...
 
+    def version(self) -> str:
+        """The VMM's own version line; a snapshot restores only under the same."""
+        ...
+
     def pause(self, run_dir: Path) -> None:
         """Stop the guest's vCPUs (its memory and devices stay); idempotent."""
         ...

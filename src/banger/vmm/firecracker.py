@@ -362,6 +362,10 @@ class FirecrackerVmm:
         body = {"state": state}
         self._client(run_dir).send(fc_api.Request(state.lower(), fc_api.VM_STATE, body))
 
+    def version(self) -> str:
+        self.check_host()
+        return proc.output([str(self.firecracker), "--version"]).splitlines()[0].strip()
+
     def pause(self, run_dir: Path) -> None:
         self._set_state(run_dir, "Paused")
 

@@ -50,6 +50,7 @@ class QemuVmm:
 
     def __init__(self, binary: str = QEMU_BINARY) -> None:
         self.binary = binary
+        self._version: str | None = None
 
     def argv(self, config: VmmConfig) -> list[str]:
         if config.accel not in ("kvm", "tcg"):
@@ -227,6 +228,15 @@ class QemuVmm:
     def resume(self, run_dir: Path) -> None:
         with self._qmp(run_dir) as qmp:
             qmp.execute("cont")
+            # The NIC says where it is now: a bridge that learnt its MAC on a
+            # fork's port while this guest was paused forwards to it again.
+            qmp.execute("announce-self", _ANNOUNCE)
+
+    def version(self) -> str:
+        if self._version is None:
+            self.check_host()
+            self._version = proc.output([self.binary, "--version"]).splitlines()[0].strip()
+        return self._version
 
     def paused(self, run_dir: Path) -> bool:
         if self.pid(run_dir) is None:
@@ -284,6 +294,7 @@ class QemuVmm:
         return pid
 
 
+_ANNOUNCE = {"initial": 50, "max": 550, "rounds": 3, "step": 100}
 _PAUSED_STATES = ("paused", "postmigrate", "prelaunch", "suspended")
 
 
