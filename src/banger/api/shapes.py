@@ -61,6 +61,7 @@ class VmState(StrEnum):
     CREATING = "creating"
     STARTING = "starting"
     RUNNING = "running"
+    PAUSED = "paused"
     STOPPING = "stopping"
     STOPPED = "stopped"
     ERROR = "error"
@@ -356,6 +357,7 @@ class Vm(_Shape):
         "forward_ports",
         "forwards",
         "mounts",
+        "snapshot",
     )
     __slots__ = _fields
     id: str
@@ -377,6 +379,7 @@ class Vm(_Shape):
     forward_ports: str
     forwards: list[PortForward]
     mounts: list[Mount]
+    snapshot: str
 
     def __init__(
         self,
@@ -400,6 +403,7 @@ class Vm(_Shape):
         forward_ports: str = "off",
         forwards: list[PortForward] | None = None,
         mounts: list[Mount] | None = None,
+        snapshot: str = "",
     ) -> None:
         self.id = id
         self.name = name
@@ -420,6 +424,7 @@ class Vm(_Shape):
         self.forward_ports = forward_ports
         self.forwards = list() if forwards is None else forwards
         self.mounts = list() if mounts is None else mounts
+        self.snapshot = snapshot
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Vm:
@@ -443,6 +448,196 @@ class Vm(_Shape):
             forward_ports=d.get("forward_ports", "off"),
             forwards=_list(PortForward.from_json)(d.get("forwards", list())),
             mounts=_list(Mount.from_json)(d.get("mounts", list())),
+            snapshot=d.get("snapshot", ""),
+        )
+
+
+class Snapshot(_Shape):
+    """A VM's memory, device state and writable disks at one moment (`vm snapshot create`)."""
+
+    _fields = (
+        "name",
+        "vm",
+        "image",
+        "kernel",
+        "vmm",
+        "vcpus",
+        "memory_mib",
+        "overlay_bytes",
+        "work_disk_bytes",
+        "nat",
+        "size_bytes",
+        "dir",
+        "created_at",
+        "kernel_path",
+        "initrd_path",
+        "rootfs",
+        "cmdline",
+        "mac",
+        "ip",
+        "vmm_version",
+        "banger_version",
+    )
+    __slots__ = _fields
+    name: str
+    vm: str
+    image: str
+    kernel: str
+    vmm: str
+    vcpus: int
+    memory_mib: int
+    overlay_bytes: int
+    work_disk_bytes: int
+    nat: bool
+    size_bytes: int
+    dir: str
+    created_at: str
+    kernel_path: str
+    initrd_path: str
+    rootfs: str
+    cmdline: str
+    mac: str
+    ip: str
+    vmm_version: str
+    banger_version: str
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        vm: str,
+        image: str,
+        kernel: str,
+        vmm: str,
+        vcpus: int,
+        memory_mib: int,
+        overlay_bytes: int,
+        work_disk_bytes: int,
+        nat: bool = False,
+        size_bytes: int,
+        dir: str,
+        created_at: str,
+        kernel_path: str,
+        initrd_path: str,
+        rootfs: str,
+        cmdline: str,
+        mac: str,
+        ip: str,
+        vmm_version: str,
+        banger_version: str,
+    ) -> None:
+        self.name = name
+        self.vm = vm
+        self.image = image
+        self.kernel = kernel
+        self.vmm = vmm
+        self.vcpus = vcpus
+        self.memory_mib = memory_mib
+        self.overlay_bytes = overlay_bytes
+        self.work_disk_bytes = work_disk_bytes
+        self.nat = nat
+        self.size_bytes = size_bytes
+        self.dir = dir
+        self.created_at = created_at
+        self.kernel_path = kernel_path
+        self.initrd_path = initrd_path
+        self.rootfs = rootfs
+        self.cmdline = cmdline
+        self.mac = mac
+        self.ip = ip
+        self.vmm_version = vmm_version
+        self.banger_version = banger_version
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Snapshot:
+        return cls(
+            name=d["name"],
+            vm=d["vm"],
+            image=d["image"],
+            kernel=d["kernel"],
+            vmm=d["vmm"],
+            vcpus=d["vcpus"],
+            memory_mib=d["memory_mib"],
+            overlay_bytes=d["overlay_bytes"],
+            work_disk_bytes=d["work_disk_bytes"],
+            nat=d.get("nat", False),
+            size_bytes=d["size_bytes"],
+            dir=d["dir"],
+            created_at=d["created_at"],
+            kernel_path=d["kernel_path"],
+            initrd_path=d["initrd_path"],
+            rootfs=d["rootfs"],
+            cmdline=d["cmdline"],
+            mac=d["mac"],
+            ip=d["ip"],
+            vmm_version=d["vmm_version"],
+            banger_version=d["banger_version"],
+        )
+
+
+class SnapshotCreate(_Shape):
+    _fields = ("name",)
+    __slots__ = _fields
+    name: str | None
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+    ) -> None:
+        self.name = name
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SnapshotCreate:
+        return cls(
+            name=d.get("name"),
+        )
+
+
+class VmFork(_Shape):
+    _fields = (
+        "count",
+        "names",
+    )
+    __slots__ = _fields
+    count: int
+    names: list[str] | None
+
+    def __init__(
+        self,
+        *,
+        count: int = 1,
+        names: list[str] | None = None,
+    ) -> None:
+        self.count = count
+        self.names = names
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> VmFork:
+        return cls(
+            count=d.get("count", 1),
+            names=d.get("names"),
+        )
+
+
+class VmForked(_Shape):
+    """The result of a `vm fork` operation: the new VMs, in order."""
+
+    _fields = ("vms",)
+    __slots__ = _fields
+    vms: list[Vm]
+
+    def __init__(
+        self,
+        *,
+        vms: list[Vm],
+    ) -> None:
+        self.vms = vms
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> VmForked:
+        return cls(
+            vms=_list(Vm.from_json)(d["vms"]),
         )
 
 
@@ -623,6 +818,7 @@ class VmCreate(_Shape):
         "ports",
         "mounts",
         "forward_ports",
+        "from_snapshot",
     )
     __slots__ = _fields
     name: str | None
@@ -638,6 +834,7 @@ class VmCreate(_Shape):
     ports: list[str]
     mounts: list[str]
     forward_ports: str | None
+    from_snapshot: str | None
 
     def __init__(
         self,
@@ -655,6 +852,7 @@ class VmCreate(_Shape):
         ports: list[str] | None = None,
         mounts: list[str] | None = None,
         forward_ports: str | None = None,
+        from_snapshot: str | None = None,
     ) -> None:
         self.name = name
         self.image = image
@@ -669,6 +867,7 @@ class VmCreate(_Shape):
         self.ports = list() if ports is None else ports
         self.mounts = list() if mounts is None else mounts
         self.forward_ports = forward_ports
+        self.from_snapshot = from_snapshot
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> VmCreate:
@@ -686,6 +885,7 @@ class VmCreate(_Shape):
             ports=d.get("ports", list()),
             mounts=d.get("mounts", list()),
             forward_ports=d.get("forward_ports"),
+            from_snapshot=d.get("from_snapshot"),
         )
 
 

@@ -14,6 +14,7 @@ from banger.cli.helptext import Group, epilog
 from banger.cli.image import image
 from banger.cli.kernel import kernel
 from banger.cli.reset import reset
+from banger.cli.snapshot import fork, snapshot
 from banger.cli.sshconfig import ssh_config
 from banger.cli.system import system
 from banger.cli.vm import vm
@@ -70,6 +71,9 @@ for _command in (
     *vm_exec.COMMANDS,
     vm_port.port,
     workspace,
+    workspace,
+    snapshot,
+    fork,
 ):
     vm.add_command(_command)
 cli.add_command(vm)

@@ -92,6 +92,12 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
             " :ro makes it read-only. Example: --mount .:/src",
         ),
         click.option(
+            "--from-snapshot",
+            metavar="SNAP",
+            help="Restore snapshot SNAP (see `banger vm snapshot list`) instead of booting:"
+            " its memory, processes and disks, with a name and address of its own.",
+        ),
+        click.option(
             "--vmm",
             type=click.Choice(["auto", "firecracker", "qemu"]),
             help="VMM that runs the VM (default: auto, Firecracker where it and KVM work;"
@@ -128,6 +134,7 @@ def _create_body(**kw: Any) -> VmCreate:
         ports=list(kw.get("ports") or ()),
         mounts=[_absolute_host_dir(m) for m in kw.get("mounts") or ()],
         forward_ports=kw.get("forward_ports"),
+        from_snapshot=kw.get("from_snapshot"),
     )
 
 
@@ -168,6 +175,7 @@ def _create(conn: Client, body: VmCreate, quiet: bool) -> Vm:
             "banger vm create --name later --no-start  # disks only, for `vm start`",
             "banger vm create --name web -p 8080:80  # 127.0.0.1:8080 -> port 80",
             "banger vm create --name app --mount ~/app:/src  # a host dir in it",
+            "banger vm create --from-snapshot dev-1  # restored, not booted",
         ],
         next_step="`banger vm ssh dev` for a shell, `banger vm stop dev`, `banger vm delete dev`.",
     )

@@ -21,6 +21,7 @@ from banger.daemon.kernels import KernelService
 from banger.daemon.operations import Operations
 from banger.daemon.plan import HostFacts, host_memory_mib
 from banger.daemon.reconcile import reconcile
+from banger.daemon.snapshots import SnapshotService
 from banger.daemon.sshconfig import SshConfigFiles
 from banger.daemon.sweep import sweep
 from banger.daemon.vms import VmService
@@ -49,6 +50,7 @@ class Services:
     agents: Agents
     forwards: ForwardService
     vms: VmService
+    snapshots: SnapshotService
     inspector: Inspector
     kernels: KernelService
     images: ImageService
@@ -125,6 +127,7 @@ def wire(
         agents=agents,
         forwards=forwards,
         vms=vms,
+        snapshots=SnapshotService(settings, store, vms),
         inspector=Inspector(vms, agents),
         kernels=kernels,
         images=ImageService(
