@@ -96,7 +96,7 @@ def test_a_daemon_killed_while_starting_and_stopping(banger: Banger) -> None:
 
 def test_a_daemon_killed_while_deleting(banger: Banger) -> None:
     banger.create("rel-delete", "--no-start")
-    kill_daemon_at(banger, "delete", ["vm", "delete", "rel-delete"])
+    kill_daemon_at(banger, "disks", ["vm", "delete", "rel-delete"])
     check_recovered(banger, "rel-delete")
     assert "rel-delete" not in [vm.name for vm in stored_vms(banger.home)]
     banger.created.clear()
