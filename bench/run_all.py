@@ -27,6 +27,7 @@ BENCHES: list[tuple[str, list[str], list[str], bool]] = [
     ("dns_latency", ["--runs", "2000"], ["--runs", "200"], False),
     ("disk_at_rest", ["--runs", "5"], ["--runs", "2"], False),
     ("oci_pull", ["--runs", "5"], ["--runs", "2"], False),
+    ("vm_boot_overhead", ["--runs", "5"], ["--runs", "2"], True),
     ("vm_create_size", ["--runs", "9"], ["--runs", "3"], True),
     ("workspace", ["--runs", "5"], ["--runs", "2"], True),
     ("density", ["--vms", "20"], ["--vms", "3", "--runs", "3"], True),
