@@ -144,3 +144,27 @@ class Peer:
             request.controls.put_nowait(frame.json())
         elif frame.kind is proto.Kind.CANCEL:
             request.cancelled.set()
+
+
+async def relay(left: asyncio.StreamReader, right: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await left.read(1 << 16):
+            right.write(chunk)
+            await right.drain()
+    finally:
+        right.close()
+
+
+def firecracker_uds(path: Path, agent: Path, listening_port: int) -> Awaitable[asyncio.Server]:
+    """What Firecracker's vsock socket does with a host-initiated connection."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        if line != f"CONNECT {listening_port}\n".encode():
+            writer.close()  # nothing listens on that port in the guest
+            return
+        writer.write(b"OK 1073741824\n")
+        up_reader, up_writer = await asyncio.open_unix_connection(str(agent))
+        await asyncio.gather(relay(reader, up_writer), relay(up_reader, writer))
+
+    return asyncio.start_unix_server(serve, str(path))

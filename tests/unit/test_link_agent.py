@@ -20,6 +20,7 @@ from banger.guest import proto
 from banger.guest.link import AgentError, AgentGone, AgentLink, Exited, Output
 from banger.guest.linksync import LoopThread, SyncLink
 from tests.unit.agent_host import HostAgent, build_agent
+from tests.unit.agent_peer import firecracker_uds
 
 Scenario = Callable[[AgentLink], Awaitable[Any]]
 
@@ -298,3 +299,28 @@ def test_the_sync_facade_from_a_thread(agent: HostAgent, tmp_path: Path) -> None
             assert link.read_into(str(tmp_path / "copy.bin"), dest) == len(payload)
         assert link.stat(str(tmp_path / "copy.bin")).size == len(payload)
     assert (tmp_path / "out.bin").read_bytes() == payload
+
+
+def test_firecracker_vsock_handshake_reaches_the_agent(agent: HostAgent, tmp_path: Path) -> None:
+    async def scenario() -> bytes:
+        uds = tmp_path / "v.sock"
+        async with await firecracker_uds(uds, agent.socket, proto.AGENT_VSOCK_PORT):
+            link = await AgentLink.connect(uds, vsock_port=proto.AGENT_VSOCK_PORT, timeout=5)
+            async with link:
+                return (await link.run(["echo", "through vsock"])).stdout
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == b"through vsock\n"
+
+
+def test_control_requests(agent: HostAgent) -> None:
+    async def scenario(link: AgentLink) -> tuple[dict[str, Any], dict[str, Any], AgentError]:
+        boot, entropy = await link.boot(), await link.add_entropy(64)
+        # A host-run agent refuses what would change this machine, and says so.
+        with pytest.raises(AgentError) as refused:
+            await link.set_clock()
+        return boot, entropy, refused.value
+
+    boot, entropy, refused = on_agent(agent, scenario)
+    assert boot["state"] == "running"
+    assert entropy["bytes"] == 64
+    assert refused.errno == "EPERM" and "clock" in refused.message

@@ -13,7 +13,8 @@ import pytest
 from banger.errors import VmmError
 from banger.guest import proto
 from banger.guest.link import AgentError, AgentGone, AgentLink, AgentVersionError, wait_ready
-from tests.unit.agent_peer import Peer, Request
+from banger.guest.linksync import LoopThread, SyncLink
+from tests.unit.agent_peer import Peer, Request, firecracker_uds
 
 
 def run(scenario: Callable[[], Awaitable[Any]], limit: float = 20.0) -> Any:
@@ -184,30 +185,6 @@ def test_input_waits_for_the_agents_credit(tmp_path: Path) -> None:
     assert received[0] == b"".join(bytes([i]) * 100_000 for i in range(30))
 
 
-async def relay(left: asyncio.StreamReader, right: asyncio.StreamWriter) -> None:
-    try:
-        while chunk := await left.read(1 << 16):
-            right.write(chunk)
-            await right.drain()
-    finally:
-        right.close()
-
-
-def firecracker_uds(path: Path, agent: Path, listening_port: int) -> Awaitable[asyncio.Server]:
-    """What Firecracker's vsock socket does with a host-initiated connection."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        line = await reader.readline()
-        if line != f"CONNECT {listening_port}\n".encode():
-            writer.close()  # nothing listens on that port in the guest
-            return
-        writer.write(b"OK 1073741824\n")
-        up_reader, up_writer = await asyncio.open_unix_connection(str(agent))
-        await asyncio.gather(relay(reader, up_writer), relay(up_reader, writer))
-
-    return asyncio.start_unix_server(serve, str(path))
-
-
 def test_firecracker_connect_handshake(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Peer(tmp_path / "a.sock", {}):
@@ -265,3 +242,25 @@ def test_wait_ready_gives_up_after_its_timeout(tmp_path: Path) -> None:
             assert "did not say hello" in err.value.message
 
     run(scenario)
+
+
+def test_sync_link_waits_for_the_agent_from_a_thread(tmp_path: Path) -> None:
+    async def load(request: Request) -> None:
+        await request.close({"ok": True, "loadavg": [0.5, 0.25, 0.125], "procs": 3})
+
+    with LoopThread() as loop:
+        peer = Peer(tmp_path / "a.sock", {"load": load})
+        asyncio.run_coroutine_threadsafe(peer.__aenter__(), loop).result(5)
+        try:
+            with SyncLink.wait_ready(
+                tmp_path / "a.sock", loop=loop, timeout=5, alive=lambda: True
+            ) as link:
+                assert link.load().loadavg == (0.5, 0.25, 0.125)
+
+                async def from_the_loop() -> None:
+                    link.load()
+
+                with pytest.raises(RuntimeError, match="its own event loop"):
+                    asyncio.run_coroutine_threadsafe(from_the_loop(), loop).result(5)
+        finally:
+            asyncio.run_coroutine_threadsafe(peer.__aexit__(), loop).result(5)
