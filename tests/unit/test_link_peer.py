@@ -102,6 +102,8 @@ def test_a_lost_link_fails_every_open_channel_within_a_second(tmp_path: Path) ->
             # And the link refuses new work at once rather than hang on it.
             with pytest.raises(AgentGone):
                 await link.call("load")
+            assert link.closed
+            assert "closed the link" in (await link.wait_closed()).message
             return took
 
     assert run(scenario) < 1.0

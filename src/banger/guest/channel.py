@@ -50,6 +50,10 @@ class AgentGone(VmmError):
     def __init__(self, message: str, *, hint: str | None = _HINT_GONE) -> None:
         super().__init__(message, hint=hint)
 
+    def again(self) -> AgentGone:
+        """The same error as a fresh exception: one raised per waiter keeps tracebacks apart."""
+        return AgentGone(self.message, hint=self.hint)
+
 
 class AgentVersionError(VmmError):
     """The agent speaks no version of the protocol this banger speaks."""

@@ -185,19 +185,26 @@ class AgentLink(AgentOps):
     def closed(self) -> bool:
         return self._gone is not None
 
+    async def wait_closed(self) -> AgentGone:
+        """Wait until the link is lost or closed; why, as the error its channels got."""
+        await asyncio.shield(self._task)
+        assert self._gone is not None
+        return self._gone.again()
+
     async def _read_loop(self) -> None:
+        # Whatever ends this loop ends the link, so no channel outlives its reader.
+        gone = AgentGone("the link to the guest agent was closed", hint=None)
         try:
-            while True:
-                chunk = await self._reader.read(_READ_SIZE)
-                if not chunk:
-                    self._lose(AgentGone(f"the guest agent at {self.path} closed the link"))
-                    return
+            while chunk := await self._reader.read(_READ_SIZE):
                 self._dispatch(self._decoder.feed(chunk))
+            gone = AgentGone(f"the guest agent at {self.path} closed the link")
         except (OSError, proto.ProtocolError) as exc:
-            self._lose(AgentGone(f"the link to the guest agent at {self.path}: {_reason(exc)}"))
-        except asyncio.CancelledError:
-            self._lose(AgentGone("the link to the guest agent was closed", hint=None))
-            raise
+            gone = AgentGone(f"the link to the guest agent at {self.path}: {_reason(exc)}")
+        except Exception as exc:
+            log.exception("agent link %s: reading failed", self.path)
+            gone = AgentGone(f"the link to the guest agent at {self.path} failed: {exc!r}")
+        finally:
+            self._lose(gone)
 
     def _dispatch(self, frames: list[proto.Frame]) -> None:
         for frame in frames:
@@ -218,19 +225,22 @@ class AgentLink(AgentOps):
             log.info("%s", exc.message)
         channels, self._channels = self._channels, {}
         for channel in channels.values():
-            channel.fail(self._gone)
+            channel.fail(self._gone.again())
         self._writer.close()
 
-    async def _send(self, frame: bytes) -> None:
+    def _check(self) -> None:
         if self._gone is not None:
-            raise self._gone
+            raise self._gone.again()
+
+    async def _send(self, frame: bytes) -> None:
+        self._check()
         self._writer.write(frame)
         try:
             async with self._write_lock:
                 await self._writer.drain()
         except OSError as exc:
             self._lose(AgentGone(f"the link to the guest agent at {self.path}: {_reason(exc)}"))
-            raise self._gone from exc  # type: ignore[misc]
+            self._check()
 
     async def close(self) -> None:
         """Close the link; every channel still open fails with ``AgentGone``."""
@@ -253,8 +263,7 @@ class AgentLink(AgentOps):
 
     async def open(self, op: str, args: Mapping[str, Any] | None = None) -> Channel:
         """Start request ``op`` (one of ``proto.OPS``) on a new channel."""
-        if self._gone is not None:
-            raise self._gone
+        self._check()
         number, self._next = self._next, self._next + 2
         channel = Channel(number, op, self._send)
         self._channels[number] = channel
