@@ -10,7 +10,7 @@ import socket
 import tarfile
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +185,10 @@ def test_50_mb_through_a_slow_consumer_stays_within_a_few_windows(host_agent: Ho
 
     got, peak_unread, peak = on_agent(host_agent, scenario, limit=120)
     assert got == total
-    assert peak_unread <= 2 * proto.INITIAL_WINDOW
-    assert peak < 8 * proto.INITIAL_WINDOW + (2 << 20), f"peak {peak} bytes"
+    # The consumer was the slower one (the window filled), and the window held the agent back.
+    assert proto.INITIAL_WINDOW // 2 < peak_unread <= proto.INITIAL_WINDOW
+    # Everything the daemon allocated meanwhile (buffers, frames, chunks): a few windows.
+    assert peak < 8 * proto.INITIAL_WINDOW, f"peak {peak} bytes"
 
 
 def test_concurrent_execs_on_one_link(host_agent: HostAgent) -> None:
@@ -272,18 +274,34 @@ def test_ports_and_load(host_agent: HostAgent) -> None:
     assert load.mem_total_kib > 0 and load.procs > 0 and load.uptime > 0
 
 
-def test_killing_the_agent_fails_every_channel_within_a_second(host_agent: HostAgent) -> None:
+def test_killing_the_agent_fails_every_channel_within_a_second(
+    host_agent: HostAgent, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # a read of it waits for a writer that never comes
+
+    async def never_ends() -> AsyncIterator[bytes]:
+        yield b"start"
+        await asyncio.Event().wait()
+
     async def scenario(link: AgentLink) -> tuple[list[Any], float]:
-        sessions = [await link.exec(["sleep", "5"]) for _ in range(3)]
-        waits = [asyncio.create_task(s.wait()) for s in sessions]
-        await asyncio.sleep(0.1)
+        sleeper = await link.exec(["sleep", "5"])
+        reader = await link.exec(["cat"], stdin=True)
+        waits = [
+            asyncio.create_task(sleeper.wait()),
+            asyncio.create_task(reader.wait()),
+            asyncio.create_task(link.read_bytes(str(fifo))),
+            asyncio.create_task(link.write_file(str(tmp_path / "w"), never_ends())),
+            asyncio.create_task(link.tar_put(str(tmp_path), never_ends())),
+        ]
+        await asyncio.sleep(0.2)
         began = time.monotonic()
         host_agent.kill()
         results = await asyncio.gather(*waits, return_exceptions=True)
         return results, time.monotonic() - began
 
     results, took = on_agent(host_agent, scenario)
-    assert all(isinstance(r, AgentGone) for r in results), results
+    assert [type(r) for r in results] == [AgentGone] * 5, results
     assert took < 1.0
 
 

@@ -258,6 +258,10 @@ class Channel:
         if not self._done.done():
             await self._send(proto.encode(self.number, proto.Kind.CANCEL))
 
+    async def wait_done(self) -> None:
+        """Until the request ends, whichever way (never raises its failure)."""
+        await asyncio.wait({self._done})
+
     async def result(self, timeout: float | None = None) -> dict[str, Any]:
         """The CLOSE's body when ``ok``; an ``AgentError`` when the request failed."""
         try:
