@@ -57,6 +57,11 @@ class VmmConfig:
     def control_socket(self) -> Path:
         return self.run_dir / "vmm.sock"
 
+    @property
+    def agent_socket(self) -> Path:
+        """The host end of the guest agent's channel (banger.guest.proto)."""
+        return self.run_dir / "agent.sock"
+
 
 class Vmm(Protocol):
     """A VMM driver. Implementations must make ``kill`` idempotent."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from banger import proc
 from banger.errors import HostError, VmmError
+from banger.guest.proto import SERIAL_PORT_NAME
 from banger.vmm.base import VmmConfig
 
 log = logging.getLogger("banger.vmm")
@@ -82,6 +83,10 @@ class QemuVmm:
             "-serial", "chardev:console",
             "-chardev", f"socket,id=qmp,path={_path(config.control_socket)},server=on,wait=off",
             "-mon", "chardev=qmp,mode=control",
+            # The guest agent's channel: a virtio-serial port banger-agent finds by name.
+            "-device", "virtio-serial-device",
+            "-chardev", f"socket,id=agent,path={_path(config.agent_socket)},server=on,wait=off",
+            "-device", f"virtserialport,chardev=agent,name={SERIAL_PORT_NAME}",
             "-daemonize",
             "-pidfile", str(config.pidfile.absolute()),
         ]  # fmt: skip
@@ -107,7 +112,7 @@ class QemuVmm:
             )
         self.check_host()
         config.run_dir.mkdir(parents=True, exist_ok=True)
-        _remove(config.pidfile, config.control_socket)
+        _remove(config.pidfile, config.control_socket, config.agent_socket)
         argv = self.argv(config)
         log.info("starting QEMU for %s (%s)", config.name, config.accel)
         inherit = () if config.net is None or config.net.tap_fd is None else (config.net.tap_fd,)
@@ -188,7 +193,7 @@ class QemuVmm:
                         hint="the host may be overloaded; try again",
                     )
             log.info("stopped QEMU pid %d (%s)", pid, run_dir)
-        _remove(run_dir / "vmm.pid", run_dir / "vmm.sock")
+        _remove(run_dir / "vmm.pid", run_dir / "vmm.sock", run_dir / "agent.sock")
 
 
 def _state(pid: int) -> str | None:
