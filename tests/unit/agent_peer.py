@@ -65,11 +65,21 @@ class Peer:
     """One listening socket; every accepted connection runs the same script."""
 
     def __init__(
-        self, path: Path, handlers: dict[str, Handler], *, versions: tuple[int, int] = (1, 1)
+        self,
+        path: Path,
+        handlers: dict[str, Handler],
+        *,
+        versions: tuple[int, int] = (1, 1),
+        preamble: bytes = b"",
+        deaf: int = 0,
     ) -> None:
         self.path = path
         self.handlers = handlers
         self.versions = versions
+        # Sent on every connection first: what an earlier connection left in flight.
+        self.preamble = preamble
+        # HELLOs to leave unanswered (a SYNC swallowed by a stale partial frame).
+        self.deaf = deaf
         self.requests: list[Request] = []
         self.hellos: list[dict[str, Any]] = []
         self._writers: list[asyncio.StreamWriter] = []
@@ -102,16 +112,22 @@ class Peer:
         self._writers.append(writer)
         self._writer = writer
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            if self.preamble:
+                await self.write(self.preamble)
             await reader.readuntil(proto.SYNC)
             decoder = proto.Decoder()
             while chunk := await reader.read(1 << 16):
-                for frame in decoder.feed(chunk):
+                # A SYNC again at a frame boundary (the host's resend): the real
+                # agent starts over; this script only skips it.
+                for frame in decoder.feed(chunk.replace(proto.SYNC, b"")):
                     await self._frame(frame)
 
     async def _frame(self, frame: proto.Frame) -> None:
         if frame.kind is proto.Kind.HELLO:
             body = frame.json()
             self.hellos.append(body)
+            if len(self.hellos) <= self.deaf:
+                return
             low, high = self.versions
             best = min(high, body["max"])
             if best < max(low, body["min"]):

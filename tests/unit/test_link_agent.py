@@ -343,3 +343,22 @@ def test_control_requests(host_agent: HostAgent) -> None:
     assert boot["state"] == "running"
     assert entropy["bytes"] == 64
     assert refused.errno == "EPERM" and "clock" in refused.message
+
+
+def test_a_newer_link_supersedes_the_older_one(host_agent: HostAgent) -> None:
+    """One daemon, one link per VM: a reconnect ends what the old link had running."""
+
+    async def scenario() -> tuple[BaseException | None, bytes]:
+        old = await AgentLink.connect(host_agent.socket, timeout=5)
+        session = await old.exec(["sleep", "5"])
+        async with await AgentLink.connect(host_agent.socket, timeout=5) as new:
+            try:
+                await asyncio.wait_for(session.wait(), 2)
+                ended = None
+            except AgentGone as exc:
+                ended = exc
+            return ended, (await new.run(["echo", "new"])).stdout
+
+    ended, out = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert isinstance(ended, AgentGone)
+    assert out == b"new\n"

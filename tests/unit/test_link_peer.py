@@ -66,6 +66,37 @@ def test_a_version_refused_says_who_speaks_what(
     assert hint in err.hint
 
 
+def test_stale_bytes_of_an_earlier_connection_are_skipped(tmp_path: Path) -> None:
+    """The tail of a frame, a whole stale frame and an old session's ERROR, then the HELLO."""
+    stale_half = proto.data(7, proto.STDOUT, b"z" * 300)[150:]
+    stale_whole = proto.data(9, proto.STDERR, b"\x00" * 64)
+    stale_error = proto.encode_json(0, proto.Kind.ERROR, {"error": "framing"})
+    preamble = stale_half + stale_whole + stale_error
+
+    async def load(request: Request) -> None:
+        await request.close({"ok": True, "procs": 5})
+
+    async def scenario() -> int:
+        async with (
+            Peer(tmp_path / "a.sock", {"load": load}, preamble=preamble),
+            await AgentLink.connect(tmp_path / "a.sock", timeout=3) as link,
+        ):
+            return (await link.load()).procs
+
+    assert run(scenario) == 5
+
+
+def test_an_unanswered_hello_is_sent_again(tmp_path: Path) -> None:
+    async def scenario() -> int:
+        async with (
+            Peer(tmp_path / "a.sock", {}, deaf=1) as peer,
+            await AgentLink.connect(tmp_path / "a.sock", timeout=3),
+        ):
+            return len(peer.hellos)
+
+    assert run(scenario) == 2
+
+
 def test_nothing_listening_is_agent_gone(tmp_path: Path) -> None:
     async def scenario() -> None:
         with pytest.raises(AgentGone, match="cannot reach the guest agent"):

@@ -19,15 +19,14 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from banger import __version__
 from banger.errors import VmmError
-from banger.guest import proto
+from banger.guest import handshake, proto
 from banger.guest.channel import AgentError, AgentGone, AgentVersionError, Channel
 from banger.guest.exec import Completed, ExecSession, Exited, Output, run, start_exec
+from banger.guest.handshake import AgentInfo
 from banger.guest.ops import AgentOps
 
 __all__ = [
@@ -49,83 +48,6 @@ log = logging.getLogger("banger.guest")
 _READ_SIZE = 256 << 10
 # The stream reader pauses the socket past twice this; a frame is up to 1 MiB.
 _BUFFER_LIMIT = 1 << 20
-
-
-@dataclass(frozen=True)
-class AgentInfo:
-    """What the agent said about itself in its HELLO."""
-
-    version: int
-    agent: str
-    caps: tuple[str, ...]
-    boot_id: str
-    pid: int
-
-    @classmethod
-    def from_hello(cls, body: Mapping[str, Any]) -> AgentInfo:
-        caps = body.get("caps") or ()
-        return cls(
-            version=int(body.get("version", 0)),
-            agent=str(body.get("agent", "")),
-            caps=tuple(str(c) for c in caps) if isinstance(caps, list) else (),
-            boot_id=str(body.get("boot_id", "")),
-            pid=int(body.get("pid", 0) or 0),
-        )
-
-
-def _version_error(theirs_min: object, theirs_max: object) -> AgentVersionError:
-    ours = f"{proto.VERSION_MIN}-{proto.VERSION_MAX}"
-    theirs = f"{theirs_min}-{theirs_max}"
-    older = isinstance(theirs_max, int) and theirs_max < proto.VERSION_MIN
-    hint = (
-        "the image carries an older agent; pull the image again to inject the current one "
-        "(`banger image pull NAME`)"
-        if older
-        else "this banger is older than the image's agent; upgrade banger (`banger version` "
-        "shows the one installed)"
-    )
-    return AgentVersionError(
-        f"the guest agent speaks protocol versions {theirs}, this banger speaks {ours}",
-        hint=hint,
-    )
-
-
-async def _vsock_handshake(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
-) -> None:
-    """Firecracker's host-initiated vsock: ``CONNECT <port>`` answered by ``OK <n>``."""
-    writer.write(f"CONNECT {port}\n".encode())
-    await writer.drain()
-    line = await reader.readline()
-    if not line.startswith(b"OK "):
-        said = line.decode(errors="replace").strip() or "the connection was closed"
-        raise AgentGone(f"nothing answers on vsock port {port} in the guest yet ({said})")
-
-
-async def _hello(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, decoder: proto.Decoder
-) -> AgentInfo:
-    writer.write(proto.SYNC)
-    hello = {"min": proto.VERSION_MIN, "max": proto.VERSION_MAX, "host": f"bangerd {__version__}"}
-    writer.write(proto.encode_json(0, proto.Kind.HELLO, hello))
-    await writer.drain()
-    while True:
-        chunk = await reader.read(_READ_SIZE)
-        if not chunk:
-            raise AgentGone("the guest agent closed the link before it said hello")
-        for frame in decoder.feed(chunk):
-            if frame.channel != 0:
-                continue
-            if frame.kind is proto.Kind.ERROR:
-                body = frame.json()
-                if "min" in body or "max" in body:
-                    raise _version_error(body.get("min"), body.get("max"))
-                raise AgentGone(f"the guest agent refused the link: {body.get('error')}")
-            if frame.kind is proto.Kind.HELLO:
-                info = AgentInfo.from_hello(frame.json())
-                if not proto.VERSION_MIN <= info.version <= proto.VERSION_MAX:
-                    raise _version_error(info.version, info.version)
-                return info
 
 
 class AgentLink(AgentOps):
@@ -165,8 +87,8 @@ class AgentLink(AgentOps):
         try:
             async with asyncio.timeout(timeout):
                 if vsock_port is not None:
-                    await _vsock_handshake(reader, writer, vsock_port)
-                info = await _hello(reader, writer, decoder)
+                    await handshake.vsock_connect(reader, writer, vsock_port)
+                info = await handshake.hello(reader, writer, decoder)
         except BaseException as exc:
             writer.close()
             if isinstance(exc, TimeoutError):
