@@ -80,6 +80,8 @@ class Peer:
         self.preamble = preamble
         # HELLOs to leave unanswered (a SYNC swallowed by a stale partial frame).
         self.deaf = deaf
+        # Set: the agent hangs (its socket stays open, nothing answers).
+        self.muted = False
         self.requests: list[Request] = []
         self.hellos: list[dict[str, Any]] = []
         self._writers: list[asyncio.StreamWriter] = []
@@ -123,6 +125,8 @@ class Peer:
                     await self._frame(frame)
 
     async def _frame(self, frame: proto.Frame) -> None:
+        if self.muted:
+            return
         if frame.kind is proto.Kind.HELLO:
             body = frame.json()
             self.hellos.append(body)

@@ -63,6 +63,13 @@ def test_hello_names_the_agent(host_agent: HostAgent) -> None:
     on_agent(host_agent, scenario)
 
 
+def test_ping_round_trip(host_agent: HostAgent) -> None:
+    async def scenario(link: AgentLink) -> float:
+        return min([await link.ping() for _ in range(5)])
+
+    assert on_agent(host_agent, scenario) < 0.05
+
+
 def test_exec_keeps_stdout_and_stderr_apart_and_returns_the_exit_code(
     host_agent: HostAgent,
 ) -> None:

@@ -140,6 +140,25 @@ def test_a_lost_link_fails_every_open_channel_within_a_second(tmp_path: Path) ->
     assert run(scenario) < 1.0
 
 
+def test_an_agent_that_stops_answering_is_found_out_by_the_keepalive(tmp_path: Path) -> None:
+    """A hung agent behind virtio-serial leaves the socket open; pings notice."""
+
+    async def scenario() -> tuple[BaseException, float]:
+        async with Peer(tmp_path / "a.sock", {"exec": started_then_hang}) as peer:
+            link = await AgentLink.connect(tmp_path / "a.sock", timeout=2, keepalive=0.2)
+            assert await link.ping() < 0.5
+            session = await link.exec(["sleep", "100"])
+            peer.muted = True
+            began = time.monotonic()
+            with pytest.raises(AgentGone) as gone:
+                await session.wait()
+            return gone.value, time.monotonic() - began
+
+    gone, took = run(scenario)
+    assert "did not answer for 0.4 s" in gone.message
+    assert took < 1.5
+
+
 def test_a_call_that_outlives_its_timeout_is_cancelled(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with (

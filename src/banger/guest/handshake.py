@@ -110,9 +110,9 @@ def find_answer(buf: bytes) -> tuple[dict[str, Any] | None, int]:
         pos = at + 1
 
 
-def _greeting() -> bytes:
+def hello_frame() -> bytes:
     hello = {"min": proto.VERSION_MIN, "max": proto.VERSION_MAX, "host": f"bangerd {__version__}"}
-    return proto.SYNC + proto.encode_json(0, proto.Kind.HELLO, hello)
+    return proto.encode_json(0, proto.Kind.HELLO, hello)
 
 
 async def hello(
@@ -121,7 +121,7 @@ async def hello(
     """SYNC and HELLO until answered; ``decoder`` then holds what followed the answer."""
     buf = b""
     while True:
-        writer.write(_greeting())
+        writer.write(proto.SYNC + hello_frame())
         await writer.drain()
         try:
             async with asyncio.timeout(RESEND):

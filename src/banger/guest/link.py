@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
@@ -46,6 +47,10 @@ __all__ = [
 log = logging.getLogger("banger.guest")
 
 _READ_SIZE = 256 << 10
+# Seconds of silence before the link pings the agent (twice that without an
+# answer loses it): a crashed agent behind QEMU's virtio-serial socket never
+# closes it, and nothing else would notice.
+KEEPALIVE = 5.0
 # The stream reader pauses the socket past twice this; a frame is up to 1 MiB.
 _BUFFER_LIMIT = 1 << 20
 
@@ -60,6 +65,7 @@ class AgentLink(AgentOps):
         decoder: proto.Decoder,
         info: AgentInfo,
         path: str,
+        keepalive: float | None = KEEPALIVE,
     ) -> None:
         self.info = info
         self.path = path
@@ -70,13 +76,26 @@ class AgentLink(AgentOps):
         self._next = 1
         self._write_lock = asyncio.Lock()
         self._gone: AgentGone | None = None
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        loop = asyncio.get_running_loop()
+        self._heard = loop.time()
+        self._pings: deque[asyncio.Future[None]] = deque()
+        self._task = loop.create_task(self._read_loop())
+        self._keeper = loop.create_task(self._keep_alive(keepalive)) if keepalive else None
 
     @classmethod
     async def connect(
-        cls, path: str | os.PathLike[str], *, vsock_port: int | None = None, timeout: float = 5.0
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        vsock_port: int | None = None,
+        timeout: float = 5.0,
+        keepalive: float | None = KEEPALIVE,
     ) -> AgentLink:
-        """Connect, sync and say hello; ``AgentGone`` when nothing answers in ``timeout``."""
+        """Connect, sync and say hello; ``AgentGone`` when nothing answers in ``timeout``.
+
+        ``keepalive``: after that many seconds without a byte from the agent,
+        ping it; no answer in twice as long loses the link (see ``ping``).
+        """
         where = str(path)
         try:
             async with asyncio.timeout(timeout):
@@ -99,7 +118,7 @@ class AgentLink(AgentOps):
                 raise AgentGone(f"the guest agent at {where}: {_reason(exc)}") from exc
             raise
         log.debug("agent link %s: %s version %d", where, info.agent, info.version)
-        return cls(reader, writer, decoder, info, where)
+        return cls(reader, writer, decoder, info, where, keepalive)
 
     # -- the connection ------------------------------------------------------------
 
@@ -118,6 +137,7 @@ class AgentLink(AgentOps):
         gone = AgentGone("the link to the guest agent was closed", hint=None)
         try:
             while chunk := await self._reader.read(_READ_SIZE):
+                self._heard = asyncio.get_running_loop().time()
                 self._dispatch(self._decoder.feed(chunk))
             gone = AgentGone(f"the guest agent at {self.path} closed the link")
         except (OSError, proto.ProtocolError) as exc:
@@ -131,7 +151,9 @@ class AgentLink(AgentOps):
     def _dispatch(self, frames: list[proto.Frame]) -> None:
         for frame in frames:
             if frame.channel == 0:
-                if frame.kind is proto.Kind.ERROR:
+                if frame.kind is proto.Kind.HELLO:
+                    self._answered()
+                elif frame.kind is proto.Kind.ERROR:
                     log.warning("agent at %s: %s", self.path, frame.payload[:200])
                 continue
             channel = self._channels.get(frame.channel)
@@ -148,6 +170,11 @@ class AgentLink(AgentOps):
         channels, self._channels = self._channels, {}
         for channel in channels.values():
             channel.fail(self._gone.again())
+        while self._pings:
+            ping = self._pings.popleft()
+            if not ping.done():
+                ping.set_exception(self._gone.again())
+                ping.exception()
         self._writer.close()
 
     def _check(self) -> None:
@@ -167,11 +194,50 @@ class AgentLink(AgentOps):
     async def close(self) -> None:
         """Close the link; every channel still open fails with ``AgentGone``."""
         self._lose(AgentGone("the link to the guest agent was closed", hint=None))
+        if self._keeper is not None:
+            self._keeper.cancel()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
+
+    async def ping(self, timeout: float = 5.0) -> float:
+        """Seconds for the agent to answer a HELLO on channel 0 (proto's PING).
+
+        No answer within ``timeout`` means the agent is gone (a crashed agent
+        behind virtio-serial leaves the socket open): the link is lost and
+        every channel fails with ``AgentGone``.
+        """
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[None] = loop.create_future()
+        self._pings.append(answer)
+        began = loop.time()
+        await self._send(handshake.hello_frame())
+        try:
+            async with asyncio.timeout(timeout):
+                await answer
+        except TimeoutError:
+            self._lose(
+                AgentGone(f"the guest agent at {self.path} did not answer for {timeout:g} s")
+            )
+            self._check()
+        return loop.time() - began
+
+    def _answered(self) -> None:
+        while self._pings:
+            ping = self._pings.popleft()
+            if not ping.done():
+                ping.set_result(None)
+                return
+
+    async def _keep_alive(self, every: float) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(AgentGone):
+            while self._gone is None:
+                await asyncio.sleep(every)
+                if loop.time() - self._heard >= every:
+                    await self.ping(2 * every)
 
     async def __aenter__(self) -> AgentLink:
         return self
@@ -259,6 +325,7 @@ async def wait_ready(
     timeout: float,
     alive: Callable[[], bool],
     attempt: float = 2.0,
+    keepalive: float | None = KEEPALIVE,
 ) -> AgentLink:
     """Connect as soon as the VM's agent answers; a ``VmmError`` if the VM dies or time runs out.
 
@@ -272,7 +339,9 @@ async def wait_ready(
     while (left := deadline - loop.time()) > 0:
         _check_alive(alive)
         task = loop.create_task(
-            AgentLink.connect(path, vsock_port=vsock_port, timeout=min(attempt, left))
+            AgentLink.connect(
+                path, vsock_port=vsock_port, timeout=min(attempt, left), keepalive=keepalive
+            )
         )
         try:
             while not task.done():
