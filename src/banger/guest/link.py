@@ -6,9 +6,12 @@ handshake), syncs, and agrees on a protocol version. One reader task then
 hands every frame to its ``Channel``; requests run side by side on one link.
 
 Nothing waits forever: a lost link fails every open channel with
-``AgentGone`` at once, and every request a caller starts has a timeout or
-ends with the link. The file, tar and control conveniences live in
-``guest.ops``; exec in ``guest.exec``.
+``AgentGone`` at once, a silent one is pinged and lost when the agent does
+not answer (virtio-serial never closes on a dead agent), and every request
+a caller starts has a timeout or ends with the link. The start of a link is
+in ``guest.handshake``, the file, tar and control requests in ``guest.ops``,
+exec in ``guest.exec``, and a blocking facade for threads in
+``guest.linksync``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from banger.guest import handshake, proto
 from banger.guest.channel import AgentError, AgentGone, AgentVersionError, Channel
 from banger.guest.exec import Completed, ExecSession, Exited, Output, run, start_exec
 from banger.guest.handshake import AgentInfo
-from banger.guest.ops import AgentOps
+from banger.guest.ops import AgentOps, ListeningPort, Load, Stat
 
 __all__ = [
     "AgentError",
@@ -40,7 +43,10 @@ __all__ = [
     "Completed",
     "ExecSession",
     "Exited",
+    "ListeningPort",
+    "Load",
     "Output",
+    "Stat",
     "wait_ready",
 ]
 
