@@ -230,3 +230,24 @@ def test_a_workspace_prepares_and_exports_through_the_agent(channel, tmp_path):
         ("A", "blob.bin"),
         ("D", "src/m2.py"),
     }
+
+
+def test_bad_requests_are_refused_with_the_field_and_start_nothing(daemon, channel):
+    with pytest.raises(BangerError) as caught:
+        channel.start([])
+    assert caught.value.code == "invalid"
+    assert "argv" in caught.value.message
+    with pytest.raises(BangerError) as caught:
+        channel._transfer({"op": "tar_get", "dir": "/"}, stdin=None, stdout=None)
+    assert caught.value.message == "tar_get needs names under dir"
+    with pytest.raises(BangerError) as caught:
+        AgentChannel(str(daemon.settings.socket), "ghost").start(["true"])
+    assert caught.value.code == "not_found"
+    assert caught.value.hint == "see `banger vm list` for the VMs that exist"
+
+
+def test_a_guest_access_says_the_channel_is_there(daemon):
+    access = Client(daemon.settings).get("/vms/dev/guest", lambda d: d)
+    assert access["channel"] is True
+    assert access["ssh"] is None
+    assert access["agent"]["version"] == 1
