@@ -11,6 +11,7 @@ import base64
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -251,3 +252,22 @@ def test_a_guest_access_says_the_channel_is_there(daemon):
     assert access["channel"] is True
     assert access["ssh"] is None
     assert access["agent"]["version"] == 1
+
+
+BANGER = Path(sys.executable).parent / "banger"
+
+
+def test_the_cli_forwards_ctrl_c_and_keeps_the_exit_code(daemon):
+    script = 'trap "echo got-int; exit 7" INT; echo ready; while :; do sleep 0.1; done'
+    child = subprocess.Popen(
+        [BANGER, "vm", "exec", "dev", "--", "sh", "-c", script],
+        env=daemon.cli_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"ready\n"
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=20)
+    assert (child.returncode, out, err) == (7, b"got-int\n", b"")
