@@ -271,3 +271,21 @@ def test_the_cli_forwards_ctrl_c_and_keeps_the_exit_code(daemon):
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=20)
     assert (child.returncode, out, err) == (7, b"got-int\n", b"")
+
+
+@pytest.fixture
+def shell_started(settings, store, agent_binary, tmp_path):
+    """The agent started as agent.sh starts it: in the background of a non-interactive sh."""
+    wrapper = tmp_path / "agent-in-background"
+    wrapper.write_text(f'#!/bin/sh\n"{agent_binary}" "$@" &\nwait\n')
+    wrapper.chmod(0o755)
+    served = GuestDaemon(settings, store, wrapper, tmp_path).start()
+    yield AgentChannel(str(settings.socket), "dev")
+    served.stop()
+
+
+def test_commands_can_take_sigint_even_when_the_agent_started_ignoring_it(shell_started):
+    code, out, _ = run(shell_started, ["grep", "SigIgn", "/proc/self/status"])
+    ignored = int(out.split()[1], 16)
+    assert code == 0
+    assert ignored & (1 << (signal.SIGINT - 1) | 1 << (signal.SIGQUIT - 1)) == 0, out
