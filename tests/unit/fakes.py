@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from banger.errors import VmmError
-from banger.vmm.base import VmmConfig
+from banger.vmm.base import AgentEndpoint, VmmConfig
 
 
 class RecordingHelper:
@@ -133,6 +133,9 @@ class FakeVmm:
 
     def metrics(self, run_dir: Path) -> dict[str, Any] | None:
         return None
+
+    def agent_endpoint(self, run_dir: Path) -> AgentEndpoint:
+        return AgentEndpoint(run_dir / "agent.sock")
 
 
 @contextlib.contextmanager

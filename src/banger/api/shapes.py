@@ -192,6 +192,7 @@ class Image(_Shape):
         "work_seed",
         "init",
         "config",
+        "channel",
     )
     __slots__ = _fields
     name: str
@@ -203,6 +204,7 @@ class Image(_Shape):
     work_seed: str
     init: str
     config: dict[str, Any]
+    channel: int
 
     def __init__(
         self,
@@ -216,6 +218,7 @@ class Image(_Shape):
         work_seed: str = "",
         init: str = "",
         config: dict[str, Any] | None = None,
+        channel: int = 0,
     ) -> None:
         self.name = name
         self.kernel = kernel
@@ -226,6 +229,7 @@ class Image(_Shape):
         self.work_seed = work_seed
         self.init = init
         self.config = dict() if config is None else config
+        self.channel = channel
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Image:
@@ -239,6 +243,7 @@ class Image(_Shape):
             work_seed=d.get("work_seed", ""),
             init=d.get("init", ""),
             config=d.get("config", dict()),
+            channel=d.get("channel", 0),
         )
 
 
@@ -601,6 +606,7 @@ class VmCreate(_Shape):
         "work_disk_size",
         "nat",
         "no_start",
+        "wait_boot",
         "vmm",
         "ports",
         "mounts",
@@ -615,6 +621,7 @@ class VmCreate(_Shape):
     work_disk_size: str | None
     nat: bool
     no_start: bool
+    wait_boot: bool
     vmm: str | None
     ports: list[str]
     mounts: list[str]
@@ -631,6 +638,7 @@ class VmCreate(_Shape):
         work_disk_size: str | None = None,
         nat: bool = False,
         no_start: bool = False,
+        wait_boot: bool = False,
         vmm: str | None = None,
         ports: list[str] | None = None,
         mounts: list[str] | None = None,
@@ -644,6 +652,7 @@ class VmCreate(_Shape):
         self.work_disk_size = work_disk_size
         self.nat = nat
         self.no_start = no_start
+        self.wait_boot = wait_boot
         self.vmm = vmm
         self.ports = list() if ports is None else ports
         self.mounts = list() if mounts is None else mounts
@@ -660,6 +669,7 @@ class VmCreate(_Shape):
             work_disk_size=d.get("work_disk_size"),
             nat=d.get("nat", False),
             no_start=d.get("no_start", False),
+            wait_boot=d.get("wait_boot", False),
             vmm=d.get("vmm"),
             ports=d.get("ports", list()),
             mounts=d.get("mounts", list()),

@@ -95,6 +95,12 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="VMM that runs the VM (default: auto, Firecracker where it and KVM work;"
             " `banger doctor` says which).",
         ),
+        click.option(
+            "--wait-boot",
+            is_flag=True,
+            help="Also wait for the image's own init (systemd) to finish starting its services;"
+            " without it the VM is ready as soon as banger's agent answers.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -115,6 +121,7 @@ def _create_body(**kw: Any) -> VmCreate:
         work_disk_size=kw.get("work_disk_size"),
         nat=kw.get("nat", False),
         no_start=kw.get("no_start", False),
+        wait_boot=kw.get("wait_boot", False),
         vmm=kw.get("vmm"),
         ports=list(kw.get("ports") or ()),
         mounts=[_absolute_host_dir(m) for m in kw.get("mounts") or ()],

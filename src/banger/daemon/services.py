@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from banger.config import Settings
+from banger.daemon.agents import Agents
 from banger.daemon.forwards import ForwardService, GuestListeners
 from banger.daemon.images import ImageService
 from banger.daemon.inspect import Inspector
 from banger.daemon.kernels import KernelService
+from banger.daemon.listeners import AgentListeners
 from banger.daemon.operations import Operations
 from banger.daemon.plan import HostFacts, host_memory_mib
 from banger.daemon.reconcile import reconcile
@@ -45,6 +47,7 @@ class Services:
     accel: AccelChoice
     net: VmNetwork
     forwards: ForwardService
+    agents: Agents
     vms: VmService
     inspector: Inspector
     kernels: KernelService
@@ -54,8 +57,9 @@ class Services:
     uid: int
 
     async def close(self) -> None:
-        """At daemon stop: the bridge goes when no VM needs it, then a helper we started."""
+        """At daemon stop: forwards, agent links, the bridge if unused, a helper we started."""
         await self.forwards.stop()
+        await self.agents.close()
         await self.net.bridge.close()
         await asyncio.to_thread(self.net.close)
         await asyncio.to_thread(self.helper_stop)
@@ -97,9 +101,9 @@ def wire(
     uid = os.getuid()
     bridge = BridgeNetwork(settings, helper, store, loop)
     net = VmNetwork(settings, helper, bridge, owner_uid=uid)
-    # listeners: the guest agent's `ports` op once the agent channel is wired in
-    # (Agents.link(vm)); until then automatic forwarding has nothing to ask.
-    forwards = ForwardService(store, Forwarder(loop), listeners)
+    agents = Agents(vmm, store, loop)
+    # Automatic forwarding asks each guest's agent what listens (tests pass their own).
+    forwards = ForwardService(store, Forwarder(loop), listeners or AgentListeners(agents))
     vms = VmService(
         settings=settings,
         store=store,
@@ -108,6 +112,7 @@ def wire(
         host=host or host_facts(vmm, accel),
         user_key=user_key,
         forwards=forwards,
+        agents=agents,
     )
     kernels = KernelService(settings, store)
     return Services(
@@ -117,8 +122,9 @@ def wire(
         accel=accel,
         net=net,
         forwards=forwards,
+        agents=agents,
         vms=vms,
-        inspector=Inspector(vms),
+        inspector=Inspector(vms, agents),
         kernels=kernels,
         images=ImageService(
             settings=settings, store=store, kernels=kernels, vmm=vmm, user_key=user_key

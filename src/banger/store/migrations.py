@@ -81,7 +81,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             prepared_at TEXT NOT NULL
         )""",
     ),
-    # 5: published ports, automatic forwarding and shared directories (issue 15).
+    # 5: the guest channel version an image's agent speaks, 0 for older images (issue 11).
+    ("ALTER TABLE images ADD COLUMN channel INTEGER NOT NULL DEFAULT 0",),
+    # 6: published ports, automatic forwarding and shared directories (issue 15).
     (
         """CREATE TABLE forwards (
             vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
