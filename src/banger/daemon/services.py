@@ -80,6 +80,7 @@ def host_facts(vmm: Vmms, accel: AccelChoice) -> HostFacts:
         tsc_khz=host_tsc_khz(),
         cpu_count=os.cpu_count() or 1,
         memory_mib=host_memory_mib(),
+        root=os.geteuid() == 0,
     )
 
 
