@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,15 +23,28 @@ from .conftest import BIN, Banger, wait_gone
 
 pytestmark = pytest.mark.e2e
 
+
 # The default image has perl but no python or busybox: a one-connection-at-a-time
 # HTTP server in core perl, started in the background with its output in /tmp.
-HTTPD = (
-    "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => 8000, Listen => 5,"
-    " ReuseAddr => 1) or die; while (my $c = $s->accept) { my $r = <$c>;"
-    ' print $c "HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\nhello from the guest\\n";'
-    " close $c }"
-)
-START_HTTPD = f": > /tmp/in; nohup perl -e '{HTTPD}' > /tmp/httpd.log 2>&1 < /tmp/in &"
+def start_httpd(port: int = 8000) -> str:
+    """A shell line that starts the server on ``port`` and returns once it listens."""
+    script = (
+        f"use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => {port}, Listen => 5,"
+        " ReuseAddr => 1) or die; while (my $c = $s->accept) { my $r = <$c>;"
+        ' print $c "HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n'
+        'hello from the guest\\n";'
+        " close $c }"
+    )
+    listening = f":{port:04X} 00000000:0000 0A"
+    return (
+        f": > /tmp/in; nohup perl -e '{script}' > /tmp/httpd-{port}.log 2>&1 < /tmp/in &"
+        f" echo $! > /tmp/httpd-{port}.pid;"
+        f" while ! grep -q '{listening}' /proc/net/tcp; do sleep 0.05; done"
+    )
+
+
+START_HTTPD = start_httpd()
+AGENT_IMAGE = "debian-agent"
 NINEP_IMAGE = "debian-9p"
 NINEP_KERNEL = "debian-bookworm-generic"
 
@@ -224,3 +238,63 @@ def test_bad_ports_and_mounts_fail_in_one_line_and_create_nothing(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and message in lines[0] and lines[1].startswith("hint: ")
     assert json.loads(banger.run("vm", "list", "--json").stdout) == []
+
+
+@pytest.fixture(scope="module")
+def agent_image(banger_env: Banger) -> str:
+    """An image built by this banger: its agent answers the `ports` op."""
+    if banger_env.run("image", "show", AGENT_IMAGE).returncode != 0:
+        pulled = banger_env.run(
+            "image", "pull", "debian-bookworm", "--name", AGENT_IMAGE, timeout=1200
+        )
+        assert pulled.returncode == 0, pulled.stderr
+    image = banger_env.json("image", "show", AGENT_IMAGE)
+    if not image.get("channel"):  # type: ignore[union-attr]
+        pytest.skip(f"{AGENT_IMAGE} has no agent channel")
+    return AGENT_IMAGE
+
+
+def within(seconds: float, check: Callable[[], bool]) -> float | None:
+    """Seconds until ``check`` holds, or None if it did not within ``seconds``."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    return None
+
+
+def test_auto_forwarding_follows_guest_listeners_within_2s(banger: Banger, agent_image: str):
+    guest_port = free_port()  # free on the host, so the same port can be forwarded there
+    banger.create("e2e-auto", "--image", agent_image, "--memory", "512", "--forward-ports", "auto")
+    started = ssh(banger, "e2e-auto", "sh", "-c", start_httpd(guest_port))
+    assert started.returncode == 0, started.stderr
+
+    def answering() -> bool:
+        try:
+            return get(guest_port, timeout=1) == "hello from the guest\n"
+        except OSError:
+            return False
+
+    took = within(2.0, answering)
+    assert took is not None, "no forward on the host within 2 s of the guest listening"
+    listed = banger.json("vm", "port", "list", "e2e-auto")
+    assert [(f["host_port"], f["guest_port"], f["source"]) for f in listed] == [  # type: ignore[index, union-attr]
+        (guest_port, guest_port, "auto")
+    ]
+    ports = banger.json("vm", "ports", "e2e-auto")
+    assert {p["port"]: p["forwarded"] for p in ports}[guest_port] == f"127.0.0.1:{guest_port}"  # type: ignore[index, union-attr]
+
+    # A privileged guest port gets a free high host port, said in `vm port list`.
+    assert ssh(banger, "e2e-auto", "sh", "-c", start_httpd(80)).returncode == 0
+    assert within(2.0, lambda: len(banger.json("vm", "port", "list", "e2e-auto")) == 2)  # type: ignore[arg-type]
+    low = next(f for f in banger.json("vm", "port", "list", "e2e-auto") if f["guest_port"] == 80)  # type: ignore[union-attr, index]
+    assert low["host_port"] >= 1024  # type: ignore[index]
+    assert answers(int(low["host_port"]), within=2) == "hello from the guest\n"  # type: ignore[index]
+    assert "privileged guest port" in banger.run("vm", "show", "e2e-auto").stdout
+
+    stopped = ssh(banger, "e2e-auto", "sh", "-c", f"kill $(cat /tmp/httpd-{guest_port}.pid)")
+    assert stopped.returncode == 0, stopped.stderr
+    gone = within(2.0, lambda: refused(guest_port))
+    assert gone is not None, "the host forward outlived the guest listener by more than 2 s"
+    print(f"auto forward appeared after {took:.2f}s, withdrawn after {gone:.2f}s")

@@ -263,3 +263,16 @@ def test_mounts_reach_the_vmm_and_the_cmdline(settings):
         (Path("/home/u/app"), "bgfs0", False),
         (Path("/data"), "bgfs1", True),
     ]
+
+
+def test_an_unprivileged_vmm_shares_without_chown(settings):
+    from dataclasses import replace
+
+    from banger.api.models import Mount
+
+    vm = make_vm(settings).model_copy(
+        update={"mounts": [Mount(host_dir="/srv", guest_dir="/srv", tag="bgfs0")]}
+    )
+    assert plan_of(settings, vm).vmm.shares[0].security_model == "passthrough"
+    user = plan_of(settings, vm, host=replace(TCG, root=False))
+    assert user.vmm.shares[0].security_model == "none"

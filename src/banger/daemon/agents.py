@@ -100,13 +100,6 @@ class Agents:
             self._links[vm.id] = link
             return link, True
 
-    async def listeners(self, vm: Vm) -> list[tuple[str, int]]:
-        """TCP sockets listening in the guest, for automatic port forwarding."""
-        if not self.has_channel(vm):
-            return []
-        found = await self._with_link(vm, "ports", CALL_TIMEOUT, lambda link: link.ports())
-        return [(p.addr, p.port) for p in found if p.proto.startswith("tcp")]
-
     async def call(
         self, vm: Vm, op: str, args: dict[str, Any] | None = None, *, timeout: float = CALL_TIMEOUT
     ) -> dict[str, Any]:

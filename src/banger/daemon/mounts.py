@@ -7,9 +7,11 @@ them: the owner's uid and gid, modes, symlinks as symlinks; and what the
 guest writes lands as plain files the host can read, owned as the guest
 wrote them. (``mapped-xattr`` would keep the guest's ownership in xattrs
 and store symlinks and devices as regular files, so the host would see a
-different tree from the guest.) The directory is QEMU's to read and write
-with QEMU's own rights; ``:ro`` makes the device and the guest mount
-read-only.
+different tree from the guest.) Where QEMU runs as the owner rather than
+root it cannot chown, and passthrough would fail every guest write, so it
+gets ``none``: the same view, the chown skipped, new files the owner's.
+The directory is QEMU's to read and write with QEMU's own rights; ``:ro``
+makes the device and the guest mount read-only.
 
 Firecracker has no shared-filesystem device; a mount there is refused.
 """

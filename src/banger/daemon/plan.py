@@ -94,6 +94,8 @@ class HostFacts:
     cpu_count: int
     memory_mib: int
     vmm_reason: str = ""
+    # Whether bangerd (and so the VMM it launches) runs as root.
+    root: bool = True
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,15 @@ def plan_vm(settings: Settings, vm: Vm, sources: Sources, host: HostFacts) -> Vm
         net=NetSpec(tap=vm.tap, mac=vm.mac),
         run_dir=paths.dir,
         accel=host.accel,
-        shares=tuple(ShareSpec(Path(m.host_dir), m.tag, m.read_only) for m in vm.mounts),
+        shares=tuple(
+            ShareSpec(
+                Path(m.host_dir),
+                m.tag,
+                m.read_only,
+                security_model="passthrough" if host.root else "none",
+            )
+            for m in vm.mounts
+        ),
     )
     return VmPlan(
         vm=vm,

@@ -18,6 +18,7 @@ from banger.daemon.forwards import ForwardService, GuestListeners
 from banger.daemon.images import ImageService
 from banger.daemon.inspect import Inspector
 from banger.daemon.kernels import KernelService
+from banger.daemon.listeners import AgentListeners
 from banger.daemon.operations import Operations
 from banger.daemon.plan import HostFacts, host_memory_mib
 from banger.daemon.reconcile import reconcile
@@ -47,8 +48,8 @@ class Services:
     vmm: Vmms
     accel: AccelChoice
     net: VmNetwork
-    agents: Agents
     forwards: ForwardService
+    agents: Agents
     vms: VmService
     snapshots: SnapshotService
     inspector: Inspector
@@ -59,10 +60,9 @@ class Services:
     uid: int
 
     async def close(self) -> None:
-        """At daemon stop: agent links, the bridge when no VM needs it, a helper we started."""
-        await self.agents.close()
-        """At daemon stop: the bridge goes when no VM needs it, then a helper we started."""
+        """At daemon stop: forwards, agent links, the bridge if unused, a helper we started."""
         await self.forwards.stop()
+        await self.agents.close()
         await self.net.bridge.close()
         await asyncio.to_thread(self.net.close)
         await asyncio.to_thread(self.helper_stop)
@@ -83,6 +83,7 @@ def host_facts(vmm: Vmms, accel: AccelChoice) -> HostFacts:
         tsc_khz=host_tsc_khz(),
         cpu_count=os.cpu_count() or 1,
         memory_mib=host_memory_mib(),
+        root=os.geteuid() == 0,
     )
 
 
@@ -105,8 +106,8 @@ def wire(
     bridge = BridgeNetwork(settings, helper, store, loop)
     net = VmNetwork(settings, helper, bridge, owner_uid=uid)
     agents = Agents(vmm, store, loop)
-    # Automatic forwarding learns the guest's listeners from its agent.
-    forwards = ForwardService(store, Forwarder(loop), listeners or agents)
+    # Automatic forwarding asks each guest's agent what listens (tests pass their own).
+    forwards = ForwardService(store, Forwarder(loop), listeners or AgentListeners(agents))
     vms = VmService(
         settings=settings,
         store=store,
@@ -114,8 +115,8 @@ def wire(
         net=net,
         host=host or host_facts(vmm, accel),
         user_key=user_key,
-        agents=agents,
         forwards=forwards,
+        agents=agents,
     )
     kernels = KernelService(settings, store)
     return Services(
@@ -124,8 +125,8 @@ def wire(
         vmm=vmm,
         accel=accel,
         net=net,
-        agents=agents,
         forwards=forwards,
+        agents=agents,
         vms=vms,
         snapshots=SnapshotService(settings, store, vms),
         inspector=Inspector(vms, agents),

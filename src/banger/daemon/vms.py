@@ -72,8 +72,8 @@ class VmService:
         net: Network,
         host: HostFacts,
         user_key: Path,
-        agents: Agents,
         forwards: ForwardService,
+        agents: Agents,
         default_image: str = DEFAULT_IMAGE,
     ) -> None:
         self.settings = settings

@@ -54,6 +54,9 @@ class ShareSpec:
     path: Path
     tag: str
     read_only: bool = False
+    # QEMU's: "passthrough" where it runs as root, "none" (the same view, a
+    # failed chown ignored) where it runs as the owner and cannot chown.
+    security_model: str = "passthrough"
 
 
 @dataclass(frozen=True)

@@ -87,10 +87,11 @@ class QemuVmm:
                 "-device", f"virtio-net-device,netdev=net0,mac={_opt(config.net.mac)}",
             ]  # fmt: skip
         for share in config.shares:
-            # passthrough: the guest sees the host's ownership and modes as they are
-            # (see daemon/mounts.py for why not mapped-xattr).
+            # The guest sees the host's ownership and modes as they are (see
+            # daemon/mounts.py for why not mapped-xattr).
             fsdev = (
-                f"local,id={_opt(share.tag)},path={_path(share.path)},security_model=passthrough"
+                f"local,id={_opt(share.tag)},path={_path(share.path)},"
+                f"security_model={_opt(share.security_model)}"
             )
             if share.read_only:
                 fsdev += ",readonly=on"
