@@ -36,6 +36,8 @@ from banger.net import plan as netplan
 log = logging.getLogger("banger.daemon")
 
 ENTROPY_BYTES = 64
+# RNDRESEEDCRNG is _IO('R', 0x07).
+_RESEED = 'open(my $f, "<", "/dev/urandom") or exit 1; ioctl($f, 0x5207, 0) or exit 1'
 # Long enough for the SSH command that starts it to return before the address goes.
 _SWITCH_DELAY = 0.5
 
@@ -51,6 +53,9 @@ def identity_script(vm: Vm, prefixlen: int, gateway: str, now: float, entropy: b
         [
             f"date -s @{now:.3f} >/dev/null 2>&1 || date -s @{int(now)} >/dev/null",
             f"printf %s {base64.b64encode(entropy).decode()} | base64 -d >/dev/urandom",
+            # Mixed in is not yet used: reseed the kernel's CRNG from it now
+            # (RNDRESEEDCRNG), where the image has perl to make the ioctl.
+            f"perl -e {shlex.quote(_RESEED)} 2>/dev/null || true",
             f"hostname {shlex.quote(vm.name)}",
             f"echo {shlex.quote(vm.name)} >/etc/hostname",
             f"sh -c {shlex.quote(switch)} </dev/null >/dev/null 2>&1 &",
