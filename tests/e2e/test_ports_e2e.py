@@ -44,7 +44,6 @@ def start_httpd(port: int = 8000) -> str:
 
 
 START_HTTPD = start_httpd()
-AGENT_IMAGE = "debian-agent"
 NINEP_IMAGE = "debian-9p"
 NINEP_KERNEL = "debian-bookworm-generic"
 
@@ -241,17 +240,10 @@ def test_bad_ports_and_mounts_fail_in_one_line_and_create_nothing(
 
 
 @pytest.fixture(scope="module")
-def agent_image(banger_env: Banger) -> str:
-    """An image built by this banger: its agent answers the `ports` op."""
-    if banger_env.run("image", "show", AGENT_IMAGE).returncode != 0:
-        pulled = banger_env.run(
-            "image", "pull", "debian-bookworm", "--name", AGENT_IMAGE, timeout=1200
-        )
-        assert pulled.returncode == 0, pulled.stderr
-    image = banger_env.json("image", "show", AGENT_IMAGE)
-    if not image.get("channel"):  # type: ignore[union-attr]
-        pytest.skip(f"{AGENT_IMAGE} has no agent channel")
-    return AGENT_IMAGE
+def agent_image(banger_env: Banger, image: str) -> str:
+    """The default image: its agent answers the `ports` op."""
+    assert banger_env.json("image", "show", image)["channel"]  # type: ignore[index]
+    return image
 
 
 def within(seconds: float, check: Callable[[], bool]) -> float | None:
