@@ -8,6 +8,7 @@ own boot state, and a second connection after the first hung up.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from pathlib import Path
@@ -23,8 +24,17 @@ pytestmark = pytest.mark.e2e
 CHANNEL_LINE = "banger-agent: channel up"
 
 
-def _agent_socket(banger: Banger, vm: dict[str, object]) -> Path:
-    return banger.home / "vms" / str(vm["id"]) / "agent.sock"
+def _agent_socket(vm: dict[str, object]) -> Path:
+    return Path(str(vm["dir"])) / "agent.sock"
+
+
+def _wait_log(banger: Banger, name: str, text: str, timeout: float = 5) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = banger.run("vm", "logs", name, check=True).stdout
+        if text in logs or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.2)
 
 
 def test_default_image_boots_through_the_agent_and_still_answers_ssh(banger: Banger) -> None:
@@ -34,7 +44,7 @@ def test_default_image_boots_through_the_agent_and_still_answers_ssh(banger: Ban
     logs = banger.run("vm", "logs", "e2e-agent", check=True).stdout
     assert CHANNEL_LINE in logs
 
-    client = AgentClient(_agent_socket(banger, vm))
+    client = AgentClient(_agent_socket(vm))
     hello = client.start()
     assert hello["version"] == 1 and "exec" in hello["caps"]
     ch = client.run(["sh", "-c", "echo out; echo err >&2; hostname; exit 3"])
@@ -55,9 +65,16 @@ def test_default_image_boots_through_the_agent_and_still_answers_ssh(banger: Ban
     ports = client.call("ports")["ports"]
     assert any(p["port"] == 22 and p.get("process") == "sshd" for p in ports), ports
 
-    # The host hangs up; the next connection syncs a fresh session.
+    read = client.open("read", path="/.banger/image.json")
+    assert read.wait()["ok"]
+    assert json.loads(read.stdout)["channel"] == 1
+    image = banger.json("image", "show", "debian-bookworm")
+    assert isinstance(image, dict) and image["config"]["channel"] == 1, image
+
+    # The host hangs up (the agent notices); the next connection syncs a fresh session.
     client.close()
-    again = AgentClient(_agent_socket(banger, vm))
+    assert "the host hung up" in _wait_log(banger, "e2e-agent", "the host hung up")
+    again = AgentClient(_agent_socket(vm))
     again.start()
     assert again.run(["echo", "again"]).stdout == b"again\n"
     again.close()
