@@ -8,7 +8,9 @@ own boot state, and a second connection after the first hung up.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -59,6 +61,15 @@ def test_default_image_boots_through_the_agent_and_still_answers_ssh(banger: Ban
         assert client.run(["true"]).closed == {"ok": True, "exit": 0}
         rounds.append(time.monotonic() - started)
     print(f"exec true over virtio-serial: median {statistics.median(rounds) * 1000:.1f} ms")
+
+    # The clock and the entropy pool, as after a snapshot restore.
+    ahead = time.time_ns() + 3600 * 10**9
+    assert client.call("clock", unix_ns=ahead) == {"ok": True}
+    guest_now = int(client.run(["date", "+%s"]).stdout)
+    assert abs(guest_now - ahead // 10**9) < 30
+    assert client.call("clock", unix_ns=time.time_ns()) == {"ok": True}
+    seed = base64.b64encode(os.urandom(256)).decode()
+    assert client.call("entropy", data=seed) == {"ok": True, "bytes": 256}
 
     boot = client.call("boot", wait=90, timeout=120)
     assert boot["init"] == "systemd" and boot["state"] in ("running", "degraded"), boot
