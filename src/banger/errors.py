@@ -71,6 +71,13 @@ class AgentUnavailable(VmmError):
     http_status = 503
 
 
+class GuestError(BangerError):
+    """What the guest ran for banger failed there (a file it could not read, say)."""
+
+    code = "guest"
+    http_status = 502
+
+
 class DaemonUnavailable(BangerError):
     code = "daemon_unavailable"
     http_status = 503
@@ -87,6 +94,7 @@ _BY_CODE: dict[str, type[BangerError]] = {
         VmmError,
         HelperError,
         AgentUnavailable,
+        GuestError,
         DaemonUnavailable,
     )
 }

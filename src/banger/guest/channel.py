@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from banger.errors import BangerError, VmmError
+from banger.errors import GuestError, VmmError
 from banger.guest import proto
 
 # Grant credit back in pieces of this size: one WINDOW frame per 64 KiB read
@@ -59,11 +59,8 @@ class AgentVersionError(VmmError):
     """The agent speaks no version of the protocol this banger speaks."""
 
 
-class AgentError(BangerError):
+class AgentError(GuestError):
     """The agent ran the request and it failed in the guest (``errno`` as the agent named it)."""
-
-    code = "guest"
-    http_status = 502
 
     def __init__(self, message: str, *, errno: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
