@@ -140,6 +140,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--vm", help="Use this running VM instead of creating one.")
     parser.add_argument("--skip-copy", action="store_true", help="Only the exec numbers.")
+    parser.add_argument("--skip-exec", action="store_true", help="Only the copy numbers.")
     args = parser.parse_args()
     vm = args.vm or VM
     if args.vm is None:
@@ -148,7 +149,8 @@ def main() -> None:
         banger("vm", "create", "--name", VM)
         print(f"created {VM} in {time.monotonic() - start:.1f} s")
     try:
-        exec_numbers(vm, args.runs)
+        if not args.skip_exec:
+            exec_numbers(vm, args.runs)
         if not args.skip_copy:
             copy_numbers(vm, args.runs)
     finally:
