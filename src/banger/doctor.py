@@ -118,6 +118,7 @@ def run_checks(settings: Settings, host: Host | None = None) -> list[Check]:
         check_tool(host, "debugfs", "e2fsprogs", "warn", "disks made as non-root keep your uid"),
         check_tool(host, "debootstrap", "debootstrap", "warn", "cannot build debian-bookworm"),
         check_busybox(settings),
+        check_tool(host, "go", "golang-go", "fail", "banger cannot build its guest agent"),
         check_tool(host, "apt-get", "apt", "warn", "`banger kernel pull` cannot fetch kernels"),
         check_tool(host, "dpkg-deb", "dpkg", "warn", "`banger kernel pull` cannot unpack"),
         check_tool(host, "ssh", "openssh-client", "fail", "`banger vm ssh` cannot connect"),

@@ -64,6 +64,13 @@ class HelperError(BangerError):
     http_status = 502
 
 
+class AgentUnavailable(VmmError):
+    """A VM's guest agent does not answer; SSH may still reach the VM."""
+
+    code = "agent_unavailable"
+    http_status = 503
+
+
 class DaemonUnavailable(BangerError):
     code = "daemon_unavailable"
     http_status = 503
@@ -79,6 +86,7 @@ _BY_CODE: dict[str, type[BangerError]] = {
         HostError,
         VmmError,
         HelperError,
+        AgentUnavailable,
         DaemonUnavailable,
     )
 }

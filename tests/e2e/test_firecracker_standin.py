@@ -80,8 +80,16 @@ def ssh(banger: Banger, name: str, command: str) -> str:
 
 def test_a_jailed_firecracker_vm_lives_and_leaves_nothing(fc_banger: Banger) -> None:
     banger = fc_banger
-    vm = banger.create("e2e-fc", "--vmm", "firecracker", "--vcpus", "1", "--memory", "512",
-                       "--work-disk-size", "1G")  # fmt: skip
+    banger.created.append("e2e-fc")
+    created = banger.run("vm", "create", "--name", "e2e-fc", "--vmm", "firecracker",
+                         "--vcpus", "1", "--memory", "512", "--work-disk-size", "1G")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    # Ready when the guest agent answered through Firecracker's vsock socket
+    # (CONNECT 1024 / OK), not by SSH polling.
+    assert "e2e-fc's agent answered after" in created.stderr
+    assert "ssh: waiting" not in created.stderr
+    vm = banger.json("vm", "show", "e2e-fc")
+    assert isinstance(vm, dict)
     assert (vm["vmm"], vm["state"]) == ("firecracker", "running")
     vm_id, pid = str(vm["id"]), int(vm["pid"])  # type: ignore[call-overload]
     jail = ARTIFACTS / "jail" / "firecracker" / vm_id
@@ -107,6 +115,7 @@ def test_a_jailed_firecracker_vm_lives_and_leaves_nothing(fc_banger: Banger) -> 
 
     stop = banger.run("vm", "stop", "--timeout", "10", "e2e-fc")
     assert stop.returncode == 0, stop.stderr
+    assert "e2e-fc's agent is powering it off" in stop.stderr
     assert wait_gone(pid) and not jail.exists()
     assert overlay.stat().st_uid == os.getuid()  # lent to the jail, given back
     assert banger.json("vm", "show", "e2e-fc")["state"] == "stopped"  # type: ignore[index]

@@ -113,9 +113,12 @@ def test_a_snapshot_forked_twice_keeps_files_and_processes_with_new_identities(
         assert lines[:4] == ["from-the-source", name, vm["mac"], "STATE=held-in-memory-42"]
         assert before - 1 <= float(lines[4]) <= after + 1
         random_bytes.add(lines[5])
-        # Reachable by name through banger's DNS, at its own address.
-        assert ssh(banger, name, "true").returncode == 0
     assert len(random_bytes) == 2
+    # Each reaches the other by name through banger's DNS, at its own address.
+    for name, other in (("snp-a", "snp-b"), ("snp-b", "snp-a")):
+        seen = ssh(banger, name, "sh", "-c", f"getent hosts {other}.vm; ping -c1 -W5 {other}.vm")
+        assert seen.returncode == 0, seen.stderr
+        assert seen.stdout.split()[0] == vms[other]["ip"]
     # The source runs on, as it was.
     assert ssh(banger, "snp-src", "hostname").stdout == "snp-src\n"
     # The fork's own snapshot is not kept.

@@ -9,8 +9,10 @@ carry Firecracker's status codes and ``fault_message`` texts. On
 made of the backing file's device and inode numbers; the tap; the serial
 console on this process's stdout, as Firecracker's). It exits when the
 guest powers off, and its QEMU dies with it (PR_SET_PDEATHSIG), as a VM
-dies with Firecracker. Not emulated: vsock (no vhost here), rate limiters,
-balloon, MMDS.
+dies with Firecracker. vsock is emulated on the host's side only (its unix
+socket and CONNECT handshake; the guest gets a virtio-serial port, since
+QEMU's vsock needs vhost, absent here: see ``vsock.py``). Not emulated: rate
+limiters, balloon, MMDS.
 
 Jailed (run by the stand-in jailer), paths are inside ``$STANDIN_JAIL_ROOT``
 and QEMU runs as the jail's uid and gid, so file and tap permissions are
@@ -44,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.standin import spec
+from tests.standin.vsock import VsockDevice, qemu_args
 
 AFTER_START = "The requested operation is not supported after starting the microVM."
 BEFORE_START = "The requested operation is not supported before starting the microVM."
@@ -86,6 +89,7 @@ class Machine:
         self.start_queue: queue.Queue[threading.Event] = queue.Queue()
         self.qemu: subprocess.Popen[bytes] | None = None
         self.qmp: Path | None = None
+        self.vsock: VsockDevice | None = None
         self.paused = False
         # A loaded snapshot's memory, for the QEMU that resumes it.
         self.incoming: Path | None = None
@@ -351,6 +355,8 @@ def qemu_argv(machine: Machine, qmp: Path, tap_fds: list[int]) -> list[str]:
             spec_ += ",readonly=on"
         argv += ["-drive", spec_]
         argv += ["-device", f"virtio-blk-device,drive=d{index},serial={fc_serial(path)}"]
+    if machine.vsock is not None:
+        argv += qemu_args(machine.vsock.chardev, machine.vsock.events)
     for index, (iface, fd) in enumerate(zip(cfg["net"].values(), tap_fds, strict=True)):
         argv += ["-netdev", f"tap,id=n{index},fd={fd}"]
         device = f"virtio-net-device,netdev=n{index}"
@@ -369,9 +375,14 @@ def boot(machine: Machine, run_dir: Path) -> None:
     if os.environ.get("STANDIN_NO_BOOT"):
         machine.started = True
         return
-    if "vsock" in machine.config:
-        machine.log("vsock is configured but not emulated by the stand-in (no vhost-vsock)")
     machine.qmp = run_dir / f"standin-qmp-{os.getpid()}.sock"
+    if "vsock" in machine.config:
+        uds = machine.host_path(machine.config["vsock"]["uds_path"])
+        # Relative names: QEMU shares this process's directory, and a jail's
+        # host path may be longer than a socket path can be.
+        chardev, events = (Path(f"standin-{n}-{os.getpid()}.sock") for n in ("agent", "events"))
+        machine.vsock = VsockDevice(uds, chardev, events)
+        machine.vsock.start()
     ids: dict[str, Any] = {}
     jailed = jail_ids(machine)
     if jailed is not None:
@@ -430,6 +441,10 @@ def main(argv: list[str] | None = None) -> int:
         sock.unlink(missing_ok=True)
         if machine.qmp is not None:
             machine.qmp.unlink(missing_ok=True)
+        if machine.vsock is not None:
+            machine.vsock.close()
+            for path in (machine.vsock.chardev, machine.vsock.events):
+                path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

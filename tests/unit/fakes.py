@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from banger.errors import VmmError
-from banger.vmm.base import VmmConfig
+from banger.vmm.base import AgentEndpoint, VmmConfig
 
 
 class RecordingHelper:
@@ -151,6 +151,9 @@ class FakeVmm:
 
     def restore(self, config: VmmConfig, snapshot: Path) -> int:
         return self.launch(config)
+
+    def agent_endpoint(self, run_dir: Path) -> AgentEndpoint:
+        return AgentEndpoint(run_dir / "agent.sock")
 
 
 @contextlib.contextmanager

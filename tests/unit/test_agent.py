@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from banger.errors import HostError
-from banger.guest import agent
+from banger.guest import agent, proto
 
 
 def make_tree(root: Path, files: dict[str, str] | None = None) -> Path:
@@ -54,19 +54,38 @@ def test_an_init_without_ssh_server_gets_a_sidecar(tmp_path: Path) -> None:
     assert plan.init == agent.AGENT_PATH
 
 
-def test_an_init_with_an_enabled_sshd_boots_on_its_own(tmp_path: Path) -> None:
-    tree = make_tree(
-        tmp_path / "t",
-        {
-            **SYSTEMD,
-            "usr/sbin/sshd": "#!",
-            "etc/systemd/system/multi-user.target.wants/ssh.service": "->/lib/systemd/ssh",
-        },
-    )
+SSHD = {
+    **SYSTEMD,
+    "usr/sbin/sshd": "#!",
+    "etc/systemd/system/multi-user.target.wants/ssh.service": "->/lib/systemd/ssh",
+}
+
+
+def test_an_init_with_an_enabled_sshd_boots_through_the_channel_only(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "t", SSHD)
     plan = agent.boot_plan(tree)
-    assert (plan.mode, plan.has_sshd) == ("none", True)
-    assert agent.agent_init(tree) is None
-    assert not agent.needs_agent_init(tree)
+    assert (plan.mode, plan.has_sshd, plan.channel) == ("channel", True, 1)
+    assert agent.agent_init(tree) == agent.AGENT_PATH
+    assert "BANGER_AGENT_MODE=channel\n" in agent.agent_conf(plan)
+
+
+def test_without_banger_agent_an_sshd_image_boots_on_its_own(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "t", SSHD)
+    plan = agent.inject_agent(tree, fake_bundle(tmp_path / "b"), agent.AgentConfig())
+    assert (plan.mode, plan.init, plan.channel) == ("none", None, 0)
+    record = json.loads((tree / ".banger" / "image.json").read_text())
+    assert record["channel"] == 0
+
+
+def test_a_bundle_with_banger_agent_records_the_channel_version(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "t", SSHD)
+    bundle = fake_bundle(tmp_path / "b")
+    (bundle / "bin" / "banger-agent").write_bytes(b"\x7fELF fake")
+    plan = agent.inject_agent(tree, bundle, agent.AgentConfig())
+    assert (plan.mode, plan.init, plan.channel) == ("channel", agent.AGENT_PATH, 1)
+    record = json.loads((tree / ".banger" / "image.json").read_text())
+    assert record["channel"] == 1
+    assert (tree / ".banger" / "bin" / "banger-agent").is_file()
 
 
 def test_an_installed_but_disabled_sshd_does_not_count(tmp_path: Path) -> None:
@@ -83,8 +102,8 @@ def test_sysvinit_and_openrc_ssh_links_count(tmp_path: Path) -> None:
         tmp_path / "openrc",
         {"sbin/init": "#!", "usr/sbin/sshd": "#!", "etc/runlevels/default/sshd": "->/x"},
     )
-    assert agent.boot_plan(sysv).mode == "none"
-    assert agent.boot_plan(openrc).mode == "none"
+    assert agent.boot_plan(sysv).mode == "channel"
+    assert agent.boot_plan(openrc).mode == "channel"
 
 
 def test_busybox_init_needs_an_inittab_to_count(tmp_path: Path) -> None:
@@ -223,7 +242,9 @@ def test_agent_script_parses_and_agrees_with_the_host_side() -> None:
     assert f"AGENT=/{agent.AGENT_DIR}\n" in script
     assert f'"$AGENT/{agent.AGENT_CONF}"' in script
     assert 'say "ready"' in script and agent.READY_LINE == "banger-agent: ready"
-    assert f"PORT_NAME={agent.SERIAL_PORT_NAME}\n" in script
+    assert f"AGENT_VSOCK_PORT={proto.AGENT_VSOCK_PORT}\n" in script
+    assert f'"$AGENT/{agent.AGENT_BINARY_IN_BUNDLE}" --serial auto --vsock' in script
+    assert "init | sidecar | channel)" in script
     assert "HOST_KEY=/etc/ssh/ssh_host_ed25519_key\n" in script
     assert agent.POWEROFF_COMMAND == "/.banger/agent poweroff"
     assert 'if [ "$1" = poweroff ]; then' in script

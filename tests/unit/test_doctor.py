@@ -11,7 +11,7 @@ from banger.doctor import GIB, Check, Host, is_static_elf, kvm_is_pvm, run_check
 
 ALL_TOOLS = {
     "qemu-system-x86_64", "qemu-img", "firecracker", "jailer", "nft", "mkfs.ext4", "debugfs",
-    "debootstrap", "apt-get", "dpkg-deb", "ssh", "ssh-keygen", "ip", "resolvectl",
+    "debootstrap", "apt-get", "dpkg-deb", "ssh", "ssh-keygen", "ip", "resolvectl", "go",
 }  # fmt: skip
 
 

@@ -56,10 +56,14 @@ def test_argv_describes_the_whole_vm(tmp_path: Path) -> None:
         "virtio-blk-device,drive=disk0,serial=bgroot",
         "virtio-blk-device,drive=disk1,serial=bgoverlay",
         "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56",
+        # The guest agent's channel: a virtio-serial port the agent finds by name.
+        "virtio-serial-device,max_ports=2",
+        "virtserialport,chardev=agent,name=banger.agent",
     ]
     assert option(argv, "-chardev") == [
         f"file,id=console,path={tmp_path}/vm/console.log",
         f"socket,id=qmp,path={tmp_path}/vm/vmm.sock,server=on,wait=off",
+        f"socket,id=agent,path={tmp_path}/vm/agent.sock,server=on,wait=off",
     ]
     assert option(argv, "-serial") == ["chardev:console"]
     assert option(argv, "-pidfile") == [f"{tmp_path}/vm/vmm.pid"]

@@ -170,3 +170,12 @@ def test_a_kernel_stored_before_migration_3_gains_an_empty_vmlinux(tmp_path):
     )  # fmt: skip
     store.add_kernel(new)
     assert store.get_kernel("new").vmlinux == "/n/vmlinux"
+
+
+def test_an_image_keeps_the_channel_version_of_its_agent(store):
+    from banger.api.models import Image
+
+    image = Image(name="chan", kernel="k", rootfs="/c", size_bytes=1, source="t", created_at="t")
+    store.add_image(image.model_copy(update={"channel": 1}))
+    assert store.get_image("chan").channel == 1
+    assert store.get_image("debian-bookworm").channel == 0  # an image of before: SSH only

@@ -53,6 +53,9 @@ class Image(BaseModel):
     init: str = ""
     # The image's OCI config: entrypoint, cmd, env, working_dir, user.
     config: dict[str, Any] = Field(default_factory=dict)
+    # The version of banger's guest channel the image's agent speaks; 0 = none
+    # (an older image, or a registered disk): the daemon reaches it over SSH only.
+    channel: int = 0
 
 
 class VmState(StrEnum):
@@ -199,6 +202,9 @@ class VmCreate(BaseModel):
     work_disk_size: str | None = None
     nat: bool = False
     no_start: bool = False
+    # Done when the image's own init has finished booting, not only when banger's
+    # agent answers (the VM takes commands before its services are up).
+    wait_boot: bool = False
     # None or "auto": the host's choice (see `banger doctor`).
     vmm: Literal["auto", "firecracker", "qemu"] | None = None
     # Restore this snapshot instead of booting (its vCPUs, memory and disks).

@@ -188,6 +188,7 @@ class Image(_Shape):
         "work_seed",
         "init",
         "config",
+        "channel",
     )
     __slots__ = _fields
     name: str
@@ -199,6 +200,7 @@ class Image(_Shape):
     work_seed: str
     init: str
     config: dict[str, Any]
+    channel: int
 
     def __init__(
         self,
@@ -212,6 +214,7 @@ class Image(_Shape):
         work_seed: str = "",
         init: str = "",
         config: dict[str, Any] | None = None,
+        channel: int = 0,
     ) -> None:
         self.name = name
         self.kernel = kernel
@@ -222,6 +225,7 @@ class Image(_Shape):
         self.work_seed = work_seed
         self.init = init
         self.config = dict() if config is None else config
+        self.channel = channel
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Image:
@@ -235,6 +239,7 @@ class Image(_Shape):
             work_seed=d.get("work_seed", ""),
             init=d.get("init", ""),
             config=d.get("config", dict()),
+            channel=d.get("channel", 0),
         )
 
 
@@ -690,6 +695,7 @@ class VmCreate(_Shape):
         "work_disk_size",
         "nat",
         "no_start",
+        "wait_boot",
         "vmm",
         "from_snapshot",
     )
@@ -702,6 +708,7 @@ class VmCreate(_Shape):
     work_disk_size: str | None
     nat: bool
     no_start: bool
+    wait_boot: bool
     vmm: str | None
     from_snapshot: str | None
 
@@ -716,6 +723,7 @@ class VmCreate(_Shape):
         work_disk_size: str | None = None,
         nat: bool = False,
         no_start: bool = False,
+        wait_boot: bool = False,
         vmm: str | None = None,
         from_snapshot: str | None = None,
     ) -> None:
@@ -727,6 +735,7 @@ class VmCreate(_Shape):
         self.work_disk_size = work_disk_size
         self.nat = nat
         self.no_start = no_start
+        self.wait_boot = wait_boot
         self.vmm = vmm
         self.from_snapshot = from_snapshot
 
@@ -741,6 +750,7 @@ class VmCreate(_Shape):
             work_disk_size=d.get("work_disk_size"),
             nat=d.get("nat", False),
             no_start=d.get("no_start", False),
+            wait_boot=d.get("wait_boot", False),
             vmm=d.get("vmm"),
             from_snapshot=d.get("from_snapshot"),
         )

@@ -78,6 +78,12 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="VMM that runs the VM (default: auto, Firecracker where it and KVM work;"
             " `banger doctor` says which).",
         ),
+        click.option(
+            "--wait-boot",
+            is_flag=True,
+            help="Also wait for the image's own init (systemd) to finish starting its services;"
+            " without it the VM is ready as soon as banger's agent answers.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -98,6 +104,7 @@ def _create_body(**kw: Any) -> VmCreate:
         work_disk_size=kw.get("work_disk_size"),
         nat=kw.get("nat", False),
         no_start=kw.get("no_start", False),
+        wait_boot=kw.get("wait_boot", False),
         vmm=kw.get("vmm"),
         from_snapshot=kw.get("from_snapshot"),
     )
@@ -181,6 +188,7 @@ def _shell_line_hint(name: str, command: tuple[str, ...]) -> None:
             "banger vm run --workspace . --export p.diff -- make fix",
             "banger vm run --keep --name try -- true  # then `banger vm ssh try`",
             "banger vm run -q --memory 1024 -- sh -c 'nproc; free -m'",
+            "banger vm run --wait-boot -- uptime  # once systemd is up too",
         ]
     )
     + "\n\n"

@@ -179,6 +179,7 @@ class ImageService:
             work_seed=str(done.work_seed) if done.work_seed is not None else "",
             init=done.init or "",
             config=done.config,
+            channel=done.channel,
             created_at=now_iso(),
         )
         self.store.add_image(image)

@@ -1,7 +1,9 @@
 """Looking into a VM: console log, resource use, listening ports, health.
 
-Host-side numbers come from /proc and /sys; guest-side ones from one short
-SSH command each, parsed here so the guest needs nothing beyond a shell.
+Host-side numbers come from /proc and /sys. Guest-side ones come from
+banger's agent over its channel where the image has one (ops ``load`` and
+``ports``, and ``df`` run through it), else from one short SSH command each,
+parsed here so the guest needs nothing beyond a shell.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from banger.api.models import (
     GuestDisk,
@@ -22,9 +25,10 @@ from banger.api.models import (
     VmPing,
     VmStats,
 )
+from banger.daemon.agents import Agents
 from banger.daemon.runtime import host_public_key
 from banger.daemon.vms import VmService
-from banger.errors import UserError
+from banger.errors import BangerError, UserError
 from banger.guest import ssh
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -33,6 +37,8 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _GUEST_STATS = (
     "cat /proc/meminfo; echo @@; cat /proc/loadavg; echo @@; df -P -B1 / /root 2>/dev/null"
 )
+# The disks, where the agent gives the rest; banger's busybox has df in every image.
+_GUEST_DF = ["/.banger/bin/busybox", "df", "-P", "-B1", "/", "/root"]
 # ss where the image has it (process names too); /proc/net otherwise.
 _GUEST_PORTS = (
     "if command -v ss >/dev/null 2>&1; then ss -H -ltunp; else echo @@proc;"
@@ -41,8 +47,9 @@ _GUEST_PORTS = (
 
 
 class Inspector:
-    def __init__(self, vms: VmService) -> None:
+    def __init__(self, vms: VmService, agents: Agents) -> None:
         self.vms = vms
+        self.agents = agents
 
     def _guest(self, vm: Vm, command: str, timeout: float = 15) -> str:
         result = ssh.run_in_guest(
@@ -59,14 +66,21 @@ class Inspector:
         if vm.pid is None:  # it stopped between the two looks
             raise UserError(f"VM {vm.name!r} stopped", hint=f"`banger vm start {vm.name}`")
         host = host_process_stats(vm.pid, vm.tap)
-        guest_text = self._guest(vm, _GUEST_STATS)
-        guest = parse_guest_stats(guest_text)
+        if self.agents.has_channel(vm):
+            load = self.agents.call_sync(vm, "load")
+            df = self.agents.output_sync(vm, _GUEST_DF)
+            guest = guest_stats_from_agent(load, df)
+        else:
+            guest = parse_guest_stats(self._guest(vm, _GUEST_STATS))
         return VmStats(name=vm.name, host=host, guest=guest, vmm=self.vms.vmm_metrics(vm))
 
     def ports(self, name: str) -> list[Port]:
         vm = self.vms.running(name)
-        text = self._guest(vm, _GUEST_PORTS)
-        found = parse_proc_net(text) if text.startswith("@@proc") else parse_ss(text)
+        if self.agents.has_channel(vm):
+            found = ports_from_agent(self.agents.call_sync(vm, "ports"))
+        else:
+            text = self._guest(vm, _GUEST_PORTS)
+            found = parse_proc_net(text) if text.startswith("@@proc") else parse_ss(text)
         host = reachable_host(vm, names_resolve=self.vms.net.names_resolve_on_host)
         return [p.model_copy(update={"endpoint": f"{host}:{p.port}"}) for p in found]
 
@@ -87,6 +101,31 @@ class Inspector:
         checks = {"vmm": HealthCheck(ok=vm.pid is not None, pid=vm.pid)}
         if vm.pid is None:
             return VmHealth(name=vm.name, state=vm.state, healthy=False, checks=checks)
+        if self.agents.has_channel(vm):
+            checks.update(self._agent_health(vm))
+        else:
+            checks.update(self._ssh_health(vm))
+        healthy = all(c.ok for c in checks.values())
+        return VmHealth(name=vm.name, state=vm.state, healthy=healthy, checks=checks)
+
+    def _agent_health(self, vm: Vm) -> dict[str, HealthCheck]:
+        """The agent's round trip and what it says of the image's init; SSH's greeting."""
+        checks: dict[str, HealthCheck] = {}
+        start = time.perf_counter()
+        try:
+            boot = self.agents.call_sync(vm, "boot", {}, timeout=10)
+            ms = round((time.perf_counter() - start) * 1000, 1)
+            checks["agent"] = HealthCheck(ok=True, ms=ms)
+            state = str(boot.get("state", "unknown"))
+            checks["init"] = HealthCheck(ok=state in ("running", "degraded"), state=state)
+        except BangerError as exc:
+            checks["agent"] = HealthCheck(ok=False, error=exc.message)
+        ssh_up = ssh.ssh_banner(vm.ip)
+        checks["ssh"] = HealthCheck(ok=ssh_up, error=None if ssh_up else "no SSH greeting")
+        return checks
+
+    def _ssh_health(self, vm: Vm) -> dict[str, HealthCheck]:
+        checks: dict[str, HealthCheck] = {}
         start = time.perf_counter()
         try:
             state = self._guest(
@@ -97,8 +136,7 @@ class Inspector:
             checks["init"] = HealthCheck(ok=state in ("running", "no-systemd"), state=state)
         except Exception as exc:
             checks["ssh"] = HealthCheck(ok=False, error=str(exc))
-        healthy = all(c.ok for c in checks.values())
-        return VmHealth(name=vm.name, state=vm.state, healthy=healthy, checks=checks)
+        return checks
 
 
 def reachable_host(vm: Vm, *, names_resolve: bool) -> str:
@@ -142,6 +180,49 @@ def host_process_stats(pid: int, tap: str, proc_root: Path = Path("/proc")) -> H
     )
 
 
+def guest_stats_from_agent(load: dict[str, Any], df: str) -> GuestStats:
+    """The agent's ``load`` answer and ``df -P -B1`` output as the guest's numbers."""
+    loadavg = load.get("loadavg")
+    total, available = load.get("mem_total_kib"), load.get("mem_available_kib")
+    return GuestStats(
+        mem_total_bytes=int(total) * 1024 if isinstance(total, int) else None,
+        mem_available_bytes=int(available) * 1024 if isinstance(available, int) else None,
+        load=[float(x) for x in loadavg[:3]]
+        if isinstance(loadavg, list) and len(loadavg) >= 3
+        else None,
+        disks=parse_df(df),
+    )
+
+
+def parse_df(text: str) -> list[GuestDisk]:
+    disks = []
+    for line in text.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 6 and cols[1].isdigit():
+            disks.append(GuestDisk(mount=cols[5], size_bytes=int(cols[1]), used_bytes=int(cols[2])))
+    return disks
+
+
+def ports_from_agent(answer: dict[str, Any]) -> list[Port]:
+    """The agent's ``ports`` answer: ``{ports: [{proto, addr, port, pid?, process?}]}``."""
+    ports = []
+    for row in answer.get("ports") or []:
+        if not isinstance(row, dict) or not isinstance(row.get("port"), int):
+            continue
+        address = str(row.get("addr") or "*").strip("[]")
+        process = row.get("process")
+        ports.append(
+            Port(
+                # The address already says the family; "tcp6" is one more "tcp" row.
+                proto=str(row.get("proto") or "tcp").removesuffix("6"),
+                address="*" if address in _ANY else address,
+                port=row["port"],
+                process=str(process) if process else None,
+            )
+        )
+    return unique_listeners(ports)
+
+
 def parse_guest_stats(text: str) -> GuestStats:
     parts = text.split("@@")
     meminfo: dict[str, int] = {}
@@ -150,11 +231,7 @@ def parse_guest_stats(text: str) -> GuestStats:
         if rest.strip():
             meminfo[key] = int(rest.split()[0]) * 1024
     load = parts[1].split() if len(parts) > 1 else []
-    disks = []
-    for line in (parts[2] if len(parts) > 2 else "").splitlines()[1:]:
-        cols = line.split()
-        if len(cols) >= 6 and cols[1].isdigit():
-            disks.append(GuestDisk(mount=cols[5], size_bytes=int(cols[1]), used_bytes=int(cols[2])))
+    disks = parse_df(parts[2] if len(parts) > 2 else "")
     return GuestStats(
         mem_total_bytes=meminfo.get("MemTotal"),
         mem_available_bytes=meminfo.get("MemAvailable"),

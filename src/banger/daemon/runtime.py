@@ -18,11 +18,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from banger.api.models import Vm
+from banger.daemon.agents import Agents
 from banger.daemon.operations import Progress
 from banger.daemon.plan import VmPlan, vm_paths
 from banger.disk.overlay import create_overlay_disk
 from banger.disk.work import create_work_disk, grow_work_disk
-from banger.errors import UserError
+from banger.errors import BangerError, UserError
 from banger.guest import boot, ssh
 from banger.kernel.initramfs import build_initramfs
 from banger.kernel.vmlinux import extract_vmlinux
@@ -33,8 +34,9 @@ from banger.vmm.base import Vmm, VmmConfig
 log = logging.getLogger("banger.daemon")
 
 BOOT_TIMEOUT = 300.0
-# Asks the guest to shut down: banger's agent where the image has it (an image
-# without systemd may have no poweroff at all), else the image's own init.
+# Asks the guest to shut down over SSH, where the image has no agent channel:
+# banger's agent script where the image has it (an image without systemd may
+# have no poweroff at all), else the image's own init.
 POWEROFF = (
     "/.banger/agent poweroff 2>/dev/null || systemctl poweroff 2>/dev/null"
     " || poweroff 2>/dev/null || poweroff -f"
@@ -46,11 +48,14 @@ def host_public_key(vm: Vm) -> str:
 
 
 class VmRuntime:
-    def __init__(self, vmms: Vmms, net: Network, user_key: Path, accel: str) -> None:
+    def __init__(
+        self, vmms: Vmms, net: Network, user_key: Path, accel: str, agents: Agents
+    ) -> None:
         self.vmms = vmms
         self.net = net
         self.user_key = user_key
         self.accel = accel
+        self.agents = agents
 
     def vmm(self, vm: Vm) -> Vmm:
         """The driver of the VMM this VM was created with."""
@@ -73,7 +78,13 @@ class VmRuntime:
         if disks.work is not None:
             create_work_disk(disks.work, disks.work_bytes, disks.work_seed)
 
-    def boot(self, plan: VmPlan, progress: Progress, undo: ExitStack) -> None:
+    def boot(
+        self, plan: VmPlan, progress: Progress, undo: ExitStack, *, wait_boot: bool = False
+    ) -> None:
+        """Launch the VM and wait until it takes commands: its agent answers, or SSH does.
+
+        ``wait_boot`` also waits for the image's own init to finish booting.
+        """
         vm = plan.vm
         work = plan.disks.work
         if work is not None and work.exists() and grow_work_disk(work, vm.work_disk_bytes):
@@ -95,19 +106,42 @@ class VmRuntime:
         self._launch(vmm.launch, plan, vm)  # a launch that fails cleans up after itself
         undo.callback(vmm.kill, plan.dir)
 
-        progress.stage("ssh", "waiting for the guest to accept SSH")
+        undo.callback(self.agents.forget_sync, vm)
         try:
-            took = ssh.wait_for_ssh(
-                vm.ip,
-                self.user_key,
-                host_public_key(vm),
-                timeout=BOOT_TIMEOUT,
-                alive=lambda: vmm.pid(plan.dir) is not None,
-                what=f"VM {vm.name!r}",
-            )
+            if self.agents.has_channel(vm):
+                self._wait_agent(plan, vmm, progress, wait_boot=wait_boot)
+            else:
+                self._wait_ssh(plan, vmm, progress)
         except Exception:
             self._log_console_tail(plan)
             raise
+
+    def _wait_agent(self, plan: VmPlan, vmm: Vmm, progress: Progress, *, wait_boot: bool) -> None:
+        vm = plan.vm
+        progress.stage("agent", "waiting for banger's agent")
+        took = self.agents.wait_ready_sync(
+            vm, timeout=BOOT_TIMEOUT, alive=lambda: vmm.pid(plan.dir) is not None
+        )
+        progress.info(f"{vm.name}'s agent answered after {took:.1f}s")
+        if not wait_boot:
+            return
+        progress.stage("init", "waiting for the image's own init to finish booting")
+        start = time.monotonic()
+        result = self.agents.call_sync(vm, "boot", {"wait": BOOT_TIMEOUT}, timeout=BOOT_TIMEOUT)
+        init, state = result.get("init", "?"), result.get("state", "?")
+        progress.info(f"{vm.name}'s init ({init}) is {state} after {time.monotonic() - start:.1f}s")
+
+    def _wait_ssh(self, plan: VmPlan, vmm: Vmm, progress: Progress) -> None:
+        vm = plan.vm
+        progress.stage("ssh", "waiting for the guest to accept SSH")
+        took = ssh.wait_for_ssh(
+            vm.ip,
+            self.user_key,
+            host_public_key(vm),
+            timeout=BOOT_TIMEOUT,
+            alive=lambda: vmm.pid(plan.dir) is not None,
+            what=f"VM {vm.name!r}",
+        )
         progress.info(f"{vm.name} answered SSH after {took:.1f}s")
 
     def restore(self, plan: VmPlan, snapshot: Path, progress: Progress, undo: ExitStack) -> None:
@@ -135,7 +169,7 @@ class VmRuntime:
         pid = vmm.pid(run_dir)
         if pid is not None and graceful_timeout:
             progress.stage("stop", f"asking {vm.name} to power off")
-            if self._poweroff(vm, vmm, graceful_timeout):
+            if self._poweroff(vm, vmm, graceful_timeout, progress):
                 progress.info(f"{vm.name} powered off")
             else:
                 progress.info(f"{vm.name} did not power off in {graceful_timeout:.0f}s; killing it")
@@ -146,14 +180,26 @@ class VmRuntime:
         elif pid is not None:
             progress.stage("stop", f"killing {vmm.name} (pid {pid})")
         vmm.kill(run_dir)
+        self.agents.forget_sync(vm)
         progress.stage("network", f"removing tap {vm.tap}")
         self.net.detach(vm)
 
-    def _poweroff(self, vm: Vm, vmm: Vmm, timeout: float) -> bool:
+    def _poweroff(self, vm: Vm, vmm: Vmm, timeout: float, progress: Progress) -> bool:
         deadline = time.monotonic() + timeout
-        # Firecracker's way (Ctrl-Alt-Del to the guest) first, where the VMM has one;
-        # banger's agent or the image's poweroff over SSH when that does not do it.
-        if vmm.shutdown(Path(vm.dir)) and self._wait_gone(vmm, Path(vm.dir), timeout / 2):
+        if self.agents.has_channel(vm):
+            # banger's agent powers off whatever init runs; it answers first, then goes.
+            try:
+                self.agents.call_sync(vm, "poweroff", timeout=min(10, timeout))
+                progress.info(f"{vm.name}'s agent is powering it off")
+            except BangerError as exc:
+                progress.info(f"{exc.message}; trying the VMM and SSH")
+            else:
+                if self._wait_gone(vmm, Path(vm.dir), max(0.0, deadline - time.monotonic())):
+                    return True
+        # Firecracker's way (Ctrl-Alt-Del to the guest) next, where the VMM has one;
+        # banger's agent script or the image's poweroff over SSH when that does not do it.
+        remaining = max(0.0, deadline - time.monotonic())
+        if vmm.shutdown(Path(vm.dir)) and self._wait_gone(vmm, Path(vm.dir), remaining / 2):
             return True
         try:
             ssh.run_in_guest(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from banger.config import Settings
+from banger.daemon.agents import Agents
 from banger.daemon.images import ImageService
 from banger.daemon.inspect import Inspector
 from banger.daemon.kernels import KernelService
@@ -43,6 +44,7 @@ class Services:
     vmm: Vmms
     accel: AccelChoice
     net: VmNetwork
+    agents: Agents
     vms: VmService
     snapshots: SnapshotService
     inspector: Inspector
@@ -53,7 +55,8 @@ class Services:
     uid: int
 
     async def close(self) -> None:
-        """At daemon stop: the bridge goes when no VM needs it, then a helper we started."""
+        """At daemon stop: agent links, the bridge when no VM needs it, a helper we started."""
+        await self.agents.close()
         await self.net.bridge.close()
         await asyncio.to_thread(self.net.close)
         await asyncio.to_thread(self.helper_stop)
@@ -94,6 +97,7 @@ def wire(
     uid = os.getuid()
     bridge = BridgeNetwork(settings, helper, store, loop)
     net = VmNetwork(settings, helper, bridge, owner_uid=uid)
+    agents = Agents(vmm, store, loop)
     vms = VmService(
         settings=settings,
         store=store,
@@ -101,6 +105,7 @@ def wire(
         net=net,
         host=host or host_facts(vmm, accel),
         user_key=user_key,
+        agents=agents,
     )
     kernels = KernelService(settings, store)
     return Services(
@@ -109,9 +114,10 @@ def wire(
         vmm=vmm,
         accel=accel,
         net=net,
+        agents=agents,
         vms=vms,
         snapshots=SnapshotService(settings, store, vms),
-        inspector=Inspector(vms),
+        inspector=Inspector(vms, agents),
         kernels=kernels,
         images=ImageService(
             settings=settings, store=store, kernels=kernels, vmm=vmm, user_key=user_key

@@ -18,6 +18,7 @@ from typing import Any
 
 from banger.api.models import SshTarget, Vm, VmCreate, VmSet, VmState
 from banger.config import Settings
+from banger.daemon.agents import Agents
 from banger.daemon.operations import Progress, now_iso
 from banger.daemon.plan import (
     HostFacts,
@@ -32,6 +33,7 @@ from banger.daemon.plan import (
 )
 from banger.daemon.runtime import VmRuntime, parse_signal
 from banger.errors import UserError
+from banger.guest.ssh import wait_for_port
 from banger.kernel.initramfs import owns_initramfs
 from banger.net.network import Network
 from banger.store import Store
@@ -42,6 +44,8 @@ from banger.vmm import Vmms
 log = logging.getLogger("banger.daemon")
 
 DEFAULT_IMAGE = "debian-bookworm"
+# How long `vm ssh` waits for the image's SSH server once the agent answered.
+SSH_PORT_TIMEOUT = 45.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class CreateRequest:
     vm: Vm
     sources: Sources
     no_start: bool
+    # Done only when the image's own init has finished booting too.
+    wait_boot: bool = False
 
 
 class VmService:
@@ -63,6 +69,7 @@ class VmService:
         net: Network,
         host: HostFacts,
         user_key: Path,
+        agents: Agents,
         default_image: str = DEFAULT_IMAGE,
     ) -> None:
         self.settings = settings
@@ -72,7 +79,8 @@ class VmService:
         self.host = host
         self.user_key = user_key
         self.default_image = default_image
-        self.runtime = VmRuntime(vmm, net, user_key, host.accel)
+        self.agents = agents
+        self.runtime = VmRuntime(vmm, net, user_key, host.accel, agents)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         # The fallback to software emulation is said once per daemon, not per VM.
@@ -121,6 +129,10 @@ class VmService:
 
     def ssh_target(self, name: str) -> SshTarget:
         vm = self.running(name)
+        if self.agents.has_channel(vm):
+            # The VM was ready when its agent answered; the image's own SSH server
+            # may still be starting, and the caller is about to use it.
+            wait_for_port(vm.ip, 22, timeout=SSH_PORT_TIMEOUT, what=f"VM {vm.name!r}")
         return SshTarget(
             host=vm.ip,
             identity_file=str(self.user_key),
@@ -157,7 +169,7 @@ class VmService:
             host=self.host,
             now=now_iso(),
         )
-        return CreateRequest(vm=vm, sources=sources, no_start=req.no_start)
+        return CreateRequest(vm=vm, sources=sources, no_start=req.no_start, wait_boot=req.wait_boot)
 
     def create(self, req: CreateRequest, progress: Progress) -> Vm:
         with self.locked(req.vm.name):
@@ -174,7 +186,7 @@ class VmService:
                 if req.no_start:
                     self.store.set_vm_state(vm.id, VmState.STOPPED)
                 else:
-                    self.runtime.boot(plan, progress, undo)
+                    self.runtime.boot(plan, progress, undo, wait_boot=req.wait_boot)
                     self.store.set_vm_state(vm.id, VmState.RUNNING)
                 undo.pop_all()
             return self.show(vm.id)

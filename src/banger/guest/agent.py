@@ -9,7 +9,17 @@ one directory. What the agent must do depends on the image:
   (mode ``init``), runs dropbear and reaps orphans until poweroff;
 - an init but no enabled SSH server: the agent starts dropbear, then execs
   the image's init (mode ``sidecar``);
-- an init and an SSH server: the agent stays out of the boot path.
+- an init and an SSH server (the default Debian image): the agent starts
+  only its host channel, then execs the image's init (mode ``channel``);
+  with a bundle that has no ``banger-agent`` it stays out of the boot path
+  (mode ``none``).
+
+In every mode but ``none`` the first thing the agent starts is
+``banger-agent`` (``proto.AGENT_BINARY``), which speaks ``guest.proto`` to
+the host and prints ``CHANNEL_LINE`` on the console once it serves.
+``BootPlan.channel`` (recorded as ``"channel"`` in image.json and in the
+image's config) is the newest protocol version the image's agent speaks, 0
+for none, so the daemon knows whether to expect it.
 
 The image pipeline records ``BootPlan.init`` as the image's ``init``; the
 VM plan turns it into ``banger.init=...`` on the kernel command line.
@@ -29,6 +39,7 @@ from pathlib import Path
 from typing import Literal
 
 from banger.errors import HostError
+from banger.guest import proto
 
 AGENT_DIR = ".banger"  # in the image's root
 AGENT_PATH = f"/{AGENT_DIR}/agent"
@@ -37,18 +48,22 @@ IMAGE_JSON = "image.json"
 BUNDLE_MANIFEST = "manifest.json"
 # Lines the agent prints on the console; the host may wait for them.
 READY_LINE = "banger-agent: ready"
+# banger-agent prints this once it serves the host channel.
+CHANNEL_LINE = "banger-agent: channel up"
 LINE_PREFIX = "banger-agent: "
 # Run over SSH to end the VM gracefully, whatever init runs: the agent, systemd
 # (even before its control socket is up) or the image's own.
 POWEROFF_COMMAND = f"{AGENT_PATH} poweroff"
-# The virtio-serial port the agent writes "ready" to when QEMU provides one.
-SERIAL_PORT_NAME = "banger.agent"
+# The virtio-serial port banger-agent serves when QEMU provides one.
+SERIAL_PORT_NAME = proto.SERIAL_PORT_NAME
+# Where the bundle keeps banger-agent, relative to the bundle's directory.
+AGENT_BINARY_IN_BUNDLE = proto.AGENT_BINARY.removeprefix(f"/{AGENT_DIR}/")
 
 _SSH_UNITS = ("ssh.service", "sshd.service", "ssh.socket", "dropbear.service")
 _SSH_BINARIES = ("usr/sbin/sshd", "sbin/sshd", "usr/sbin/dropbear", "usr/bin/dropbear")
 _SSH_NAMES = ("ssh", "sshd", "dropbear")
 
-Mode = Literal["init", "sidecar", "none"]
+Mode = Literal["init", "sidecar", "channel", "none"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,8 @@ class BootPlan:
     mode: Mode
     image_init: str | None  # the image's own usable init, e.g. /sbin/init
     has_sshd: bool
+    # The newest guest.proto version the image's banger-agent speaks; 0: no agent.
+    channel: int = 0
 
     @property
     def init(self) -> str | None:
@@ -190,12 +207,15 @@ def _is_ssh_name(name: str) -> bool:
     return name.lstrip("S0123456789") in _SSH_NAMES or name in _SSH_NAMES
 
 
-def boot_plan(tree: Path) -> BootPlan:
+def boot_plan(tree: Path, channel: int = proto.VERSION_MAX) -> BootPlan:
+    """How the image boots with an agent that speaks ``channel`` (0: no banger-agent)."""
     init = image_init(tree)
     sshd = has_sshd(tree, init)
     if init is None:
-        return BootPlan("init", None, sshd)
-    return BootPlan("none" if sshd else "sidecar", init, sshd)
+        return BootPlan("init", None, sshd, channel)
+    if not sshd:
+        return BootPlan("sidecar", init, sshd, channel)
+    return BootPlan("channel" if channel else "none", init, sshd, channel)
 
 
 def agent_init(tree: Path) -> str | None:
@@ -213,7 +233,7 @@ def agent_script() -> bytes:
 
 def agent_conf(plan: BootPlan) -> str:
     """The shell settings ``agent.sh`` sources at boot."""
-    mode = "init" if plan.mode == "init" else "sidecar"
+    mode = plan.mode if plan.mode in ("init", "channel") else "sidecar"
     return (
         "# Written by banger when the image was made; read by /.banger/agent at boot.\n"
         f"BANGER_AGENT_MODE={mode}\n"
@@ -235,7 +255,8 @@ def inject_agent(tree: Path, bundle: Path, config: AgentConfig) -> BootPlan:
         )
     if not tree.is_dir() or tree.is_symlink():
         raise HostError(f"{tree} is not an image tree")
-    plan = boot_plan(tree)
+    channel = proto.VERSION_MAX if (bundle / AGENT_BINARY_IN_BUNDLE).is_file() else 0
+    plan = boot_plan(tree, channel)
     target = tree / AGENT_DIR
     if target.is_symlink() or target.is_file():
         target.unlink()
@@ -246,7 +267,8 @@ def inject_agent(tree: Path, bundle: Path, config: AgentConfig) -> BootPlan:
     _write(target / "agent", agent_script(), 0o755)
     _write(target / AGENT_CONF, agent_conf(plan).encode(), 0o644)
     record = {"agent": {"mode": plan.mode, "image_init": plan.image_init,
-                        "has_sshd": plan.has_sshd}, "image": asdict(config)}  # fmt: skip
+                        "has_sshd": plan.has_sshd}, "channel": plan.channel,
+              "image": asdict(config)}  # fmt: skip
     _write(target / IMAGE_JSON, (json.dumps(record, indent=2) + "\n").encode(), 0o644)
     if os.geteuid() == 0:
         for path in [target, *target.rglob("*")]:

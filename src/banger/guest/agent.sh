@@ -3,17 +3,21 @@
 # with banger's own static busybox, so it works whatever the image contains.
 #
 # The initramfs (init.sh) has already set the address, hostname and resolver,
-# installed the seeded SSH keys and switched root to here. This script starts
-# an SSH server that carries its own libraries and loader (dropbear), then
+# installed the seeded SSH keys and switched root to here. This script first
+# starts banger-agent (the host channel: commands, files, readiness), then an
+# SSH server that carries its own libraries and loader (dropbear), then
 # either stays as PID 1 (mode "init": the image has no init system) or hands
 # PID 1 to the image's init (mode "sidecar": the image has an init but no SSH
-# server). The host side is banger/guest/agent.py; keep the two in step.
+# server; mode "channel": the image's init starts its own SSH server, so only
+# banger-agent is added). The host side is banger/guest/agent.py; keep the
+# two in step.
 
 AGENT=/.banger
 BB=$AGENT/bin/busybox
 STATE=/run/banger/agent
 HOST_KEY=/etc/ssh/ssh_host_ed25519_key
-PORT_NAME=banger.agent
+# Keep in step with banger/guest/proto.py (AGENT_VSOCK_PORT).
+AGENT_VSOCK_PORT=1024
 
 # Written at injection; these are the defaults for a hand-made tree.
 BANGER_AGENT_MODE=init
@@ -38,7 +42,7 @@ if [ "$1" = poweroff ]; then
 	exit
 fi
 case "$1" in
-init | sidecar) BANGER_AGENT_MODE=$1 ;;
+init | sidecar | channel) BANGER_AGENT_MODE=$1 ;;
 esac
 
 say() {
@@ -164,15 +168,16 @@ wait_listening() {
 	return 1
 }
 
-# Best effort: tell the host through the virtio-serial port named banger.agent
-# when QEMU has one. In the background: a write may block until the host reads.
-signal_host() {
-	for name in /sys/class/virtio-ports/*/name; do
-		[ -r "$name" ] || continue
-		[ "$(bb cat "$name")" = "$PORT_NAME" ] || continue
-		port=${name%/name}
-		(echo "ready" >"/dev/${port##*/}") 2>/dev/null &
-	done
+# The host channel, in the background: it owns the virtio-serial port named
+# banger.agent (QEMU) and a vsock port (Firecracker), whichever exist, and
+# prints "banger-agent: channel up" once it serves one. It outlives this
+# script when the image's init takes PID 1.
+start_channel() {
+	if [ ! -x "$AGENT/bin/banger-agent" ]; then
+		say "warning: no $AGENT/bin/banger-agent; the host must use SSH"
+		return 0
+	fi
+	"$AGENT/bin/banger-agent" --serial auto --vsock "$AGENT_VSOCK_PORT" &
 }
 
 # Runtime masks (in /run, never on the image) for what stalls a systemd image
@@ -221,7 +226,13 @@ serve_as_init() {
 }
 
 setup_filesystems
+start_channel
 check_network
+if [ "$BANGER_AGENT_MODE" = channel ]; then
+	prepare_systemd
+	say "handing over to $BANGER_IMAGE_INIT"
+	exec "$BANGER_IMAGE_INIT"
+fi
 ensure_root_login
 ensure_sftp_server
 sshd_ok=
@@ -230,7 +241,6 @@ if convert_host_key; then
 	if wait_listening; then
 		sshd_ok=1
 		say "ready"
-		signal_host
 	else
 		say "error: dropbear is not listening on port 22"
 	fi

@@ -1,4 +1,4 @@
-"""Build the guest agent's bundle: static busybox plus a self-contained dropbear.
+"""Build the guest agent's bundle: banger-agent, static busybox, a self-contained dropbear.
 
 The bundle is what goes to ``/.banger/`` in every pulled image, except the
 agent script and its config, which ``agent.inject_agent`` writes fresh. Its
@@ -9,10 +9,13 @@ interpreter is rewritten to ``/.banger/lib/ld.so`` so it never meets the
 image's own loader or libc, not even when it re-executes itself for each
 connection. OpenSSH's sftp-server comes along the same way (behind a wrapper
 that sets the library path) for images that have none, so scp and sftp work.
+``banger-agent``, the host channel's guest half, is compiled here from the Go
+source in this package (``guest.agentbin``).
 
 Layout (relative to the bundle directory and to ``/.banger`` in the guest)::
 
-    bin/busybox  bin/sh -> busybox  bin/dropbear  bin/dropbearconvert  bin/sftp-server
+    bin/banger-agent  bin/busybox  bin/sh -> busybox  bin/dropbear  bin/dropbearconvert
+    bin/sftp-server
     libexec/sftp-server
     lib/ld-linux-x86-64.so.2  lib/ld.so -> ld-linux-x86-64.so.2  lib/lib*.so.*
     manifest.json
@@ -33,12 +36,13 @@ from pathlib import Path
 
 from banger import proc
 from banger.errors import HostError
+from banger.guest import agentbin
 from banger.guest.agent import BUNDLE_MANIFEST, resolve_in_tree
 
 log = logging.getLogger("banger.guest")
 
 # Bump when the bundle's layout or content rules change: old caches are ignored.
-BUNDLE_FORMAT = 2
+BUNDLE_FORMAT = 3
 ROOT_PACKAGES = ("busybox-static", "dropbear-bin")
 # Taken without their dependencies: openssh-sftp-server depends on the whole
 # OpenSSH client, but its program needs only libc (checked from the ELF).
@@ -163,7 +167,9 @@ def package_versions(
 
 
 def bundle_key(versions: dict[str, str]) -> str:
-    text = f"format {BUNDLE_FORMAT}\n" + "".join(f"{k}={v}\n" for k, v in sorted(versions.items()))
+    """Hashes the format, every package version and the agent's Go sources."""
+    text = f"format {BUNDLE_FORMAT}\nagent {agentbin.source_key()}\n"
+    text += "".join(f"{k}={v}\n" for k, v in sorted(versions.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -186,6 +192,8 @@ def build_agent_bundle(cache_dir: Path, progress: Callable[[str], None] = lambda
     if (dest / MANIFEST).is_file():
         return dest
     cache_dir.mkdir(parents=True, exist_ok=True)
+    progress("building banger-agent, the guest agent")
+    agent_binary = agentbin.build_agent(cache_dir / "agent-bin")
     with tempfile.TemporaryDirectory(prefix=".bundle-", dir=cache_dir) as tmp:
         work = Path(tmp)
         progress(f"downloading {len(versions)} packages for banger's guest agent")
@@ -199,6 +207,8 @@ def build_agent_bundle(cache_dir: Path, progress: Callable[[str], None] = lambda
         progress("assembling the guest agent bundle")
         out = work / "bundle"
         _assemble(unpacked, out)
+        shutil.copyfile(agent_binary, out / "bin" / agentbin.BINARY_NAME)
+        os.chmod(out / "bin" / agentbin.BINARY_NAME, 0o755)  # noqa: S103 - a program
         (out / MANIFEST).write_text(
             json.dumps({"format": BUNDLE_FORMAT, "packages": versions}, indent=2) + "\n"
         )

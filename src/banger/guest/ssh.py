@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,3 +166,28 @@ def wait_for_ssh(
         f"{what} did not accept SSH within {timeout:.0f}s",
         hint="the guest may still be booting under software emulation; see `banger vm logs`",
     )
+
+
+def ssh_banner(host: str, port: int = 22, timeout: float = 2.0) -> bool:
+    """Whether an SSH server answers on ``host:port`` with its version line."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            return sock.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, *, timeout: float, what: str) -> float:
+    """Wait until an SSH server greets on ``host:port``; return the seconds it took.
+
+    Cheaper than a login (no handshake), for a guest already known to run.
+    """
+    start = time.monotonic()
+    while not ssh_banner(host, port):
+        if time.monotonic() - start > timeout:
+            raise VmmError(
+                f"{what} runs, but its SSH server did not answer within {timeout:.0f}s",
+                hint="the image's init may still be starting it; see `banger vm logs`",
+            )
+        time.sleep(0.2)
+    return time.monotonic() - start

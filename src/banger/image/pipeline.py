@@ -60,6 +60,8 @@ class Finished:
     source: str
     init: str | None  # what the guest runs instead of its /sbin/init; None for its own
     config: dict[str, Any]
+    # The guest channel version of the injected agent; 0 when it has none.
+    channel: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,9 @@ def finish(
         size_bytes=size,
         source=made.source,
         init=plan.init,
-        config={**made.config, "agent": plan.mode},
+        # "channel": the guest.proto version the image's agent speaks (0: none).
+        config={**made.config, "agent": plan.mode, "channel": plan.channel},
+        channel=plan.channel,
     )
     result = publish(stage, finished, register)
     log.info("made image %s from %s in %.1fs", stage.dest, made.source, time.monotonic() - started)

@@ -81,7 +81,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             prepared_at TEXT NOT NULL
         )""",
     ),
-    # 5: snapshots of VMs, and the snapshot a VM was restored from (issue 12).
+    # 5: the guest channel version an image's agent speaks, 0 for older images (issue 11).
+    ("ALTER TABLE images ADD COLUMN channel INTEGER NOT NULL DEFAULT 0",),
+    # 6: snapshots of VMs, and the snapshot a VM was restored from (issue 12).
     (
         """CREATE TABLE snapshots (
             name TEXT PRIMARY KEY,

@@ -120,8 +120,8 @@ class Store:
                 row["config"] = json.dumps(image.config)
                 conn.execute(
                     "INSERT INTO images (name, kernel, rootfs, size_bytes, source, created_at,"
-                    " work_seed, init, config) VALUES (:name, :kernel, :rootfs, :size_bytes,"
-                    " :source, :created_at, :work_seed, :init, :config)",
+                    " work_seed, init, config, channel) VALUES (:name, :kernel, :rootfs,"
+                    " :size_bytes, :source, :created_at, :work_seed, :init, :config, :channel)",
                     row,
                 )
         except sqlite3.IntegrityError as exc:

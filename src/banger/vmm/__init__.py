@@ -17,7 +17,7 @@ from typing import Any
 from banger.config import Settings
 from banger.errors import UserError, VmmError
 from banger.vmm.accel import AccelChoice
-from banger.vmm.base import Vmm, VmmConfig
+from banger.vmm.base import AgentEndpoint, Vmm, VmmConfig
 
 VMM_NAMES = ("firecracker", "qemu")
 
@@ -88,6 +88,12 @@ class Vmms:
             if found is not None:
                 return found
         return None
+
+    def agent_endpoint(self, run_dir: Path) -> AgentEndpoint:
+        for driver in self.drivers.values():
+            if driver.pid(run_dir) is not None:
+                return driver.agent_endpoint(run_dir)
+        return self.get(self.default.name).agent_endpoint(run_dir)
 
     def running_under(self, root: Path) -> dict[Path, int]:
         found: dict[Path, int] = {}

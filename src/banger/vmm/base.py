@@ -30,6 +30,23 @@ class NetSpec:
     tap_fd: int | None = None
 
 
+# The host end of the guest agent's channel, in the VM's run directory.
+AGENT_SOCKET = "agent.sock"
+
+
+@dataclass(frozen=True)
+class AgentEndpoint:
+    """Where the host reaches the guest agent: a unix socket, and for vsock the port.
+
+    QEMU listens on ``path`` itself (the virtio-serial port's chardev); under
+    Firecracker ``path`` is its vsock socket and the host must first write
+    ``CONNECT <vsock_port>``.
+    """
+
+    path: Path
+    vsock_port: int | None = None
+
+
 @dataclass(frozen=True)
 class VmmConfig:
     name: str
@@ -56,6 +73,10 @@ class VmmConfig:
     @property
     def control_socket(self) -> Path:
         return self.run_dir / "vmm.sock"
+
+    @property
+    def agent_socket(self) -> Path:
+        return self.run_dir / AGENT_SOCKET
 
 
 class Vmm(Protocol):
@@ -100,6 +121,10 @@ class Vmm(Protocol):
 
     def metrics(self, run_dir: Path) -> dict[str, Any] | None:
         """The VMM's own counters for the VM, where it keeps any."""
+        ...
+
+    def agent_endpoint(self, run_dir: Path) -> AgentEndpoint:
+        """Where the host connects to the guest agent of the VM running from ``run_dir``."""
         ...
 
     def version(self) -> str:

@@ -25,8 +25,9 @@ from typing import Any, Protocol
 
 from banger import proc
 from banger.errors import HostError, VmmError
+from banger.guest.proto import AGENT_VSOCK_PORT
 from banger.vmm import fc_api
-from banger.vmm.base import VmmConfig
+from banger.vmm.base import AgentEndpoint, VmmConfig
 from banger.vmm.fc_snapshot import (
     LOG_FILE,
     MEMORY_FILE,
@@ -44,6 +45,8 @@ _REMAKE = "this snapshot cannot be restored; take a new one of a running VM"
 JAIL_UID_BASE = 900_000
 JAIL_UID_COUNT = 65_536
 _API_TIMEOUT = 15.0
+# Firecracker's vsock device's host end; the guest agent listens on AGENT_VSOCK_PORT.
+VSOCK_FILE = "vsock.sock"
 
 
 class JailHelper(Protocol):
@@ -241,7 +244,7 @@ class FirecrackerVmm:
         return _Launched(
             config.control_socket,
             lambda p: str(p.absolute()),
-            str(config.run_dir / "vsock.sock"),
+            str(config.run_dir / VSOCK_FILE),
             # Not pid(): until the child has exec'd, its cmdline is still ours.
             lambda: child.poll() is None,
         )
@@ -275,7 +278,7 @@ class FirecrackerVmm:
                 raise VmmError(f"{p} was not placed in the jail of VM {config.name!r}") from None
 
         alive = lambda: self.pid(run) is not None  # noqa: E731
-        return _Launched(Path(str(result["api_socket"])), inside, "/vsock.sock", alive)
+        return _Launched(Path(str(result["api_socket"])), inside, f"/{VSOCK_FILE}", alive)
 
     def _jail_dir(self, run_dir: Path) -> Path:
         return self.jail_base / self._exec_name / run_dir.name
@@ -284,6 +287,12 @@ class FirecrackerVmm:
         if self._jail_dir(run_dir).exists():
             return self._jail_dir(run_dir) / "root" / "api.sock"
         return run_dir / "vmm.sock"
+
+    def agent_endpoint(self, run_dir: Path) -> AgentEndpoint:
+        # Jailed, Firecracker made the vsock socket inside its chroot.
+        jail = self._jail_dir(run_dir)
+        base = jail / "root" if jail.exists() else run_dir
+        return AgentEndpoint(base / VSOCK_FILE, vsock_port=AGENT_VSOCK_PORT)
 
     def pid(self, run_dir: Path) -> int | None:
         try:
@@ -414,7 +423,7 @@ class FirecrackerVmm:
                         hint="the host may be overloaded; try again",
                     )
                 log.info("stopped Firecracker pid %d (%s)", pid, run_dir)
-        _remove(run_dir / "vmm.pid", run_dir / "vmm.sock", run_dir / "vsock.sock")
+        _remove(run_dir / "vmm.pid", run_dir / "vmm.sock", run_dir / VSOCK_FILE)
 
 
 def _cmdline(pid: int) -> list[str]:

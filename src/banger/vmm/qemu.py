@@ -17,7 +17,8 @@ from typing import Any
 
 from banger import proc
 from banger.errors import HostError, VmmError
-from banger.vmm.base import VmmConfig
+from banger.guest.proto import SERIAL_PORT_NAME
+from banger.vmm.base import AGENT_SOCKET, AgentEndpoint, VmmConfig
 from banger.vmm.qmp import Qmp
 
 log = logging.getLogger("banger.vmm")
@@ -90,6 +91,12 @@ class QemuVmm:
             "-serial", "chardev:console",
             "-chardev", f"socket,id=qmp,path={_path(config.control_socket)},server=on,wait=off",
             "-mon", "chardev=qmp,mode=control",
+            # banger's agent channel: a virtio-serial port whose host end QEMU serves
+            # on a unix socket (no vhost here, so not vsock). wait=off: the guest
+            # boots whether or not the daemon has connected yet.
+            "-device", "virtio-serial-device,max_ports=2",
+            "-chardev", f"socket,id=agent,path={_path(config.agent_socket)},server=on,wait=off",
+            "-device", f"virtserialport,chardev=agent,name={SERIAL_PORT_NAME}",
             "-daemonize",
             "-pidfile", str(config.pidfile.absolute()),
         ]  # fmt: skip
@@ -111,14 +118,15 @@ class QemuVmm:
                 f"VM {config.name!r} already has a QEMU running from {config.run_dir}",
                 hint="stop it first",
             )
-        if len(str(config.control_socket.absolute())) > _MAX_SOCKET_PATH:
-            raise VmmError(
-                f"the QMP socket path {config.control_socket} is too long for a unix socket",
-                hint="set a shorter banger home directory",
-            )
+        for what, sock in (("QMP", config.control_socket), ("agent", config.agent_socket)):
+            if len(str(sock.absolute()).encode()) > _MAX_SOCKET_PATH:
+                raise VmmError(
+                    f"the {what} socket path {sock} is too long for a unix socket",
+                    hint="set a shorter banger home directory",
+                )
         self.check_host()
         config.run_dir.mkdir(parents=True, exist_ok=True)
-        _remove(config.pidfile, config.control_socket)
+        _remove(config.pidfile, config.control_socket, config.agent_socket)
         argv = self.argv(config) + extra
         log.info("starting QEMU for %s (%s)", config.name, config.accel)
         inherit = () if config.net is None or config.net.tap_fd is None else (config.net.tap_fd,)
@@ -158,6 +166,9 @@ class QemuVmm:
 
     def metrics(self, run_dir: Path) -> dict[str, Any] | None:
         return None
+
+    def agent_endpoint(self, run_dir: Path) -> AgentEndpoint:
+        return AgentEndpoint(run_dir / AGENT_SOCKET)
 
     def running_under(self, root: Path) -> dict[Path, int]:
         """Every QEMU whose run directory lies under ``root``, found from /proc.
@@ -201,7 +212,7 @@ class QemuVmm:
                         hint="the host may be overloaded; try again",
                     )
             log.info("stopped QEMU pid %d (%s)", pid, run_dir)
-        _remove(run_dir / "vmm.pid", run_dir / "vmm.sock")
+        _remove(run_dir / "vmm.pid", run_dir / "vmm.sock", run_dir / AGENT_SOCKET)
 
     # QMP: the verbs QEMU has for a running VM
 

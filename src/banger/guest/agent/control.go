@@ -1,0 +1,319 @@
+package main
+
+// Control ops: identity, clock, entropy (after a snapshot restore), and
+// what the host shows the user: listening ports, load, boot state.
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	bangerDir  = "/.banger"
+	busybox    = bangerDir + "/bin/busybox"
+	netDevice  = "eth0"
+	hostKey    = "/etc/ssh/ssh_host_ed25519_key"
+	agentState = "/run/banger/agent"
+)
+
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$`)
+
+// refuseOnHost: ops that change the machine only run in a guest.
+func refuseOnHost(ch *channel, op string) error {
+	if ch.s.a.guest {
+		return nil
+	}
+	return &opError{msg: op + " changes the machine; this agent listens on a unix socket " +
+		"(a test on the host), where it is refused", errno: "EPERM"}
+}
+
+func run(argv ...string) error {
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if msg == "" {
+			msg = err.Error()
+		}
+		return &opError{msg: strings.Join(argv, " ") + ": " + msg, errno: "EIO"}
+	}
+	return nil
+}
+
+type identityRequest struct {
+	Hostname string `json:"hostname"`
+	IP       string `json:"ip"`
+	Gateway  string `json:"gateway"`
+	MAC      string `json:"mac"`
+	HostKey  *struct {
+		Private string `json:"private"`
+		Public  string `json:"public"`
+	} `json:"host_key"`
+}
+
+func (req *identityRequest) check() error {
+	if req.Hostname != "" && !hostnameRE.MatchString(req.Hostname) {
+		return badRequest("identity: bad hostname " + strconv.Quote(req.Hostname))
+	}
+	if req.IP != "" {
+		if _, _, err := net.ParseCIDR(req.IP); err != nil {
+			return badRequest("identity: ip must be a.b.c.d/n, not " + strconv.Quote(req.IP))
+		}
+	}
+	if req.Gateway != "" && net.ParseIP(req.Gateway) == nil {
+		return badRequest("identity: bad gateway " + strconv.Quote(req.Gateway))
+	}
+	if req.MAC != "" {
+		if _, err := net.ParseMAC(req.MAC); err != nil {
+			return badRequest("identity: bad mac " + strconv.Quote(req.MAC))
+		}
+	}
+	if req.HostKey != nil && (req.HostKey.Private == "" || req.HostKey.Public == "") {
+		return badRequest("identity: host_key needs private and public")
+	}
+	return nil
+}
+
+func opIdentity(ch *channel, raw []byte) (map[string]any, error) {
+	var req identityRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return nil, badRequest("identity: " + err.Error())
+	}
+	if err := req.check(); err != nil {
+		return nil, err
+	}
+	if err := refuseOnHost(ch, "identity"); err != nil {
+		return nil, err
+	}
+	changed := []string{}
+	if req.Hostname != "" {
+		if err := setHostname(req.Hostname); err != nil {
+			return nil, err
+		}
+		changed = append(changed, "hostname")
+	}
+	ip := func(args ...string) error { return run(append([]string{busybox, "ip"}, args...)...) }
+	if req.MAC != "" {
+		for _, step := range [][]string{{"link", "set", netDevice, "down"},
+			{"link", "set", netDevice, "address", req.MAC}, {"link", "set", netDevice, "up"}} {
+			if err := ip(step...); err != nil {
+				return nil, err
+			}
+		}
+		changed = append(changed, "mac")
+	}
+	if req.IP != "" {
+		for _, step := range [][]string{{"addr", "flush", "dev", netDevice},
+			{"addr", "add", req.IP, "dev", netDevice}, {"link", "set", netDevice, "up"}} {
+			if err := ip(step...); err != nil {
+				return nil, err
+			}
+		}
+		changed = append(changed, "ip")
+	}
+	if req.Gateway != "" {
+		if err := ip("route", "replace", "default", "via", req.Gateway, "dev", netDevice); err != nil {
+			return nil, err
+		}
+		changed = append(changed, "gateway")
+	}
+	if req.HostKey != nil {
+		if err := installHostKey(req.HostKey.Private, req.HostKey.Public); err != nil {
+			return nil, err
+		}
+		changed = append(changed, "host_key")
+	}
+	return map[string]any{"changed": changed}, nil
+}
+
+func setHostname(name string) error {
+	if err := syscall.Sethostname([]byte(name)); err != nil {
+		return &opError{msg: "sethostname: " + err.Error(), errno: errnoOf(err)}
+	}
+	if err := writeAtomic("/etc/hostname", []byte(name+"\n"), 0o644); err != nil {
+		return err
+	}
+	hosts, _ := os.ReadFile("/etc/hosts")
+	lines := []string{}
+	for _, line := range strings.Split(strings.TrimRight(string(hosts), "\n"), "\n") {
+		if line != "" && !strings.HasPrefix(line, "127.0.1.1") {
+			lines = append(lines, line)
+		}
+	}
+	lines = append(lines, "127.0.1.1 "+name)
+	return writeAtomic("/etc/hosts", []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+}
+
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".banger-new"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return fileError(err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return fileError(err)
+	}
+	return fileError(os.Rename(tmp, path))
+}
+
+// installHostKey writes the key and makes the running SSH server use it:
+// OpenSSH's listener re-executes itself on SIGHUP; dropbear (banger's own)
+// takes its key converted and is restarted.
+func installHostKey(private, public string) error {
+	if err := os.MkdirAll(filepath.Dir(hostKey), 0o755); err != nil {
+		return fileError(err)
+	}
+	if err := writeAtomic(hostKey, []byte(private), 0o600); err != nil {
+		return err
+	}
+	if err := writeAtomic(hostKey+".pub", []byte(public), 0o644); err != nil {
+		return err
+	}
+	for _, pid := range processes() {
+		if comm(pid) == "sshd" && comm(parentOf(pid)) != "sshd" {
+			_ = syscall.Kill(pid, syscall.SIGHUP)
+		}
+	}
+	pidText, err := os.ReadFile(agentState + "/dropbear.pid")
+	if err != nil {
+		return nil // banger's dropbear is not running here
+	}
+	return restartDropbear(strings.TrimSpace(string(pidText)))
+}
+
+func restartDropbear(pidText string) error {
+	converted := agentState + "/host_key"
+	env := []string{"LD_LIBRARY_PATH=" + bangerDir + "/lib"}
+	convert := exec.Command(bangerDir+"/bin/dropbearconvert", "openssh", "dropbear", hostKey, converted+".new")
+	convert.Env = env
+	if out, err := convert.CombinedOutput(); err != nil {
+		return &opError{msg: "dropbearconvert: " + strings.TrimSpace(string(out)), errno: "EIO"}
+	}
+	if err := os.Rename(converted+".new", converted); err != nil {
+		return fileError(err)
+	}
+	if pid, err := strconv.Atoi(pidText); err == nil && comm(pid) == "dropbear" {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	if comm(1) == "agent" {
+		return nil // banger's init restarts dropbear when it exits
+	}
+	time.Sleep(200 * time.Millisecond) // the old listener lets go of port 22
+	server := exec.Command(bangerDir+"/bin/dropbear", "-F", "-E", "-s", "-p", "22",
+		"-r", converted, "-P", agentState+"/dropbear.pid")
+	server.Env = env
+	server.Stdout, server.Stderr = os.Stdout, os.Stderr
+	server.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := server.Start(); err != nil {
+		return &opError{msg: "dropbear: " + err.Error(), errno: errnoOf(err)}
+	}
+	go func() { _ = server.Wait() }()
+	return nil
+}
+
+func opClock(ch *channel, raw []byte) (map[string]any, error) {
+	var req struct {
+		UnixNs *int64 `json:"unix_ns"`
+	}
+	if err := json.Unmarshal(raw, &req); err != nil || req.UnixNs == nil {
+		return nil, badRequest("clock needs {\"unix_ns\": N}")
+	}
+	if err := refuseOnHost(ch, "clock"); err != nil {
+		return nil, err
+	}
+	if err := setClock(*req.UnixNs); err != nil {
+		return nil, &opError{msg: "clock_settime: " + err.Error(), errno: errnoOf(err)}
+	}
+	return map[string]any{}, nil
+}
+
+func opEntropy(ch *channel, raw []byte) (map[string]any, error) {
+	var req struct {
+		Data string `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return nil, badRequest("entropy: " + err.Error())
+	}
+	data, err := base64.StdEncoding.DecodeString(req.Data)
+	if err != nil || len(data) == 0 {
+		return nil, badRequest("entropy needs {\"data\": BASE64} with at least one byte")
+	}
+	if err := addEntropy(data); err != nil {
+		return nil, &opError{msg: "RNDADDENTROPY: " + err.Error(), errno: errnoOf(err)}
+	}
+	return map[string]any{"bytes": len(data)}, nil
+}
+
+func opBoot(ch *channel, raw []byte) (map[string]any, error) {
+	var req struct {
+		Wait float64 `json:"wait"`
+	}
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return nil, badRequest("boot: " + err.Error())
+	}
+	init := initName()
+	if init != "systemd" {
+		if init == "agent" {
+			return map[string]any{"init": "agent", "state": "running"}, nil
+		}
+		// An init banger cannot ask: it runs, and that is all that is known.
+		return map[string]any{"init": init, "state": "running"}, nil
+	}
+	deadline := time.Now().Add(time.Duration(req.Wait * float64(time.Second)))
+	for {
+		state := systemdState(ch.ctx)
+		if state == "running" || state == "degraded" || !time.Now().Before(deadline) {
+			return map[string]any{"init": "systemd", "state": state}, nil
+		}
+		select {
+		case <-ch.ctx.Done():
+			return nil, errCancelled
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func systemdState(ctx context.Context) string {
+	// Non-zero exit for every state but running; the state is on stdout.
+	out, _ := exec.CommandContext(ctx, "systemctl", "is-system-running").Output()
+	state := strings.TrimSpace(string(out))
+	if state == "" {
+		return "starting"
+	}
+	return state
+}
+
+func opPoweroff(ch *channel, raw []byte) (map[string]any, error) {
+	if err := refuseOnHost(ch, "poweroff"); err != nil {
+		return nil, err
+	}
+	ch.after = powerOff
+	return map[string]any{}, nil
+}
+
+// powerOff asks whichever init runs to power off, in its own language, as
+// `/.banger/agent poweroff` does. systemd takes SIGRTMIN+4 even before its
+// control socket exists.
+func powerOff() {
+	syscall.Sync()
+	switch initName() {
+	case "agent":
+		_ = syscall.Kill(1, syscall.SIGUSR2)
+	case "systemd":
+		if exec.Command("systemctl", "poweroff").Run() != nil {
+			_ = syscall.Kill(1, syscall.Signal(38))
+		}
+	default:
+		if exec.Command("poweroff").Run() != nil {
+			_ = exec.Command(busybox, "poweroff").Run()
+		}
+	}
+}

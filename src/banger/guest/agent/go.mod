@@ -1,0 +1,3 @@
+module banger.dev/agent
+
+go 1.19
