@@ -114,6 +114,13 @@ def test_a_snapshot_forked_twice_keeps_files_and_processes_with_new_identities(
         assert before - 1 <= float(lines[4]) <= after + 1
         random_bytes.add(lines[5])
     assert len(random_bytes) == 2
+    # Each has its own host key (set through the agent), pinned by banger: SSH above used it.
+    keys = {
+        Path(str(vm["dir"]), "known_hosts").read_text().split()[2]
+        for vm in (source, *vms.values())
+        if vm["name"] in ("snp-src", "snp-a", "snp-b")
+    }
+    assert len(keys) == 3
     # Each reaches the other by name through banger's DNS, at its own address.
     for name, other in (("snp-a", "snp-b"), ("snp-b", "snp-a")):
         seen = ssh(banger, name, "sh", "-c", f"getent hosts {other}.vm; ping -c1 -W5 {other}.vm")
