@@ -190,19 +190,21 @@ def test_a_daemon_killed_mid_restore_leaves_nothing_after_its_next_start(
     banger.create("snp-k", *SMALL)
     assert banger.run("vm", "snapshot", "create", "snp-k", "snp-k1").returncode == 0
     dirs, taps, running = vm_dirs(), {t for t in links() if t.startswith("bgt")}, qemus()
+    daemon = int(json.loads(banger.run("daemon", "status", "--json", check=True).stdout)["pid"])
     client = subprocess.Popen(
         [str(BIN / "banger"), "vm", "create", "--name", "snp-half", "--from-snapshot", "snp-k1"],
         env=banger.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # The restore's QEMU is up: stop the daemon dead before the guest gets its identity.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (qemus() - running):
-        time.sleep(0.05)
+        time.sleep(0.01)
+    os.kill(daemon, signal.SIGSTOP)
+    os.kill(daemon, signal.SIGKILL)
     assert qemus() - running, "the restore never started its QEMU"
-    status = json.loads(banger.run("daemon", "status", "--json", check=True).stdout)
-    os.kill(int(status["pid"]), signal.SIGKILL)
-    assert wait_gone(int(status["pid"]))
+    assert wait_gone(daemon)
     client.wait(60)
     # The next daemon's reconcile removes the half-made VM whole.
     listed = {vm["name"] for vm in banger.json("vm", "list")}  # type: ignore[union-attr,index]
