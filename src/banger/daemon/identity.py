@@ -31,6 +31,7 @@ from banger.daemon.operations import Progress
 from banger.daemon.plan import host_key_alias, vm_paths
 from banger.daemon.runtime import BOOT_TIMEOUT, host_public_key
 from banger.daemon.vms import VmService
+from banger.errors import BangerError
 from banger.guest import ssh
 from banger.net import plan as netplan
 
@@ -86,6 +87,13 @@ def _over_agent(vms: VmService, vm: Vm) -> None:
     agents = vms.agents
     agents.call_sync(vm, "clock", {"unix_ns": time.time_ns()})
     agents.call_sync(vm, "entropy", {"data": base64.b64encode(os.urandom(256)).decode()})
+    # Credited entropy is not used until the kernel reseeds its CRNG, which it
+    # does on a timer: until then two forks read the same "random" bytes.
+    # Reseed now (RNDRESEEDCRNG), where the image has perl to make the ioctl.
+    try:
+        agents.output_sync(vm, ["perl", "-e", _RESEED], timeout=10)
+    except BangerError as exc:
+        log.warning("%s: the guest's CRNG was not reseeded: %s", vm.name, exc.message)
     agents.call_sync(
         vm,
         "identity",
