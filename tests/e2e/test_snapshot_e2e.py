@@ -113,9 +113,19 @@ def test_a_snapshot_forked_twice_keeps_files_and_processes_with_new_identities(
         assert lines[:4] == ["from-the-source", name, vm["mac"], "STATE=held-in-memory-42"]
         assert before - 1 <= float(lines[4]) <= after + 1
         random_bytes.add(lines[5])
-        # Reachable by name through banger's DNS, at its own address.
-        assert ssh(banger, name, "true").returncode == 0
     assert len(random_bytes) == 2
+    # Each has its own host key (set through the agent), pinned by banger: SSH above used it.
+    keys = {
+        Path(str(vm["dir"]), "known_hosts").read_text().split()[2]
+        for vm in (source, *vms.values())
+        if vm["name"] in ("snp-src", "snp-a", "snp-b")
+    }
+    assert len(keys) == 3
+    # Each reaches the other by name through banger's DNS, at its own address.
+    for name, other in (("snp-a", "snp-b"), ("snp-b", "snp-a")):
+        seen = ssh(banger, name, "sh", "-c", f"getent hosts {other}.vm; ping -c1 -W5 {other}.vm")
+        assert seen.returncode == 0, seen.stderr
+        assert seen.stdout.split()[0] == vms[other]["ip"]
     # The source runs on, as it was.
     assert ssh(banger, "snp-src", "hostname").stdout == "snp-src\n"
     # The fork's own snapshot is not kept.
@@ -180,19 +190,21 @@ def test_a_daemon_killed_mid_restore_leaves_nothing_after_its_next_start(
     banger.create("snp-k", *SMALL)
     assert banger.run("vm", "snapshot", "create", "snp-k", "snp-k1").returncode == 0
     dirs, taps, running = vm_dirs(), {t for t in links() if t.startswith("bgt")}, qemus()
+    daemon = int(json.loads(banger.run("daemon", "status", "--json", check=True).stdout)["pid"])
     client = subprocess.Popen(
         [str(BIN / "banger"), "vm", "create", "--name", "snp-half", "--from-snapshot", "snp-k1"],
         env=banger.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # The restore's QEMU is up: stop the daemon dead before the guest gets its identity.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (qemus() - running):
-        time.sleep(0.05)
+        time.sleep(0.01)
+    os.kill(daemon, signal.SIGSTOP)
+    os.kill(daemon, signal.SIGKILL)
     assert qemus() - running, "the restore never started its QEMU"
-    status = json.loads(banger.run("daemon", "status", "--json", check=True).stdout)
-    os.kill(int(status["pid"]), signal.SIGKILL)
-    assert wait_gone(int(status["pid"]))
+    assert wait_gone(daemon)
     client.wait(60)
     # The next daemon's reconcile removes the half-made VM whole.
     listed = {vm["name"] for vm in banger.json("vm", "list")}  # type: ignore[union-attr,index]
