@@ -118,8 +118,13 @@ def _bridge_ensure(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
         )
     changed: list[str] = []
     if link is None:
-        iplink.add_bridge(name)
+        # Recorded first: a helper killed between the two must still own what it made.
         policy.ledger.record(LINK, name, policy.caller)
+        try:
+            iplink.add_bridge(name)
+        except Exception:
+            policy.ledger.forget(LINK, name)
+            raise
         changed.append("created")
     try:
         if link is None or address not in link.ipv4:
@@ -192,8 +197,12 @@ def _tap_create(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
             hint="delete it with the tap_delete verb, then create it again",
         )
     if link is None:
-        iplink.add_tap(name, uid)
-        policy.ledger.record(LINK, name, policy.caller)
+        policy.ledger.record(LINK, name, policy.caller)  # first, as for the bridge
+        try:
+            iplink.add_tap(name, uid)
+        except Exception:
+            policy.ledger.forget(LINK, name)
+            raise
     try:
         if link is None or link.master != bridge:
             iplink.set_master(name, bridge)

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from tests.e2e.conftest import BIN, BRIDGE, Banger, wait_gone
-from tests.e2e.leakprobe import leaks, stored_vms
+from .conftest import BIN, BRIDGE, Banger, wait_gone
+from .leakprobe import leaks, stored_vms
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
