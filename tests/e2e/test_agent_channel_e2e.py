@@ -61,6 +61,12 @@ def test_default_image_boots_through_the_agent_and_still_answers_ssh(banger: Ban
         assert client.run(["true"]).closed == {"ok": True, "exit": 0}
         rounds.append(time.monotonic() - started)
     print(f"exec true over virtio-serial: median {statistics.median(rounds) * 1000:.1f} ms")
+    rounds = []
+    for _ in range(9):
+        started = time.monotonic()
+        assert client.call("load")["ok"]
+        rounds.append(time.monotonic() - started)
+    print(f"load (no process) over virtio-serial: median {statistics.median(rounds) * 1000:.1f} ms")
 
     # The clock and the entropy pool, as after a snapshot restore.
     ahead = time.time_ns() + 3600 * 10**9
@@ -81,6 +87,22 @@ def test_default_image_boots_through_the_agent_and_still_answers_ssh(banger: Ban
     assert json.loads(read.stdout)["channel"] == 1
     image = banger.json("image", "show", "debian-bookworm")
     assert isinstance(image, dict) and image["config"]["channel"] == 1, image
+
+    # The VM's own host key again through identity: OpenSSH's listener gets
+    # SIGHUP, rereads it and still answers with the key banger pinned.
+    keys = {}
+    for suffix in ("", ".pub"):
+        read = client.open("read", path=f"/etc/ssh/ssh_host_ed25519_key{suffix}")
+        assert read.wait()["ok"]
+        keys[suffix] = read.stdout.decode()
+    result = client.call("identity", host_key={"private": keys[""], "public": keys[".pub"]})
+    assert result == {"ok": True, "changed": ["host_key"]}
+    deadline = time.monotonic() + 15
+    ssh = banger.run("vm", "ssh", "e2e-agent", "--", "true")
+    while ssh.returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        ssh = banger.run("vm", "ssh", "e2e-agent", "--", "true")
+    assert ssh.returncode == 0, ssh.stderr
 
     # The host hangs up (the agent notices); the next connection syncs a fresh session.
     client.close()
