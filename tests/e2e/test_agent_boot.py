@@ -407,6 +407,22 @@ def test_the_agent_answers_on_its_virtio_serial_port(boot_tree, bundle: Path, tm
     ch = client.run(["sh", "-c", "echo out; echo err >&2; exit 4"])
     assert (ch.closed, ch.stdout, ch.stderr) == ({"ok": True, "exit": 4}, b"out\n", b"err\n")
     assert client.call("boot") == {"ok": True, "init": "agent", "state": "running"}
+    # A new identity over the channel: hostname now, and a host key dropbear
+    # serves once banger's init has restarted it.
+    private, public = make_host_key(tmp_path / "new_host_key", "renamed")
+    result = client.call(
+        "identity",
+        hostname="renamed",
+        host_key={"private": private.decode(), "public": public},
+    )
+    assert result == {"ok": True, "changed": ["hostname", "host_key"]}
+    ssh.write_known_hosts(guest.known_hosts, guest.ip, public)
+    deadline = time.monotonic() + 20
+    answer = guest.ssh("hostname")
+    while answer.returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        answer = guest.ssh("hostname")
+    assert (answer.returncode, answer.stdout) == (0, "renamed\n"), answer.stderr
     # poweroff over the channel: CLOSE first, then the agent as PID 1 ends the VM.
     assert client.call("poweroff") == {"ok": True}
     assert _wait_exit(guest.pid, 30), "QEMU still runs 30s after poweroff over the channel"

@@ -8,6 +8,9 @@ own boot state, and a second connection after the first hung up.
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -23,8 +26,17 @@ pytestmark = pytest.mark.e2e
 CHANNEL_LINE = "banger-agent: channel up"
 
 
-def _agent_socket(banger: Banger, vm: dict[str, object]) -> Path:
-    return banger.home / "vms" / str(vm["id"]) / "agent.sock"
+def _agent_socket(vm: dict[str, object]) -> Path:
+    return Path(str(vm["dir"])) / "agent.sock"
+
+
+def _wait_log(banger: Banger, name: str, text: str, timeout: float = 5) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = banger.run("vm", "logs", name, check=True).stdout
+        if text in logs or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.2)
 
 
 def test_default_image_boots_through_the_agent_and_still_answers_ssh(banger: Banger) -> None:
@@ -34,7 +46,7 @@ def test_default_image_boots_through_the_agent_and_still_answers_ssh(banger: Ban
     logs = banger.run("vm", "logs", "e2e-agent", check=True).stdout
     assert CHANNEL_LINE in logs
 
-    client = AgentClient(_agent_socket(banger, vm))
+    client = AgentClient(_agent_socket(vm))
     hello = client.start()
     assert hello["version"] == 1 and "exec" in hello["caps"]
     ch = client.run(["sh", "-c", "echo out; echo err >&2; hostname; exit 3"])
@@ -50,14 +62,30 @@ def test_default_image_boots_through_the_agent_and_still_answers_ssh(banger: Ban
         rounds.append(time.monotonic() - started)
     print(f"exec true over virtio-serial: median {statistics.median(rounds) * 1000:.1f} ms")
 
+    # The clock and the entropy pool, as after a snapshot restore.
+    ahead = time.time_ns() + 3600 * 10**9
+    assert client.call("clock", unix_ns=ahead) == {"ok": True}
+    guest_now = int(client.run(["date", "+%s"]).stdout)
+    assert abs(guest_now - ahead // 10**9) < 30
+    assert client.call("clock", unix_ns=time.time_ns()) == {"ok": True}
+    seed = base64.b64encode(os.urandom(256)).decode()
+    assert client.call("entropy", data=seed) == {"ok": True, "bytes": 256}
+
     boot = client.call("boot", wait=90, timeout=120)
     assert boot["init"] == "systemd" and boot["state"] in ("running", "degraded"), boot
     ports = client.call("ports")["ports"]
     assert any(p["port"] == 22 and p.get("process") == "sshd" for p in ports), ports
 
-    # The host hangs up; the next connection syncs a fresh session.
+    read = client.open("read", path="/.banger/image.json")
+    assert read.wait()["ok"]
+    assert json.loads(read.stdout)["channel"] == 1
+    image = banger.json("image", "show", "debian-bookworm")
+    assert isinstance(image, dict) and image["config"]["channel"] == 1, image
+
+    # The host hangs up (the agent notices); the next connection syncs a fresh session.
     client.close()
-    again = AgentClient(_agent_socket(banger, vm))
+    assert "the host hung up" in _wait_log(banger, "e2e-agent", "the host hung up")
+    again = AgentClient(_agent_socket(vm))
     again.start()
     assert again.run(["echo", "again"]).stdout == b"again\n"
     again.close()

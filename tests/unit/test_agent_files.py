@@ -146,3 +146,19 @@ def test_tar_put_never_follows_a_symlink(agent: AgentClient, tmp_path: Path) -> 
 def test_tar_put_refuses_what_is_not_a_tar(agent: AgentClient, tmp_path: Path) -> None:
     result = _put(agent, tmp_path / "dest", b"this is not a tar archive" * 40)
     assert (result["ok"], result["errno"]) == (False, "EINVAL")
+
+
+def test_hard_links_go_out_once_and_come_back_linked(agent: AgentClient, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"shared content")
+    os.link(src / "a", src / "b")
+    ch = agent.open("tar_get", dir=str(src))
+    assert ch.wait()["ok"]
+    with tarfile.open(fileobj=io.BytesIO(ch.stdout)) as archive:
+        kinds = {m.name: (m.islnk(), m.linkname) for m in archive.getmembers()}
+    assert kinds == {"a": (False, ""), "b": (True, "a")}
+    dest = tmp_path / "dest"
+    assert _put(agent, dest, ch.stdout) == {"ok": True, "files": 2}
+    assert (dest / "b").read_bytes() == b"shared content"
+    assert (dest / "a").stat().st_ino == (dest / "b").stat().st_ino

@@ -173,6 +173,7 @@ func (r *running) startPipes(stdin bool) error {
 		}
 		return err
 	}
+	r.started()
 	r.closers = append(r.closers, outR, errR)
 	r.pump(outR, streamOut)
 	r.pump(errR, streamErr)
@@ -201,6 +202,7 @@ func (r *running) startPty(p *ptyRequest, stdin bool) error {
 		master.Close()
 		return err
 	}
+	r.started()
 	r.master = master
 	r.closers = append(r.closers, master)
 	r.pump(master, streamOut)
@@ -209,6 +211,11 @@ func (r *running) startPty(p *ptyRequest, stdin bool) error {
 		go r.feed(master, func() { _, _ = master.Write([]byte{4}) })
 	}
 	return nil
+}
+
+// started tells the host the pid before any output can reach it.
+func (r *running) started() {
+	_ = r.ch.event(map[string]any{"started": map[string]any{"pid": r.cmd.Process.Pid}})
 }
 
 // pump copies one output of the command to its stream; a pty's master
@@ -275,7 +282,6 @@ func (r *running) wait(timeout time.Duration) (map[string]any, error) {
 			_ = setWinsize(r.master, req.Resize[0], req.Resize[1])
 		}
 	})
-	_ = r.ch.event(map[string]any{"started": map[string]any{"pid": pid}})
 	exited := make(chan error, 1)
 	go func() { exited <- r.cmd.Wait() }()
 	var deadline <-chan time.Time

@@ -66,6 +66,8 @@ func opTarGet(ch *channel, raw []byte) (map[string]any, error) {
 		req.Names = []string{"."}
 	}
 	tw := tar.NewWriter(writer{ch, streamOut})
+	// A file with more links is sent once; its other names are hard links to it.
+	seen := map[[2]uint64]string{}
 	files := 0
 	for _, name := range req.Names {
 		rel, err := cleanName(name)
@@ -85,6 +87,13 @@ func opTarGet(ch *channel, raw []byte) (map[string]any, error) {
 				return nil
 			}
 			files++
+			if sys := st.Sys().(*syscall.Stat_t); st.Mode().IsRegular() && sys.Nlink > 1 {
+				id := [2]uint64{sys.Dev, sys.Ino}
+				if first, ok := seen[id]; ok {
+					return addHardLink(tw, inner, first, st)
+				}
+				seen[id] = inner
+			}
 			return addEntry(tw, full, inner, st)
 		})
 		if err != nil {
@@ -130,6 +139,16 @@ func addEntry(tw *tar.Writer, full, name string, st os.FileInfo) error {
 	defer f.Close()
 	_, err = io.CopyN(tw, f, hdr.Size)
 	return err
+}
+
+func addHardLink(tw *tar.Writer, name, target string, st os.FileInfo) error {
+	hdr, err := tar.FileInfoHeader(st, "")
+	if err != nil {
+		return err
+	}
+	hdr.Typeflag, hdr.Name, hdr.Linkname, hdr.Size = tar.TypeLink, name, target, 0
+	hdr.Mode = int64(st.Sys().(*syscall.Stat_t).Mode & 0o7777)
+	return tw.WriteHeader(hdr)
 }
 
 func opTarPut(ch *channel, raw []byte) (map[string]any, error) {
