@@ -131,7 +131,7 @@ def test_the_link_over_virtio_serial(banger: Banger) -> None:
         f"write {numbers['write_mb_s']:.1f} MB/s; systemd done {numbers['boot_wait_s']:.1f} s "
         f"after the tests began; agent death noticed in {noticed:.1f} s"
     )
-    assert noticed < 5
+    assert noticed < 8  # keepalive 1 s: a ping after 1 s of silence, lost after 2 more
     assert banger.run("vm", "ssh", "e2e-link", "--", "true").returncode == 0
     # The same file through SSH, for scale (what `vm cp` is measured against).
     began = time.monotonic()

@@ -369,3 +369,23 @@ def test_a_newer_link_supersedes_the_older_one(host_agent: HostAgent) -> None:
     ended, out = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert isinstance(ended, AgentGone)
     assert out == b"new\n"
+
+
+def test_a_reader_that_stops_early_cancels_its_request(
+    host_agent: HostAgent, tmp_path: Path
+) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(5 << 20))
+
+    async def scenario(link: AgentLink) -> tuple[int, bytes]:
+        chunks = link.read_file(str(big))
+        async for _ in chunks:
+            break
+        await chunks.aclose()  # what leaving an `async for` early does, made prompt
+        for _ in range(100):  # the agent's CLOSE for the cancelled read
+            if not link._channels:
+                break
+            await asyncio.sleep(0.01)
+        return len(link._channels), (await link.run(["echo", "still"])).stdout
+
+    assert on_agent(host_agent, scenario) == (0, b"still\n")
