@@ -19,6 +19,8 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 # "[ 12.3s] stage: ..." lines of the CLI's progress on stderr.
 STAGE = re.compile(r"^\[\s*([0-9.]+)s\] (\w+):", re.M)
+# "NAME's agent answered after 4.2s" or "NAME answered SSH after 9.1s".
+READY = re.compile(r"(agent answered|answered SSH) after ([0-9.]+)s")
 
 
 def main() -> None:
@@ -41,7 +43,9 @@ def main() -> None:
             sys.exit(f"run {i} failed ({result.returncode}):\n{result.stderr}")
         totals.append(took)
         stages = " ".join(f"{name}@{at}s" for at, name in STAGE.findall(result.stderr))
-        print(f"run {i}: {took:6.2f} s  ({stages})")
+        ready = READY.search(result.stderr)
+        said = f"; {ready.group(1)} after {ready.group(2)}s" if ready else ""
+        print(f"run {i}: {took:6.2f} s  ({stages}{said})")
     print(
         f"vm run -- true   median {statistics.median(totals):6.2f} s"
         f"  min {min(totals):6.2f}  max {max(totals):6.2f}  (n={len(totals)}; includes delete)"
