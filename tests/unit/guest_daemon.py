@@ -16,12 +16,12 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from pydantic.warnings import UnsupportedFieldAttributeWarning
 
+from banger.api.client import Client
 from banger.api.models import Vm, VmState
 from banger.config import Settings
 from banger.daemon.app import add_error_handlers
@@ -108,7 +108,13 @@ class GuestDaemon:
         running_vm(self.store, self.tmp / "vm")
         os.makedirs(self.settings.runtime_dir, mode=0o700, exist_ok=True)
         self._thread.start()
-        _wait_for(self.settings.socket, self._thread.is_alive)
+        # Answering, not only bound: uvicorn binds the socket before it listens.
+        client = Client(self.settings)
+        deadline = time.monotonic() + 10
+        while not client.ping():
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the test daemon did not answer on {self.settings.socket}")
+            time.sleep(0.01)
         return self
 
     def _serve(self) -> None:
@@ -163,11 +169,3 @@ class GuestDaemon:
         self.host_agent.kill()
         if self._error is not None:
             raise self._error
-
-
-def _wait_for(path: Path, alive: Any) -> None:
-    deadline = time.monotonic() + 10
-    while not path.exists():
-        if not alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"nothing listens on {path}")
-        time.sleep(0.01)

@@ -5,6 +5,12 @@ One ``AgentLink`` per VM, made on first use and made again when it was lost
 answering). A VM whose image records no channel (``Image.channel == 0``: an
 older image, a registered disk) has no link; callers then use SSH.
 
+Everything in the daemon that talks to an agent goes through ``link(vm)``
+(one connection, its requests multiplexed): QEMU's chardev serves one
+client at a time, so a second connection to ``agent.sock`` would wait
+behind this one, and under Firecracker a newer vsock session supersedes the
+older one in the agent.
+
 The links live on the daemon's event loop. The VM lifecycle and the
 inspector run in worker threads, so each call has a ``*_sync`` twin that
 hands the coroutine to the loop and waits for it; a twin must never be

@@ -280,7 +280,7 @@ class ImageService:
     def promote(self, req: ImagePromote, progress: Progress) -> Image:
         """A running VM's filesystem: the guest tars itself out, then the pipeline finishes."""
         from banger.daemon.runtime import host_public_key
-        from banger.guest.ssh import capture_from_guest
+        from banger.guest.ssh import capture_from_guest, wait_for_port
         from banger.image.pipeline import MadeTree, agent_config_of, staging
         from banger.image.promote import promote_tree
 
@@ -292,6 +292,9 @@ class ImageService:
             result = capture_from_guest(vm.ip, key, host_public_key(vm), command, out)
             return result.exit_status
 
+        # A VM is ready when its agent answers; the copy goes over SSH, which the
+        # image's init may still be starting.
+        wait_for_port(vm.ip, 22, timeout=60, what=f"VM {vm.name!r}")
         with self._making(req.name), staging(self.settings.images_dir / req.name) as stage:
             progress.stage("copy", f"copying {vm.name}'s filesystem into image {req.name}")
             archive = stage.scratch("root.tar")
