@@ -38,6 +38,8 @@ from banger.net import plan as netplan
 log = logging.getLogger("banger.daemon")
 
 ENTROPY_BYTES = 64
+# The static busybox of banger's agent bundle, in every image that has the agent.
+GUEST_BUSYBOX = "/.banger/bin/busybox"
 # RNDRESEEDCRNG is _IO('R', 0x07).
 _RESEED = 'open(my $f, "<", "/dev/urandom") or exit 1; ioctl($f, 0x5207, 0) or exit 1'
 # Long enough for the SSH command that starts it to return before the address goes.
@@ -106,8 +108,15 @@ def _over_agent(vms: VmService, vm: Vm) -> None:
         },
         timeout=30,
     )
-    # The restored guest's MAC was announced before; now its new one is.
-    vms.runtime.vmm(vm).resume(Path(vm.dir))
+    # The host may still map the address to the MAC of the VM that held it
+    # before (a deleted VM, or this snapshot's guest): a stale entry costs the
+    # first connection seconds of ARP retries. An unsolicited ARP updates it now.
+    try:
+        arping = [GUEST_BUSYBOX, "arping", "-U", "-c", "1", "-I", "eth0", vm.ip]
+        agents.output_sync(vm, arping, timeout=10)
+    except BangerError as exc:
+        log.info("%s: no unsolicited ARP: %s", vm.name, exc.message)
+    vms.runtime.vmm(vm).resume(Path(vm.dir))  # and QEMU announces the new MAC
 
 
 def _over_ssh(vms: VmService, vm: Vm, snap: Snapshot) -> float:
