@@ -179,6 +179,10 @@ class Settings:
         return self.home / "vms"
 
     @property
+    def snapshots_dir(self) -> Path:
+        return self.home / "snapshots"
+
+    @property
     def cache_dir(self) -> Path:
         if self.mode == "system" and self.home == SYSTEM_HOME:
             return SYSTEM_CACHE_DIR

@@ -20,6 +20,7 @@ exercised as under the real jailer.
 
 Env: ``STANDIN_NO_BOOT=1`` starts no QEMU (the VM "runs" until killed or
 Ctrl-Alt-Del); ``STANDIN_FAIL=<resource>`` answers that resource with 400.
+Pause, resume and snapshots: see ``fc_snapshot.py``.
 """
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ class Machine:
         self.qemu: subprocess.Popen[bytes] | None = None
         self.qmp: Path | None = None
         self.vsock: VsockDevice | None = None
+        self.paused = False
+        # A loaded snapshot's memory, for the QEMU that resumes it.
+        self.incoming: Path | None = None
+
+    def boot_now(self) -> None:
+        """Have the main thread start the guest (QEMU must be its child), and wait."""
+        done = threading.Event()
+        self.start_queue.put(done)
+        done.wait(120)
 
     def host_path(self, path: str) -> Path:
         # Jailed, Firecracker sees only its jail: "/x" means <jail root>/x.
@@ -169,12 +179,14 @@ def open_tap(name: str) -> int:
     return fd
 
 
-def put(machine: Machine, path: str, body: Any) -> None:
-    """Apply one PUT, as Firecracker would; raises Fault with its message."""
+def put(machine: Machine, path: str, body: Any, method: str = "PUT") -> None:
+    """Apply one PUT (or PATCH), as Firecracker would; raises Fault with its message."""
+    from tests.standin import fc_snapshot
+
     template, ident = _template(path)
-    definition = spec.body_definition("PUT", template)
+    definition = spec.body_definition(method, template)
     if definition is None:
-        raise Fault(f"Invalid request method and/or path: PUT {path}.")
+        raise Fault(f"Invalid request method and/or path: {method} {path}.")
     wrong = spec.problems(definition, body)
     if wrong:
         raise Fault(f"An error occurred when deserializing the json body of a request: {wrong[0]}.")
@@ -183,6 +195,16 @@ def put(machine: Machine, path: str, body: Any) -> None:
         raise Fault(f"Stand-in told to refuse {template} (STANDIN_FAIL={fail}).")
     if template == "/actions":
         return action(machine, body["action_type"])
+    if template == "/vm":
+        return fc_snapshot.set_state(machine, body["state"])
+    if template == "/snapshot/create":
+        return fc_snapshot.create(machine, body)
+    if template == "/snapshot/load":
+        return fc_snapshot.load(machine, body)
+    if method == "PATCH" and ident is not None and template == "/drives/{drive_id}":
+        if body.get("drive_id") != ident:
+            raise Fault(ID_MISMATCH)
+        return fc_snapshot.update_drive(machine, ident, body)
     if machine.started and template in PRE_BOOT:
         raise Fault(AFTER_START)
     if ident is not None:
@@ -216,9 +238,7 @@ def action(machine: Machine, kind: str) -> None:
             raise Fault(AFTER_START)
         if "boot-source" not in machine.config:
             raise Fault(NO_KERNEL)
-        done = threading.Event()
-        machine.start_queue.put(done)  # QEMU starts from the main thread (see main)
-        done.wait(30)
+        machine.boot_now()  # QEMU starts from the main thread (see main)
         if not machine.started:
             raise Fault("Failed to start the microVM: the stand-in's QEMU did not start.")
     elif not machine.started:
@@ -265,6 +285,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         machine = self.server.machine
         if self.path == "/":
             state = "Running" if machine.started else "Not started"
+            state = "Paused" if machine.paused else state
             info = {"app_name": "Firecracker", "id": machine.id, "state": state}
             self._reply(200, {**info, "vmm_version": "stand-in"})
         else:
@@ -272,7 +293,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 400, {"fault_message": f"Invalid request method and/or path: GET {self.path}."}
             )
 
-    def do_PUT(self) -> None:
+    def do_PUT(self, method: str = "PUT") -> None:
         machine = self.server.machine
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
@@ -285,14 +306,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise Fault(
                     f"An error occurred when deserializing the json body of a request: {exc}."
                 ) from exc
-            put(machine, self.path, body)
+            put(machine, self.path, body, method)
         except Fault as fault:
             machine.log(f"{self.path}: {fault}")
             self._reply(fault.status, {"fault_message": str(fault)})
             return
         self._reply(204)
 
-    do_PATCH = do_PUT
+    def do_PATCH(self) -> None:
+        self.do_PUT("PATCH")
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -322,6 +344,8 @@ def qemu_argv(machine: Machine, qmp: Path, tap_fds: list[int]) -> list[str]:
         "-serial", "stdio",
         "-qmp", f"unix:{qmp},server=on,wait=off",
     ]  # fmt: skip
+    if machine.incoming is not None:
+        argv += ["-incoming", "defer"]
     if "initrd_path" in boot:
         argv += ["-initrd", str(machine.host_path(boot["initrd_path"]))]
     for index, drive in enumerate(cfg["drives"].values()):
@@ -375,6 +399,9 @@ def boot(machine: Machine, run_dir: Path) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+    from tests.standin import fc_snapshot
+
+    fc_snapshot.feed_incoming(machine)
     machine.started = True
     machine.write_metrics()
 
@@ -385,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id", default="anonymous-instance")
     parser.add_argument("--start-time-us")
     parser.add_argument("--start-time-cpu-us")
+    parser.add_argument("--version", action="version", version="Firecracker v1.10.1-standin")
     args = parser.parse_args(argv)
     jail_root = os.environ.get("STANDIN_JAIL_ROOT")
     machine = Machine(args.id, Path(jail_root) if jail_root else None)

@@ -137,6 +137,24 @@ class FakeVmm:
     def agent_endpoint(self, run_dir: Path) -> AgentEndpoint:
         return AgentEndpoint(run_dir / "agent.sock")
 
+    def version(self) -> str:
+        return "fake 1.0"
+
+    def pause(self, run_dir: Path) -> None:
+        return None
+
+    def resume(self, run_dir: Path) -> None:
+        return None
+
+    def paused(self, run_dir: Path) -> bool:
+        return False
+
+    def save(self, run_dir: Path, into: Path) -> None:
+        return None
+
+    def restore(self, config: VmmConfig, snapshot: Path) -> int:
+        return self.launch(config)
+
 
 @contextlib.contextmanager
 def running_loop() -> Iterator[asyncio.AbstractEventLoop]:

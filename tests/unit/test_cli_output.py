@@ -23,6 +23,7 @@ VM = {
     "memory_mib": 2048,
     "overlay_bytes": 4294967296,
     "work_disk_bytes": 8589934592,
+    "snapshot": "",
     "nat": True,
     "ip": "10.77.0.2",
     "tap": "bgt3f2a9c01d4",
@@ -109,7 +110,17 @@ def test_vm_show_json_is_the_record_unchanged():
 def test_vm_list_has_ages_and_sizes():
     out = run("vm", "list")
     header, row = out.splitlines()
-    assert header.split() == ["NAME", "STATE", "IP", "IMAGE", "VCPUS", "MEMORY", "NAT", "CREATED"]
+    assert header.split() == [
+        "NAME",
+        "STATE",
+        "IP",
+        "IMAGE",
+        "VCPUS",
+        "MEMORY",
+        "NAT",
+        "FROM",
+        "CREATED",
+    ]
     assert "2048 MiB" in row and "3 min ago" in row and CREATED not in row
     assert json.loads(run("vm", "ls", "--json")) == [VM]
 

@@ -48,8 +48,8 @@ def test_a_stopped_vm_without_nat():
 
 
 def test_unknown_fields_still_show_under_their_name():
-    fields = dict(render.vm_fields({**VM, "snapshot": None, "paused": False}, NOW))
-    assert fields["snapshot"] == "-" and fields["paused"] == "no"
+    fields = dict(render.vm_fields({**VM, "balloon": None, "paused": False}, NOW))
+    assert fields["balloon"] == "-" and fields["paused"] == "no"
 
 
 def test_list_row_matches_show():

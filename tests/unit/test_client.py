@@ -162,7 +162,7 @@ def test_list_and_show_read_the_daemons_answers(daemon, store):
     listed = run_cli(daemon, "vm", "list")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[0].split() == [
-        "NAME", "STATE", "IP", "IMAGE", "VCPUS", "MEMORY", "NAT", "CREATED",
+        "NAME", "STATE", "IP", "IMAGE", "VCPUS", "MEMORY", "NAT", "FROM", "CREATED",
     ]  # fmt: skip
     assert listed.stdout.splitlines()[1].split()[:3] == ["dev", "stopped", "10.77.0.1"]
     shown = json.loads(run_cli(daemon, "vm", "show", "dev", "--json").stdout)

@@ -48,8 +48,8 @@ def config(tmp_path: Path) -> VmmConfig:
 
 @pytest.mark.parametrize("resource", fc_api.RESOURCES, ids=lambda r: r.path)
 def test_every_resource_matches_its_definition_in_the_spec(resource: fc_api.Resource) -> None:
-    name = spec.body_definition("PUT", TEMPLATES.get(resource.path, resource.path))
-    assert name is not None, f"PUT {resource.path} is not in the spec"
+    name = spec.body_definition(resource.method, TEMPLATES.get(resource.path, resource.path))
+    assert name is not None, f"{resource.method} {resource.path} is not in the spec"
     definition = spec.load()["definitions"][name]
     assert resource.required == set(definition.get("required", []))
     assert resource.allowed == set(definition["properties"])

@@ -62,6 +62,8 @@ class VmState(StrEnum):
     CREATING = "creating"
     STARTING = "starting"
     RUNNING = "running"
+    # The VMM runs but the guest's vCPUs are stopped (`vm pause`); memory stays.
+    PAUSED = "paused"
     STOPPING = "stopping"
     STOPPED = "stopped"
     ERROR = "error"
@@ -69,7 +71,13 @@ class VmState(StrEnum):
     @property
     def holds_network(self) -> bool:
         """The VM runs, or is about to: its tap, NAT and the bridge's rules must stay."""
-        return self in (VmState.CREATING, VmState.STARTING, VmState.RUNNING, VmState.STOPPING)
+        return self in (
+            VmState.CREATING,
+            VmState.STARTING,
+            VmState.RUNNING,
+            VmState.PAUSED,
+            VmState.STOPPING,
+        )
 
 
 class Vm(BaseModel):
@@ -89,6 +97,54 @@ class Vm(BaseModel):
     dir: str
     created_at: str
     pid: int | None = None
+    # The snapshot this VM was restored from ("" = booted from its image).
+    snapshot: str = ""
+
+
+class Snapshot(BaseModel):
+    """A VM's memory, device state and writable disks at one moment (`vm snapshot create`)."""
+
+    name: str
+    # The VM it was taken of, as it was called then.
+    vm: str
+    image: str
+    kernel: str
+    vmm: str
+    vcpus: int
+    memory_mib: int
+    overlay_bytes: int
+    work_disk_bytes: int
+    nat: bool = False
+    # What it takes on disk (sparse files count their allocated blocks).
+    size_bytes: int
+    dir: str
+    created_at: str
+    # What the guest was booted with; a restore must use the same.
+    kernel_path: str
+    initrd_path: str
+    rootfs: str
+    cmdline: str
+    mac: str
+    ip: str
+    vmm_version: str
+    banger_version: str
+
+
+class SnapshotCreate(BaseModel):
+    # Default: NAME-N, the first free N.
+    name: str | None = None
+
+
+class VmFork(BaseModel):
+    count: int = Field(default=1, ge=1, le=16)
+    # The forks' names: NAME-fork-N by default, one per count.
+    names: list[str] | None = None
+
+
+class VmForked(BaseModel):
+    """The result of a `vm fork` operation: the new VMs, in order."""
+
+    vms: list[Vm]
 
 
 class SshTarget(BaseModel):
@@ -157,6 +213,8 @@ class VmCreate(BaseModel):
     wait_boot: bool = False
     # None or "auto": the host's choice (see `banger doctor`).
     vmm: Literal["auto", "firecracker", "qemu"] | None = None
+    # Restore this snapshot instead of booting (its vCPUs, memory and disks).
+    from_snapshot: str | None = None
 
 
 class VmSet(BaseModel):

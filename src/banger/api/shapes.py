@@ -61,6 +61,7 @@ class VmState(StrEnum):
     CREATING = "creating"
     STARTING = "starting"
     RUNNING = "running"
+    PAUSED = "paused"
     STOPPING = "stopping"
     STOPPED = "stopped"
     ERROR = "error"
@@ -262,6 +263,7 @@ class Vm(_Shape):
         "dir",
         "created_at",
         "pid",
+        "snapshot",
     )
     __slots__ = _fields
     id: str
@@ -280,6 +282,7 @@ class Vm(_Shape):
     dir: str
     created_at: str
     pid: int | None
+    snapshot: str
 
     def __init__(
         self,
@@ -300,6 +303,7 @@ class Vm(_Shape):
         dir: str,
         created_at: str,
         pid: int | None = None,
+        snapshot: str = "",
     ) -> None:
         self.id = id
         self.name = name
@@ -317,6 +321,7 @@ class Vm(_Shape):
         self.dir = dir
         self.created_at = created_at
         self.pid = pid
+        self.snapshot = snapshot
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Vm:
@@ -337,6 +342,196 @@ class Vm(_Shape):
             dir=d["dir"],
             created_at=d["created_at"],
             pid=d.get("pid"),
+            snapshot=d.get("snapshot", ""),
+        )
+
+
+class Snapshot(_Shape):
+    """A VM's memory, device state and writable disks at one moment (`vm snapshot create`)."""
+
+    _fields = (
+        "name",
+        "vm",
+        "image",
+        "kernel",
+        "vmm",
+        "vcpus",
+        "memory_mib",
+        "overlay_bytes",
+        "work_disk_bytes",
+        "nat",
+        "size_bytes",
+        "dir",
+        "created_at",
+        "kernel_path",
+        "initrd_path",
+        "rootfs",
+        "cmdline",
+        "mac",
+        "ip",
+        "vmm_version",
+        "banger_version",
+    )
+    __slots__ = _fields
+    name: str
+    vm: str
+    image: str
+    kernel: str
+    vmm: str
+    vcpus: int
+    memory_mib: int
+    overlay_bytes: int
+    work_disk_bytes: int
+    nat: bool
+    size_bytes: int
+    dir: str
+    created_at: str
+    kernel_path: str
+    initrd_path: str
+    rootfs: str
+    cmdline: str
+    mac: str
+    ip: str
+    vmm_version: str
+    banger_version: str
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        vm: str,
+        image: str,
+        kernel: str,
+        vmm: str,
+        vcpus: int,
+        memory_mib: int,
+        overlay_bytes: int,
+        work_disk_bytes: int,
+        nat: bool = False,
+        size_bytes: int,
+        dir: str,
+        created_at: str,
+        kernel_path: str,
+        initrd_path: str,
+        rootfs: str,
+        cmdline: str,
+        mac: str,
+        ip: str,
+        vmm_version: str,
+        banger_version: str,
+    ) -> None:
+        self.name = name
+        self.vm = vm
+        self.image = image
+        self.kernel = kernel
+        self.vmm = vmm
+        self.vcpus = vcpus
+        self.memory_mib = memory_mib
+        self.overlay_bytes = overlay_bytes
+        self.work_disk_bytes = work_disk_bytes
+        self.nat = nat
+        self.size_bytes = size_bytes
+        self.dir = dir
+        self.created_at = created_at
+        self.kernel_path = kernel_path
+        self.initrd_path = initrd_path
+        self.rootfs = rootfs
+        self.cmdline = cmdline
+        self.mac = mac
+        self.ip = ip
+        self.vmm_version = vmm_version
+        self.banger_version = banger_version
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Snapshot:
+        return cls(
+            name=d["name"],
+            vm=d["vm"],
+            image=d["image"],
+            kernel=d["kernel"],
+            vmm=d["vmm"],
+            vcpus=d["vcpus"],
+            memory_mib=d["memory_mib"],
+            overlay_bytes=d["overlay_bytes"],
+            work_disk_bytes=d["work_disk_bytes"],
+            nat=d.get("nat", False),
+            size_bytes=d["size_bytes"],
+            dir=d["dir"],
+            created_at=d["created_at"],
+            kernel_path=d["kernel_path"],
+            initrd_path=d["initrd_path"],
+            rootfs=d["rootfs"],
+            cmdline=d["cmdline"],
+            mac=d["mac"],
+            ip=d["ip"],
+            vmm_version=d["vmm_version"],
+            banger_version=d["banger_version"],
+        )
+
+
+class SnapshotCreate(_Shape):
+    _fields = ("name",)
+    __slots__ = _fields
+    name: str | None
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+    ) -> None:
+        self.name = name
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SnapshotCreate:
+        return cls(
+            name=d.get("name"),
+        )
+
+
+class VmFork(_Shape):
+    _fields = (
+        "count",
+        "names",
+    )
+    __slots__ = _fields
+    count: int
+    names: list[str] | None
+
+    def __init__(
+        self,
+        *,
+        count: int = 1,
+        names: list[str] | None = None,
+    ) -> None:
+        self.count = count
+        self.names = names
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> VmFork:
+        return cls(
+            count=d.get("count", 1),
+            names=d.get("names"),
+        )
+
+
+class VmForked(_Shape):
+    """The result of a `vm fork` operation: the new VMs, in order."""
+
+    _fields = ("vms",)
+    __slots__ = _fields
+    vms: list[Vm]
+
+    def __init__(
+        self,
+        *,
+        vms: list[Vm],
+    ) -> None:
+        self.vms = vms
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> VmForked:
+        return cls(
+            vms=_list(Vm.from_json)(d["vms"]),
         )
 
 
@@ -514,6 +709,7 @@ class VmCreate(_Shape):
         "no_start",
         "wait_boot",
         "vmm",
+        "from_snapshot",
     )
     __slots__ = _fields
     name: str | None
@@ -526,6 +722,7 @@ class VmCreate(_Shape):
     no_start: bool
     wait_boot: bool
     vmm: str | None
+    from_snapshot: str | None
 
     def __init__(
         self,
@@ -540,6 +737,7 @@ class VmCreate(_Shape):
         no_start: bool = False,
         wait_boot: bool = False,
         vmm: str | None = None,
+        from_snapshot: str | None = None,
     ) -> None:
         self.name = name
         self.image = image
@@ -551,6 +749,7 @@ class VmCreate(_Shape):
         self.no_start = no_start
         self.wait_boot = wait_boot
         self.vmm = vmm
+        self.from_snapshot = from_snapshot
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> VmCreate:
@@ -565,6 +764,7 @@ class VmCreate(_Shape):
             no_start=d.get("no_start", False),
             wait_boot=d.get("wait_boot", False),
             vmm=d.get("vmm"),
+            from_snapshot=d.get("from_snapshot"),
         )
 
 

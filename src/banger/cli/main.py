@@ -14,6 +14,7 @@ from banger.cli.helptext import Group, epilog
 from banger.cli.image import image
 from banger.cli.kernel import kernel
 from banger.cli.reset import reset
+from banger.cli.snapshot import fork, snapshot
 from banger.cli.sshconfig import ssh_config
 from banger.cli.system import system
 from banger.cli.vm import vm
@@ -64,7 +65,14 @@ def version(as_json: bool) -> None:
     click.echo(__version__)
 
 
-for _command in (*vm_lifecycle.COMMANDS, *vm_inspect.COMMANDS, *vm_exec.COMMANDS, workspace):
+for _command in (
+    *vm_lifecycle.COMMANDS,
+    *vm_inspect.COMMANDS,
+    *vm_exec.COMMANDS,
+    workspace,
+    snapshot,
+    fork,
+):
     vm.add_command(_command)
 cli.add_command(vm)
 cli.add_command(image)

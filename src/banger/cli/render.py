@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from banger.units import format_size
 
 if TYPE_CHECKING:
-    from banger.api.shapes import Image, Kernel, Vm
+    from banger.api.shapes import Image, Kernel, Snapshot, Vm
 
 Fields = list[tuple[str, str]]
 Format = Callable[[Any, datetime], str]
@@ -126,8 +126,22 @@ VM_FIELDS: Spec = (
     ("tap", "tap device", _plain),
     ("mac", "MAC address", _plain),
     ("created_at", "created", when),
+    ("snapshot", "restored from", _or("- (booted from its image)")),
     ("dir", "directory", _plain),
     ("id", "id", _plain),
+)
+
+SNAPSHOT_FIELDS: Spec = (
+    ("name", "name", _plain),
+    ("vm", "taken of VM", _plain),
+    ("image", "image", _plain),
+    ("kernel", "kernel", _plain),
+    ("vmm", "VMM", _plain),
+    ("vcpus", "vCPUs", _plain),
+    ("memory_mib", "memory", _mib),
+    ("size_bytes", "size on disk", _size),
+    ("created_at", "created", when),
+    ("dir", "directory", _plain),
 )
 
 IMAGE_FIELDS: Spec = (
@@ -198,11 +212,31 @@ def vm_row(vm: Vm, now: datetime) -> tuple[str, ...]:
         str(vm.vcpus),
         mib(vm.memory_mib),
         yes_no(vm.nat),
+        vm.snapshot or "-",
         age(vm.created_at, now),
     )
 
 
-VM_HEADERS = ("NAME", "STATE", "IP", "IMAGE", "VCPUS", "MEMORY", "NAT", "CREATED")
+VM_HEADERS = ("NAME", "STATE", "IP", "IMAGE", "VCPUS", "MEMORY", "NAT", "FROM", "CREATED")
+
+
+def snapshot_fields(record: Mapping[str, Any], now: datetime) -> Fields:
+    return fields(record, SNAPSHOT_FIELDS, now)
+
+
+def snapshot_row(snap: Snapshot, now: datetime) -> tuple[str, ...]:
+    return (
+        snap.name,
+        snap.vm,
+        snap.image,
+        snap.vmm,
+        mib(snap.memory_mib),
+        size(snap.size_bytes),
+        age(snap.created_at, now),
+    )
+
+
+SNAPSHOT_HEADERS = ("NAME", "VM", "IMAGE", "VMM", "MEMORY", "SIZE", "CREATED")
 
 
 def image_row(image: Image, now: datetime) -> tuple[str, ...]:

@@ -69,6 +69,12 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--nat", is_flag=True, help="Let the VM reach the outside (masqueraded by the host)."
         ),
         click.option(
+            "--from-snapshot",
+            metavar="SNAP",
+            help="Restore snapshot SNAP (see `banger vm snapshot list`) instead of booting:"
+            " its memory, processes and disks, with a name and address of its own.",
+        ),
+        click.option(
             "--vmm",
             type=click.Choice(["auto", "firecracker", "qemu"]),
             help="VMM that runs the VM (default: auto, Firecracker where it and KVM work;"
@@ -102,6 +108,7 @@ def _create_body(**kw: Any) -> VmCreate:
         no_start=kw.get("no_start", False),
         wait_boot=kw.get("wait_boot", False),
         vmm=kw.get("vmm"),
+        from_snapshot=kw.get("from_snapshot"),
     )
 
 
@@ -130,6 +137,7 @@ def _create(conn: Client, body: VmCreate, quiet: bool) -> Vm:
             "banger vm create --name big --vcpus 2 --memory 4096 --work-disk-size 20G",
             "banger vm create --name web --nat  # allowed out to the network",
             "banger vm create --name later --no-start  # disks only, for `vm start`",
+            "banger vm create --from-snapshot dev-1  # restored, not booted",
         ],
         next_step="`banger vm ssh dev` for a shell, `banger vm stop dev`, `banger vm delete dev`.",
     )

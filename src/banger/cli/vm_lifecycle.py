@@ -1,4 +1,4 @@
-"""``banger vm start|stop|restart|kill|set|prune``."""
+"""``banger vm start|stop|restart|kill|pause|resume|set|prune``."""
 
 from __future__ import annotations
 
@@ -132,6 +132,38 @@ def kill(names: tuple[str, ...], sig: str, quiet: bool, as_json: bool) -> None:
 
 
 @click.command(
+    epilog=epilog(
+        [
+            "banger vm pause dev  # its processes freeze; memory and network stay",
+            "banger vm resume dev",
+        ],
+        next_step="`banger vm resume dev`; `banger vm snapshot create dev` saves it as it is.",
+    )
+)
+@click.argument("names", nargs=-1, required=True)
+@common.quiet_option
+@common.json_option
+def pause(names: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+    """Freeze running VMs: their vCPUs stop, their memory and disks stay.
+
+    A paused VM uses no CPU and answers nothing (not even ping) until
+    `banger vm resume`; `vm stop`, `vm kill` and `vm delete` work on it.
+    """
+    _each(names, "pause", None, "paused", quiet=quiet, as_json=as_json)
+
+
+@click.command(
+    epilog=epilog(["banger vm resume dev"], next_step="`banger vm ssh dev`: it is where it was.")
+)
+@click.argument("names", nargs=-1, required=True)
+@common.quiet_option
+@common.json_option
+def resume(names: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+    """Let paused VMs run again, from exactly where they stopped."""
+    _each(names, "resume", None, "resumed", quiet=quiet, as_json=as_json)
+
+
+@click.command(
     "set",
     epilog=epilog(
         [
@@ -223,4 +255,4 @@ def prune(force: bool, quiet: bool, as_json: bool) -> None:
     click.echo(f"deleted {len(deleted)} VM(s)" + (f": {', '.join(deleted)}" if deleted else ""))
 
 
-COMMANDS = (start, stop, restart, kill, set_, prune)
+COMMANDS = (start, stop, restart, kill, pause, resume, set_, prune)

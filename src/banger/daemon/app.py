@@ -17,6 +17,7 @@ from banger.daemon.routes_guest import guest_routes
 from banger.daemon.routes_images import image_routes
 from banger.daemon.routes_kernels import kernel_routes
 from banger.daemon.routes_operations import operation_routes
+from banger.daemon.routes_snapshots import snapshot_routes
 from banger.daemon.routes_system import system_routes
 from banger.daemon.routes_vms import vm_routes
 from banger.daemon.routes_workspaces import workspace_routes
@@ -39,9 +40,12 @@ def create_app(services: Services, shutdown: asyncio.Event) -> FastAPI:
     # gets only those it needs.
     s = services
     app.include_router(system_routes(s, shutdown))
-    app.include_router(vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops, s.ssh_config))
+    app.include_router(
+        vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops, s.ssh_config, s.snapshots)
+    )
     app.include_router(guest_routes(s.vms, s.agents, s.ops))
     app.include_router(workspace_routes(s.store, s.ssh_config))
+    app.include_router(snapshot_routes(s.store, s.snapshots, s.ops, s.ssh_config))
     app.include_router(image_routes(s.store, s.images, s.ops))
     app.include_router(kernel_routes(s.store, s.kernels, s.ops))
     app.include_router(operation_routes(s.store, s.ops))

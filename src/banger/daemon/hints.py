@@ -26,6 +26,7 @@ _MISSING: dict[str, Callable[[str], str]] = {
     ),
     "kernel": lambda _: "see `banger kernel list`, or fetch one with `banger kernel pull`",
     "operation": lambda _: "GET /operations lists the recent ones",
+    "snapshot": lambda _: "see `banger vm snapshot list` for the snapshots that exist",
     "workspace in VM": lambda name: (
         f"copy a git checkout in first: `banger vm workspace prepare {name} PATH`"
     ),
@@ -34,6 +35,9 @@ _TAKEN: dict[str, Callable[[str], str]] = {
     "VM": lambda name: f"pick another --name, or delete it with `banger vm delete {name}`",
     "image": lambda name: f"delete it first with `banger image delete {name}`",
     "kernel": lambda name: f"delete it first with `banger kernel delete {name}`",
+    "snapshot": lambda name: (
+        f"pick another name, or delete it with `banger vm snapshot delete {name}`"
+    ),
 }
 
 

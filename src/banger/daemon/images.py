@@ -258,6 +258,12 @@ class ImageService:
                 f"image {name!r} is used by VM(s) {', '.join(users)}",
                 hint="delete those VMs first",
             )
+        snapshots = self.store.snapshots_of_image(name)
+        if snapshots:
+            raise Conflict(
+                f"image {name!r} is used by snapshot(s) {', '.join(snapshots)}",
+                hint=f"delete them first with `banger vm snapshot delete {snapshots[0]}`",
+            )
         self.store.delete_image(name)
         if not image.source.startswith("file:"):
             shutil.rmtree(self.settings.images_dir / name, ignore_errors=True)

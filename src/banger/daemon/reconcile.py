@@ -3,12 +3,14 @@
 VMs outlive the daemon (their VMMs are detached), so a restart, or a crash,
 finds VMs still running; those are kept. What is fixed, and logged: VMs
 whose VMM died are marked stopped (or failed, if they died being created),
+VMs whose restore from a snapshot was cut short are removed whole,
 and taps, NAT rules and VMM processes that belong to no VM are removed.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from banger.api.models import Vm, VmState
@@ -27,12 +29,21 @@ def reconcile(store: Store, vmm: Vmm, net: Network, vms_dir: Path) -> list[str]:
     fixes: list[str] = []
     running: list[Vm] = []
     for vm in store.list_vms():
+        if vm.state == VmState.CREATING and vm.snapshot:
+            # A restore that never reached its identity step: its guest still
+            # thinks it is the VM of the snapshot. Nothing of it is kept.
+            vmm.kill(Path(vm.dir))
+            shutil.rmtree(vm.dir, ignore_errors=True)
+            store.delete_vm(vm.id)
+            fixes.append(f"{vm.name}: removed its unfinished restore from snapshot {vm.snapshot}")
+            continue
         pid = vmm.pid(Path(vm.dir))
         if pid is not None:
             running.append(vm)
-            if vm.state != VmState.RUNNING:
-                store.set_vm_state(vm.id, VmState.RUNNING)
-                fixes.append(f"{vm.name}: its VMM runs (pid {pid}); marked running")
+            now = VmState.PAUSED if vmm.paused(Path(vm.dir)) else VmState.RUNNING
+            if vm.state != now:
+                store.set_vm_state(vm.id, now)
+                fixes.append(f"{vm.name}: its VMM runs (pid {pid}); marked {now}")
             continue
         if vm.state in _UNFINISHED:
             store.set_vm_state(vm.id, VmState.ERROR)

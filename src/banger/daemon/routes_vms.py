@@ -27,6 +27,7 @@ from banger.api.models import (
 from banger.daemon.inspect import Inspector
 from banger.daemon.operations import Operations, dump
 from banger.daemon.runtime import parse_signal
+from banger.daemon.snapshots import SnapshotService
 from banger.daemon.sshconfig import SshConfigFiles
 from banger.daemon.vms import VmService
 from banger.store import Store
@@ -58,15 +59,21 @@ def vm_routes(
     vmm: Vmm,
     ops: Operations,
     ssh_config: SshConfigFiles,
+    snapshots: SnapshotService,
 ) -> APIRouter:
     router = APIRouter(tags=["vms"])
-    lifecycle_routes(router, store, vms, ops, ssh_config)
+    lifecycle_routes(router, store, vms, ops, ssh_config, snapshots)
     inspect_routes(router, store, vms, inspector, vmm)
     return router
 
 
 def lifecycle_routes(
-    router: APIRouter, store: Store, vms: VmService, ops: Operations, ssh_config: SshConfigFiles
+    router: APIRouter,
+    store: Store,
+    vms: VmService,
+    ops: Operations,
+    ssh_config: SshConfigFiles,
+    snapshots: SnapshotService,
 ) -> None:
     @router.get("/vms")
     async def list_vms() -> list[Vm]:
@@ -78,6 +85,13 @@ def lifecycle_routes(
 
     @router.post("/vms", status_code=202)
     async def create_vm(req: VmCreate) -> Operation:
+        if req.from_snapshot:
+            restore = await asyncio.to_thread(snapshots.check_restore, req)
+            return ops.start(
+                "vm.create",
+                restore.vm.name,
+                lambda p: dump(ssh_config.write(snapshots.restore(restore, p))),
+            )
         checked = vms.validate(req)
         # Its `Host NAME.vm` block goes beside its disks, and with them.
         return ops.start(
@@ -108,6 +122,17 @@ def lifecycle_routes(
         vm = store.get_vm(name)
         parse_signal(req.signal)
         return ops.start("vm.kill", vm.name, lambda p: dump(vms.kill(vm.name, req.signal, p)))
+
+    @router.post("/vms/{name}/pause", status_code=202)
+    async def pause_vm(name: str) -> Operation:
+        """Stop the guest's vCPUs; its memory, processes and network stay as they are."""
+        vm = store.get_vm(name)
+        return ops.start("vm.pause", vm.name, lambda p: dump(vms.pause(vm.name, p)))
+
+    @router.post("/vms/{name}/resume", status_code=202)
+    async def resume_vm(name: str) -> Operation:
+        vm = store.get_vm(name)
+        return ops.start("vm.resume", vm.name, lambda p: dump(vms.resume(vm.name, p)))
 
     @router.patch("/vms/{name}", status_code=202)
     async def set_vm(name: str, req: VmSet) -> Operation:

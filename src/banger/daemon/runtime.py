@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from banger.kernel.initramfs import build_initramfs
 from banger.kernel.vmlinux import extract_vmlinux
 from banger.net.network import Network
 from banger.vmm import Vmms
-from banger.vmm.base import Vmm
+from banger.vmm.base import Vmm, VmmConfig
 
 log = logging.getLogger("banger.daemon")
 
@@ -102,7 +103,7 @@ class VmRuntime:
         undo.callback(self.net.attach(vm))
 
         progress.stage("boot", f"starting {vmm.name} ({self.accel})")
-        self._launch(vmm, plan, vm)  # a launch that fails cleans up after itself
+        self._launch(vmm.launch, plan, vm)  # a launch that fails cleans up after itself
         undo.callback(vmm.kill, plan.dir)
 
         undo.callback(self.agents.forget_sync, vm)
@@ -142,6 +143,17 @@ class VmRuntime:
             what=f"VM {vm.name!r}",
         )
         progress.info(f"{vm.name} answered SSH after {took:.1f}s")
+
+    def restore(self, plan: VmPlan, snapshot: Path, progress: Progress, undo: ExitStack) -> None:
+        """Network, then the VMM from ``snapshot`` instead of a boot; running when it returns."""
+        vm, vmm = plan.vm, self.vmm(plan.vm)
+        progress.stage("network", f"tap {vm.tap} on bridge {self.net.bridge_name}")
+        undo.callback(self.net.attach(vm))
+        progress.stage("restore", f"starting {vmm.name} from the snapshot's memory")
+        started = time.monotonic()
+        self._launch(lambda config: vmm.restore(config, snapshot), plan, vm)
+        undo.callback(vmm.kill, plan.dir)
+        progress.info(f"{vm.name} restored in {time.monotonic() - started:.2f}s")
 
     def halt(
         self,
@@ -205,16 +217,17 @@ class VmRuntime:
             time.sleep(0.2)
         return vmm.pid(run_dir) is None
 
-    def _launch(self, vmm: Vmm, plan: VmPlan, vm: Vm) -> None:
+    def _launch(self, start: Callable[[VmmConfig], int], plan: VmPlan, vm: Vm) -> None:
         """Start the VMM; with the tap's descriptor when the helper had to open it."""
+        vmm = self.vmm(vm)
         takes_fd = getattr(vmm, "takes_tap_fd", False) and plan.vmm.net is not None
         fd = self.net.tap_fd(vm) if takes_fd else None
         if fd is None or plan.vmm.net is None:
-            vmm.launch(plan.vmm)
+            start(plan.vmm)
             return
         try:
             net = replace(plan.vmm.net, tap_fd=fd)
-            vmm.launch(replace(plan.vmm, net=net))
+            start(replace(plan.vmm, net=net))
         finally:
             os.close(fd)  # the VMM holds its own copy now
 

@@ -20,6 +20,7 @@ from banger.daemon.kernels import KernelService
 from banger.daemon.operations import Operations
 from banger.daemon.plan import HostFacts, host_memory_mib
 from banger.daemon.reconcile import reconcile
+from banger.daemon.snapshots import SnapshotService
 from banger.daemon.sshconfig import SshConfigFiles
 from banger.daemon.vms import VmService
 from banger.guest.ssh import ensure_user_key
@@ -45,6 +46,7 @@ class Services:
     net: VmNetwork
     agents: Agents
     vms: VmService
+    snapshots: SnapshotService
     inspector: Inspector
     kernels: KernelService
     images: ImageService
@@ -114,6 +116,7 @@ def wire(
         net=net,
         agents=agents,
         vms=vms,
+        snapshots=SnapshotService(settings, store, vms),
         inspector=Inspector(vms, agents),
         kernels=kernels,
         images=ImageService(

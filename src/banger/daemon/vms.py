@@ -99,7 +99,7 @@ class VmService:
         """The stored VM with what actually runs: a VMM that died means stopped."""
         pid = self.runtime.vmm(vm).pid(Path(vm.dir))
         state = vm.state
-        if state == VmState.RUNNING and pid is None:
+        if state in (VmState.RUNNING, VmState.PAUSED) and pid is None:
             state = VmState.STOPPED
             self.store.set_vm_state(vm.id, state)
         return vm.model_copy(update={"pid": pid, "state": state})
@@ -112,6 +112,10 @@ class VmService:
 
     def running(self, name: str) -> Vm:
         vm = self.show(name)
+        if vm.state == VmState.PAUSED:
+            raise UserError(
+                f"VM {vm.name!r} is paused", hint=f"resume it with `banger vm resume {vm.name}`"
+            )
         if vm.state != VmState.RUNNING:
             raise UserError(
                 f"VM {vm.name!r} is {vm.state}, not running",
@@ -196,6 +200,8 @@ class VmService:
             if vm.state == VmState.RUNNING:
                 progress.info(f"{vm.name} is already running")
                 return vm
+            if vm.state == VmState.PAUSED:
+                return self._resume(vm, progress)
             self.store.set_vm_state(vm.id, VmState.STARTING)
             with ExitStack() as undo:
                 undo.callback(self.store.set_vm_state, vm.id, VmState.STOPPED)
@@ -208,6 +214,9 @@ class VmService:
         vm = self.show(name)
         with self.locked(vm.name):
             vm = self.show(vm.id)
+            if vm.state == VmState.PAUSED:
+                # A paused guest cannot power itself off.
+                self.runtime.vmm(vm).resume(Path(vm.dir))
             self.store.set_vm_state(vm.id, VmState.STOPPING)
             try:
                 self.runtime.halt(vm, progress, graceful_timeout=timeout)
@@ -229,6 +238,41 @@ class VmService:
             finally:
                 self.store.set_vm_state(vm.id, VmState.STOPPED)
             return self.show(vm.id)
+
+    # pause, resume
+
+    def pause(self, name: str, progress: Progress) -> Vm:
+        vm = self.show(name)
+        with self.locked(vm.name):
+            vm = self.show(vm.id)
+            if vm.state == VmState.PAUSED:
+                progress.info(f"{vm.name} is already paused")
+                return vm
+            vm = self.running(vm.id)
+            progress.stage("pause", f"stopping the vCPUs of {vm.name} (its memory stays)")
+            self.runtime.vmm(vm).pause(Path(vm.dir))
+            self.store.set_vm_state(vm.id, VmState.PAUSED)
+            return self.show(vm.id)
+
+    def resume(self, name: str, progress: Progress) -> Vm:
+        vm = self.show(name)
+        with self.locked(vm.name):
+            vm = self.show(vm.id)
+            if vm.state == VmState.RUNNING:
+                progress.info(f"{vm.name} is already running")
+                return vm
+            if vm.state != VmState.PAUSED:
+                raise UserError(
+                    f"VM {vm.name!r} is {vm.state}, not paused",
+                    hint=f"start it with `banger vm start {vm.name}`",
+                )
+            return self._resume(vm, progress)
+
+    def _resume(self, vm: Vm, progress: Progress) -> Vm:
+        progress.stage("resume", f"letting {vm.name} run again")
+        self.runtime.vmm(vm).resume(Path(vm.dir))
+        self.store.set_vm_state(vm.id, VmState.RUNNING)
+        return self.show(vm.id)
 
     # set
 

@@ -83,4 +83,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 5: the guest channel version an image's agent speaks, 0 for older images (issue 11).
     ("ALTER TABLE images ADD COLUMN channel INTEGER NOT NULL DEFAULT 0",),
+    # 6: snapshots of VMs, and the snapshot a VM was restored from (issue 12).
+    (
+        """CREATE TABLE snapshots (
+            name TEXT PRIMARY KEY,
+            vm TEXT NOT NULL,
+            image TEXT NOT NULL REFERENCES images(name),
+            kernel TEXT NOT NULL,
+            vmm TEXT NOT NULL,
+            vcpus INTEGER NOT NULL,
+            memory_mib INTEGER NOT NULL,
+            overlay_bytes INTEGER NOT NULL,
+            work_disk_bytes INTEGER NOT NULL,
+            nat INTEGER NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            dir TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            kernel_path TEXT NOT NULL,
+            initrd_path TEXT NOT NULL,
+            rootfs TEXT NOT NULL,
+            cmdline TEXT NOT NULL,
+            mac TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            vmm_version TEXT NOT NULL,
+            banger_version TEXT NOT NULL
+        )""",
+        "ALTER TABLE vms ADD COLUMN snapshot TEXT NOT NULL DEFAULT ''",
+    ),
 )

@@ -11,6 +11,7 @@ from banger.api.models import (
     Kernel,
     Operation,
     OpState,
+    Snapshot,
     Vm,
     VmState,
     Workspace,
@@ -163,9 +164,9 @@ class Store:
                 raise AddressTaken(f"address {vm.ip} is already leased")
             conn.execute(
                 "INSERT INTO vms (id, name, image, state, vcpus, memory_mib, overlay_bytes,"
-                " work_disk_bytes, nat, tap, mac, vmm, dir, created_at) VALUES (:id, :name,"
-                " :image, :state, :vcpus, :memory_mib, :overlay_bytes, :work_disk_bytes, :nat,"
-                " :tap, :mac, :vmm, :dir, :created_at)",
+                " work_disk_bytes, nat, tap, mac, vmm, dir, created_at, snapshot) VALUES (:id,"
+                " :name, :image, :state, :vcpus, :memory_mib, :overlay_bytes, :work_disk_bytes,"
+                " :nat, :tap, :mac, :vmm, :dir, :created_at, :snapshot)",
                 row,
             )
             try:
@@ -231,6 +232,37 @@ class Store:
 
     def lease_count(self) -> int:
         return int(self.db.query("SELECT COUNT(*) FROM leases")[0][0])
+
+    # snapshots
+
+    def add_snapshot(self, snap: Snapshot) -> None:
+        row = snap.model_dump()
+        columns = ", ".join(row)
+        values = ", ".join(f":{key}" for key in row)
+        try:
+            with self.db.transaction() as conn:
+                # the columns are the model's own field names, never input
+                conn.execute(f"INSERT INTO snapshots ({columns}) VALUES ({values})", row)  # noqa: S608
+        except sqlite3.IntegrityError as exc:
+            raise Taken("snapshot", snap.name) from exc
+
+    def get_snapshot(self, name: str) -> Snapshot:
+        rows = self.db.query("SELECT * FROM snapshots WHERE name = ?", (name,))
+        if not rows:
+            raise Missing("snapshot", name)
+        return Snapshot(**dict(rows[0]))
+
+    def list_snapshots(self) -> list[Snapshot]:
+        rows = self.db.query("SELECT * FROM snapshots ORDER BY created_at, name")
+        return [Snapshot(**dict(r)) for r in rows]
+
+    def delete_snapshot(self, name: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM snapshots WHERE name = ?", (name,))
+
+    def snapshots_of_image(self, image: str) -> list[str]:
+        rows = self.db.query("SELECT name FROM snapshots WHERE image = ? ORDER BY name", (image,))
+        return [r[0] for r in rows]
 
     # workspaces
 

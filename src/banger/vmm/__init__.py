@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from banger.config import Settings
-from banger.errors import UserError
+from banger.errors import UserError, VmmError
 from banger.vmm.accel import AccelChoice
 from banger.vmm.base import AgentEndpoint, Vmm, VmmConfig
 
@@ -104,6 +104,32 @@ class Vmms:
     def kill(self, run_dir: Path, *, timeout: float = 10.0) -> None:
         for driver in self.drivers.values():
             driver.kill(run_dir, timeout=timeout)
+
+    def _running(self, run_dir: Path) -> Vmm:
+        for driver in self.drivers.values():
+            if driver.pid(run_dir) is not None:
+                return driver
+        raise VmmError(
+            f"no VMM runs for the VM in {run_dir}", hint="start it with `banger vm start NAME`"
+        )
+
+    def version(self) -> str:
+        return self.get(self.default.name).version()
+
+    def pause(self, run_dir: Path) -> None:
+        self._running(run_dir).pause(run_dir)
+
+    def resume(self, run_dir: Path) -> None:
+        self._running(run_dir).resume(run_dir)
+
+    def paused(self, run_dir: Path) -> bool:
+        return any(driver.paused(run_dir) for driver in self.drivers.values())
+
+    def save(self, run_dir: Path, into: Path) -> None:
+        self._running(run_dir).save(run_dir, into)
+
+    def restore(self, config: VmmConfig, snapshot: Path) -> int:
+        return self.get(self.default.name).restore(config, snapshot)
 
 
 def build_vmms(settings: Settings, accel: AccelChoice, helper: Any) -> Vmms:

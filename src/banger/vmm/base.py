@@ -126,3 +126,30 @@ class Vmm(Protocol):
     def agent_endpoint(self, run_dir: Path) -> AgentEndpoint:
         """Where the host connects to the guest agent of the VM running from ``run_dir``."""
         ...
+
+    def version(self) -> str:
+        """The VMM's own version line; a snapshot restores only under the same."""
+        ...
+
+    def pause(self, run_dir: Path) -> None:
+        """Stop the guest's vCPUs (its memory and devices stay); idempotent."""
+        ...
+
+    def resume(self, run_dir: Path) -> None:
+        """Let a paused guest run again; idempotent."""
+        ...
+
+    def paused(self, run_dir: Path) -> bool:
+        """True when the VMM runs but its guest is paused."""
+        ...
+
+    def save(self, run_dir: Path, into: Path) -> None:
+        """Write the paused guest's memory and device state into directory ``into``.
+
+        The guest stays paused; the caller copies the disks, then resumes it.
+        """
+        ...
+
+    def restore(self, config: VmmConfig, snapshot: Path) -> int:
+        """Launch ``config`` from the state saved in ``snapshot``, running; return its pid."""
+        ...

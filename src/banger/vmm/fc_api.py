@@ -37,6 +37,7 @@ class Resource:
     # Body field that must repeat the path's id (Firecracker rejects a mismatch).
     id_field: str | None = None
     pre_boot: bool = True
+    method: str = "PUT"
 
     def url(self, ident: str | None) -> str:
         if (ident is None) != ("{id}" not in self.path):
@@ -85,6 +86,25 @@ METRICS = _res("/metrics", "metrics_path", "emit_id properties")
 SERIAL = _res("/serial", "", "serial_out_path rate_limiter")
 VSOCK = _res("/vsock", "guest_cid uds_path", "vsock_id")
 ACTIONS = _res("/actions", "action_type", pre_boot=False)
+# Pausing, snapshotting and restoring (Firecracker's docs/snapshotting/).
+VM_STATE = _res("/vm", "state", pre_boot=False, method="PATCH")
+DRIVE_UPDATE = _res(
+    "/drives/{id}",
+    "drive_id",
+    "path_on_host rate_limiter",
+    id_field="drive_id",
+    pre_boot=False,
+    method="PATCH",
+)
+SNAPSHOT_CREATE = _res(
+    "/snapshot/create", "mem_file_path snapshot_path", "snapshot_type", pre_boot=False
+)
+SNAPSHOT_LOAD = _res(
+    "/snapshot/load",
+    "snapshot_path",
+    "enable_diff_snapshots track_dirty_pages mem_file_path mem_backend resume_vm"
+    " network_overrides vsock_override clock_realtime huge_pages",
+)
 
 RESOURCES = (
     MACHINE_CONFIG,
@@ -96,6 +116,10 @@ RESOURCES = (
     SERIAL,
     VSOCK,
     ACTIONS,
+    VM_STATE,
+    DRIVE_UPDATE,
+    SNAPSHOT_CREATE,
+    SNAPSHOT_LOAD,
 )
 ACTION_TYPES = ("FlushMetrics", "InstanceStart", "SendCtrlAltDel")
 
@@ -179,7 +203,7 @@ class ApiClient:
     def send(self, request: Request) -> None:
         request.resource.check(request.body, request.ident)
         try:
-            status, text = self._call("PUT", request.url, request.body)
+            status, text = self._call(request.resource.method, request.url, request.body)
         except OSError as exc:
             raise VmmError(
                 f"VM {self.vm!r}: Firecracker step {request.step} failed: {exc}",
@@ -192,6 +216,20 @@ class ApiClient:
                 hint="see vmm.log in the VM's directory and `banger doctor`",
             )
         log.debug("firecracker %s: %s", request.step, status)
+
+    def info(self) -> dict[str, Any]:
+        """``GET /``: the instance's id and state ("Not started", "Running", "Paused")."""
+        try:
+            status, text = self._call("GET", "/", None)
+        except OSError as exc:
+            raise VmmError(f"VM {self.vm!r}: Firecracker's API does not answer: {exc}") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None
+        if status >= 300 or not isinstance(data, dict):
+            raise VmmError(f"VM {self.vm!r}: Firecracker's GET / answered {status}")
+        return data
 
     def _call(self, method: str, url: str, body: dict[str, Any] | None) -> tuple[int, str]:
         conn = _UnixConnection(self.socket_path, self.timeout)

@@ -32,6 +32,8 @@ from banger.vmm.qemu import _alive, _remove, _wait_gone
 
 log = logging.getLogger("banger.vmm")
 
+_REMAKE = "this snapshot cannot be restored; take a new one of a running VM"
+
 # One uid (and gid) per VM from the helper's jail range (helper/validate.py).
 JAIL_UID_BASE = 900_000
 JAIL_UID_COUNT = 65_536
@@ -40,6 +42,9 @@ METRICS_FILE = "metrics.json"
 LOG_FILE = "vmm.log"
 # Firecracker's vsock device's host end; the guest agent listens on AGENT_VSOCK_PORT.
 VSOCK_FILE = "vsock.sock"
+# A snapshot's two files, as Firecracker writes them (docs/snapshotting/).
+VMSTATE_FILE = "vmstate"
+MEMORY_FILE = "memory"
 
 
 class JailHelper(Protocol):
@@ -118,6 +123,49 @@ def requests(config: VmmConfig, path: Callable[[Path], str], vsock: str) -> list
     return reqs
 
 
+def restore_requests(
+    config: VmmConfig, snapshot: Path, path: Callable[[Path], str], vsock: str
+) -> list[fc_api.Request]:
+    """Load ``snapshot`` paused, point it at this VM's own tap, vsock and disks, resume; pure.
+
+    The snapshot names the disks of the VM it was taken from: each writable
+    one is switched to this VM's copy before the guest runs a single vCPU.
+    """
+    run = config.run_dir
+    load: dict[str, Any] = {
+        "snapshot_path": path(snapshot / VMSTATE_FILE),
+        "mem_backend": {"backend_type": "File", "backend_path": path(snapshot / MEMORY_FILE)},
+        "vsock_override": {"uds_path": vsock},
+        "resume_vm": False,
+    }
+    if config.net is not None:
+        load["network_overrides"] = [{"iface_id": "eth0", "host_dev_name": config.net.tap}]
+    reqs = [
+        fc_api.Request(
+            "logger",
+            fc_api.LOGGER,
+            {"log_path": path(run / LOG_FILE), "level": "Warning", "show_level": True},
+        ),
+        fc_api.Request("metrics", fc_api.METRICS, {"metrics_path": path(run / METRICS_FILE)}),
+        fc_api.Request("snapshot load", fc_api.SNAPSHOT_LOAD, load),
+    ]
+    for disk in config.disks:
+        if not disk.read_only:
+            body = {"drive_id": disk.serial, "path_on_host": path(disk.path)}
+            reqs.append(
+                fc_api.Request(f"drive {disk.serial}", fc_api.DRIVE_UPDATE, body, disk.serial)
+            )
+    reqs.append(fc_api.Request("resume", fc_api.VM_STATE, {"state": "Resumed"}))
+    return reqs
+
+
+def _jailed_snapshots() -> VmmError:
+    return VmmError(
+        "snapshots of a jailed Firecracker are not supported yet",
+        hint="create the VM with --vmm qemu to snapshot it",
+    )
+
+
 @dataclass(frozen=True)
 class _Launched:
     socket: Path
@@ -169,6 +217,24 @@ class FirecrackerVmm:
         return [binary, "--api-sock", str(config.control_socket), "--id", config.run_dir.name]
 
     def launch(self, config: VmmConfig) -> int:
+        return self._run(config, lambda launched: requests(config, launched.path, launched.vsock))
+
+    def restore(self, config: VmmConfig, snapshot: Path) -> int:
+        """A fresh Firecracker loads the snapshot, takes this VM's disks and tap, resumes."""
+        for name in (VMSTATE_FILE, MEMORY_FILE):
+            if not (snapshot / name).is_file():
+                raise VmmError(
+                    f"the snapshot's {name} file {snapshot / name} is missing",
+                    hint=_REMAKE,
+                )
+        if self.jailed:
+            raise _jailed_snapshots()
+        return self._run(
+            config,
+            lambda launched: restore_requests(config, snapshot, launched.path, launched.vsock),
+        )
+
+    def _run(self, config: VmmConfig, sequence: Callable[[_Launched], list[fc_api.Request]]) -> int:
         if self.pid(config.run_dir) is not None:
             raise VmmError(
                 f"VM {config.name!r} already has a Firecracker running", hint="stop it first"
@@ -185,7 +251,7 @@ class FirecrackerVmm:
             launched = self._start_jailed(config) if self.jailed else self._start(config)
             client = fc_api.ApiClient(launched.socket, vm=config.name)
             client.wait_ready(_API_TIMEOUT, alive=launched.alive)
-            for request in requests(config, launched.path, launched.vsock):
+            for request in sequence(launched):
                 client.send(request)
         except BaseException:
             self.kill(config.run_dir)
@@ -292,6 +358,54 @@ class FirecrackerVmm:
             log.info("SendCtrlAltDel to %s: %s", run_dir.name, exc.message)
             return False
         return True
+
+    def _client(self, run_dir: Path, timeout: float = 10.0) -> fc_api.ApiClient:
+        if self.pid(run_dir) is None:
+            raise VmmError(
+                f"no Firecracker runs for the VM in {run_dir}",
+                hint="start it with `banger vm start NAME`",
+            )
+        return fc_api.ApiClient(self.api_socket(run_dir), vm=run_dir.name, timeout=timeout)
+
+    def _set_state(self, run_dir: Path, state: str) -> None:
+        body = {"state": state}
+        self._client(run_dir).send(fc_api.Request(state.lower(), fc_api.VM_STATE, body))
+
+    def version(self) -> str:
+        self.check_host()
+        return proc.output([str(self.firecracker), "--version"]).splitlines()[0].strip()
+
+    def pause(self, run_dir: Path) -> None:
+        self._set_state(run_dir, "Paused")
+
+    def resume(self, run_dir: Path) -> None:
+        self._set_state(run_dir, "Resumed")
+
+    def paused(self, run_dir: Path) -> bool:
+        if self.pid(run_dir) is None:
+            return False
+        try:
+            return self._client(run_dir, timeout=2).info().get("state") == "Paused"
+        except VmmError:
+            return False
+
+    def save(self, run_dir: Path, into: Path) -> None:
+        """Pause, then a Full snapshot: the VM state and its memory, as two files."""
+        if self._jail_dir(run_dir).exists():
+            raise _jailed_snapshots()
+        self.pause(run_dir)
+        body = {
+            "snapshot_type": "Full",
+            "snapshot_path": str((into / VMSTATE_FILE).absolute()),
+            "mem_file_path": str((into / MEMORY_FILE).absolute()),
+        }
+        client = self._client(run_dir, timeout=300)
+        try:
+            client.send(fc_api.Request("snapshot create", fc_api.SNAPSHOT_CREATE, body))
+        except BaseException:
+            for name in (VMSTATE_FILE, MEMORY_FILE):
+                (into / name).unlink(missing_ok=True)
+            raise
 
     def metrics(self, run_dir: Path) -> dict[str, Any] | None:
         """Firecracker's latest metrics line (flushed now), or None."""

@@ -19,14 +19,21 @@ from banger import proc
 from banger.errors import HostError, VmmError
 from banger.guest.proto import SERIAL_PORT_NAME
 from banger.vmm.base import AGENT_SOCKET, AgentEndpoint, VmmConfig
+from banger.vmm.qmp import Qmp
 
 log = logging.getLogger("banger.vmm")
+
+_REMAKE = "this snapshot cannot be restored; take a new one of a running VM"
 
 QEMU_BINARY = "qemu-system-x86_64"
 # sun_path is 108 bytes with its terminating NUL.
 _MAX_SOCKET_PATH = 107
 _LAUNCH_TIMEOUT = 60.0
 _TERM_GRACE = 1.0
+_QUIT_GRACE = 2.0
+# Saving or loading guest memory under TCG runs at a few hundred MB/s here.
+_MIGRATE_TIMEOUT = 300.0
+MEMORY_FILE = "memory"
 
 
 def _opt(value: object) -> str:
@@ -44,6 +51,7 @@ class QemuVmm:
 
     def __init__(self, binary: str = QEMU_BINARY) -> None:
         self.binary = binary
+        self._version: str | None = None
 
     def argv(self, config: VmmConfig) -> list[str]:
         if config.accel not in ("kvm", "tcg"):
@@ -102,6 +110,9 @@ class QemuVmm:
             )
 
     def launch(self, config: VmmConfig) -> int:
+        return self._start(config, [])
+
+    def _start(self, config: VmmConfig, extra: list[str]) -> int:
         if self.pid(config.run_dir) is not None:
             raise VmmError(
                 f"VM {config.name!r} already has a QEMU running from {config.run_dir}",
@@ -116,7 +127,7 @@ class QemuVmm:
         self.check_host()
         config.run_dir.mkdir(parents=True, exist_ok=True)
         _remove(config.pidfile, config.control_socket, config.agent_socket)
-        argv = self.argv(config)
+        argv = self.argv(config) + extra
         log.info("starting QEMU for %s (%s)", config.name, config.accel)
         inherit = () if config.net is None or config.net.tap_fd is None else (config.net.tap_fd,)
         result = proc.run(argv, check=False, timeout=_LAUNCH_TIMEOUT, pass_fds=inherit)
@@ -188,9 +199,11 @@ class QemuVmm:
             # Its directory is gone (a deleted VM); find the process by its argv.
             pid = self.running_under(run_dir.parent).get(run_dir)
         if pid is not None:
-            # SIGTERM lets QEMU close its disk images cleanly; the guest gets no
-            # say, which is what "kill" means. SIGKILL if it dawdles.
-            _signal(pid, signal.SIGTERM)
+            # QMP quit (or SIGTERM where the socket is gone) lets QEMU close its
+            # disk images cleanly; the guest gets no say, which is what "kill"
+            # means. SIGKILL if it dawdles.
+            if not (self._quit(run_dir) and _wait_gone(pid, min(_QUIT_GRACE, timeout))):
+                _signal(pid, signal.SIGTERM)
             if not _wait_gone(pid, min(_TERM_GRACE, timeout)):
                 _signal(pid, signal.SIGKILL)
                 if not _wait_gone(pid, timeout):
@@ -200,6 +213,142 @@ class QemuVmm:
                     )
             log.info("stopped QEMU pid %d (%s)", pid, run_dir)
         _remove(run_dir / "vmm.pid", run_dir / "vmm.sock", run_dir / AGENT_SOCKET)
+
+    # QMP: the verbs QEMU has for a running VM
+
+    def _qmp(self, run_dir: Path, timeout: float = 10.0) -> Qmp:
+        if self.pid(run_dir) is None:
+            raise VmmError(
+                f"no QEMU runs for the VM in {run_dir}", hint="start it with `banger vm start NAME`"
+            )
+        return Qmp.connect(run_dir / "vmm.sock", vm=run_dir.name, timeout=timeout)
+
+    def _quit(self, run_dir: Path) -> bool:
+        try:
+            with Qmp.connect(run_dir / "vmm.sock", vm=run_dir.name, timeout=1.0) as qmp:
+                qmp.execute("quit")
+        except VmmError as exc:
+            # QEMU may close the socket before its answer to quit: that is a yes too.
+            return "closed its control socket" in exc.message
+        return True
+
+    def pause(self, run_dir: Path) -> None:
+        with self._qmp(run_dir) as qmp:
+            qmp.execute("stop")
+
+    def resume(self, run_dir: Path) -> None:
+        with self._qmp(run_dir) as qmp:
+            qmp.execute("cont")
+            # The NIC says where it is now: a bridge that learnt its MAC on a
+            # fork's port while this guest was paused forwards to it again.
+            qmp.execute("announce-self", _ANNOUNCE)
+
+    def version(self) -> str:
+        if self._version is None:
+            self.check_host()
+            self._version = proc.output([self.binary, "--version"]).splitlines()[0].strip()
+        return self._version
+
+    def paused(self, run_dir: Path) -> bool:
+        if self.pid(run_dir) is None:
+            return False
+        try:
+            with self._qmp(run_dir, timeout=2.0) as qmp:
+                return qmp.status() in _PAUSED_STATES
+        except VmmError:
+            return False
+
+    def save(self, run_dir: Path, into: Path) -> None:
+        """Pause, then migrate the guest into ``into/memory`` through a descriptor.
+
+        The file goes to QEMU over QMP (``getfd``), so no shell and no path
+        crosses into QEMU's ``exec:`` migration; a failed save removes the file.
+        """
+        memory = into / MEMORY_FILE
+        with self._qmp(run_dir) as qmp:
+            qmp.execute("stop")
+            fd = os.open(memory, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                qmp.execute("getfd", {"fdname": "snapshot"}, fds=[fd])
+            finally:
+                os.close(fd)
+            try:
+                qmp.execute("migrate", {"uri": "fd:snapshot"})
+                _wait_migrated(qmp, "query-migrate", _MIGRATE_TIMEOUT)
+            except BaseException:
+                memory.unlink(missing_ok=True)
+                raise
+
+    def restore(self, config: VmmConfig, snapshot: Path) -> int:
+        """The same command line waiting for an incoming migration, fed the memory file."""
+        memory = snapshot / MEMORY_FILE
+        try:
+            fd = os.open(memory, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise VmmError(
+                f"the snapshot's memory file {memory} cannot be read: {exc.strerror}",
+                hint=_REMAKE,
+            ) from exc
+        pid = self._start(config, ["-incoming", "defer"])
+        try:
+            with self._qmp(config.run_dir) as qmp:
+                try:
+                    qmp.execute("getfd", {"fdname": "snapshot"}, fds=[fd])
+                finally:
+                    os.close(fd)
+                qmp.execute("migrate-incoming", {"uri": "fd:snapshot"})
+                _wait_incoming(qmp, config, memory)
+                qmp.execute("cont")
+        except BaseException:
+            self.kill(config.run_dir)
+            raise
+        return pid
+
+
+_ANNOUNCE = {"initial": 50, "max": 550, "rounds": 3, "step": 100}
+_PAUSED_STATES = ("paused", "postmigrate", "prelaunch", "suspended")
+
+
+def _wait_migrated(qmp: Qmp, query: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = qmp.execute(query)
+        status = info.get("status")
+        if status == "completed":
+            return
+        if status in ("failed", "cancelled"):
+            raise VmmError(
+                f"VM {qmp.vm!r}: QEMU could not save its memory ({status}):"
+                f" {info.get('error-desc', 'no reason given')}",
+                hint="check the free space under banger's home (`banger doctor`)",
+            )
+        if time.monotonic() >= deadline:
+            raise VmmError(f"VM {qmp.vm!r}: saving its memory took over {timeout:.0f}s")
+        time.sleep(0.02)
+
+
+def _wait_incoming(qmp: Qmp, config: VmmConfig, memory: Path) -> None:
+    """Until QEMU has loaded the whole stream; a short or foreign file is refused."""
+    bad = VmmError(
+        f"VM {config.name!r}: QEMU could not load the snapshot's memory file {memory}"
+        " (truncated, damaged or from another QEMU)",
+        hint=_REMAKE,
+    )
+    deadline = time.monotonic() + _MIGRATE_TIMEOUT
+    while True:
+        try:
+            status = qmp.status()
+            migration = qmp.execute("query-migrate").get("status")
+        except VmmError as exc:
+            # QEMU exits when an incoming stream ends early or does not parse.
+            raise bad from exc
+        if migration in ("failed", "cancelled"):
+            raise bad
+        if status != "inmigrate" and migration == "completed":
+            return
+        if time.monotonic() >= deadline:
+            raise bad
+        time.sleep(0.02)
 
 
 def _state(pid: int) -> str | None:
