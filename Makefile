@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BANGER := $(VENV)/bin/banger
 
-.PHONY: demo test lint unit e2e deps test-deps venv clean
+.PHONY: demo test lint unit e2e deps test-deps venv docs clean
 
 deps:
 	scripts/install-host-deps
@@ -25,6 +25,11 @@ lint: venv
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
+
+# The Python SDK's reference, generated from its docstrings, into docs/sdk/.
+docs:
+	scripts/install-venv --group docs
+	$(VENV)/bin/pdoc --docformat google --no-show-source -o docs/sdk banger.sdk
 
 unit: venv
 	$(VENV)/bin/pytest -m "not e2e" tests

@@ -169,3 +169,15 @@ def test_async_vm_runs_streams_and_deletes(daemon):
     out, streamed, inside = asyncio.run(main())
     assert (out, streamed, len(inside)) == ("hi\n", b"a", 1)
     assert vms(daemon) == []
+
+
+def test_import_banger_and_the_cli_load_no_sdk_and_no_mcp():
+    import sys
+
+    probe = (
+        "import sys, banger, banger.cli.main;"
+        " print(sorted(m for m in ('banger.sdk', 'mcp', 'websockets', 'pydantic')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -9,6 +9,7 @@ thread and handed to the event loop chunk by chunk.
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -169,7 +170,7 @@ class AsyncFiles:
     async def write(self, path: str, data: str | bytes, *, mode: int | None = None) -> None:
         await asyncio.to_thread(self._vm.files.write, path, data, mode=mode)
 
-    async def list(self, path: str) -> list[EntryInfo]:
+    async def list(self, path: str) -> builtins.list[EntryInfo]:
         return await asyncio.to_thread(self._vm.files.list, path)
 
 

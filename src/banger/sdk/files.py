@@ -8,6 +8,7 @@ a few lines of the guest's ``sh`` (the agent has no listing of its own).
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -72,7 +73,7 @@ class Files:
             request["mode"] = mode
         self._transfer(request, raw)
 
-    def list(self, path: str) -> list[EntryInfo]:
+    def list(self, path: str) -> builtins.list[EntryInfo]:
         """The entries of directory ``path`` in the guest (hidden ones too), sorted by name."""
         r = self._commands.run(["sh", "-c", _LIST, "sh", path], cwd="/")
         if r.exit_code != 0:

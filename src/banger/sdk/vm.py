@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from banger.api.shapes import Event
 from banger.errors import BangerError, NotFound
 from banger.sdk.commands import Commands
 from banger.sdk.files import Files
@@ -21,12 +22,12 @@ from banger.sdk.workspace import Workspace
 
 if TYPE_CHECKING:
     from banger.api.client import Client
-    from banger.api.shapes import Event, Operation, Snapshot, Vm
+    from banger.api.shapes import Operation, Snapshot, Vm
     from banger.config import Settings
 
 log = logging.getLogger("banger.sdk")
 
-Progress = Callable[["Event"], None]
+Progress = Callable[[Event], None]
 """Called with each event of an operation (its stages and notes) as it arrives."""
 
 
