@@ -60,6 +60,9 @@ def test_run_takes_argv_cwd_env_stdin_and_a_timeout(daemon, tmp_path):
         r = vm.commands.run(["sh", "-c", 'pwd; echo "$G"; cat'], cwd=str(tmp_path),
                             env={"G": "hi"}, stdin="in")  # fmt: skip
         assert r.stdout == f"{tmp_path}\nhi\nin"
+        seen: list[str] = []
+        r = vm.commands.run("echo a; echo b >&2", on_stdout=seen.append, on_stderr=seen.append)
+        assert sorted(seen) == ["a\n", "b\n"] and r.stdout == "a\n"
         r = vm.commands.run(["sleep", "30"], timeout=0.5)
         assert (r.exit_code, r.timed_out) == (124, True)
 
@@ -124,7 +127,7 @@ def test_a_workspace_prepares_runs_there_and_exports_a_patch(daemon, tmp_path):
 
 
 def test_connect_attaches_and_leaving_keeps_the_vm(daemon):
-    made = banger.VM(image=IMAGE, name="kept", settings=daemon.settings)
+    made = banger.VM.create(image=IMAGE, name="kept", settings=daemon.settings)
     with banger.VM.connect("kept", settings=daemon.settings) as vm:
         assert vm.commands.run("true").exit_code == 0
         assert vm.info.state == "running"

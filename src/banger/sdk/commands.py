@@ -9,7 +9,7 @@ shell line (``sh -c``), a list is an argv run as it is.
 from __future__ import annotations
 
 import base64
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -111,6 +111,8 @@ class Commands:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         stdin: str | bytes | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
     ) -> CommandResult:
         """Run ``cmd`` to its end and return its exit code, stdout and stderr.
 
@@ -123,6 +125,8 @@ class Commands:
                 prepared, else /root.
             env: variables to add to its environment.
             stdin: its whole standard input (none by default).
+            on_stdout, on_stderr: called with each piece of output as it comes
+                (as E2B's), besides its collection in the result.
         """
         out: list[bytes] = []
         err: list[bytes] = []
@@ -132,6 +136,9 @@ class Commands:
                 result = item
             else:
                 (out if item.stream == "stdout" else err).append(item.data)
+                report = on_stdout if item.stream == "stdout" else on_stderr
+                if report is not None:
+                    report(item.text)
         return CommandResult(
             exit_code=result.exit_code,
             stdout=b"".join(out).decode(errors="replace"),

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from banger.api.shapes import Event
 from banger.errors import BangerError, NotFound
@@ -110,6 +110,11 @@ class VM:
             except BaseException:
                 self.kill()
                 raise
+
+    @classmethod
+    def create(cls, image: str | None = None, workspace: str | Path | None = None, **kw: Any) -> VM:
+        """The same as ``VM(...)``, spelt as E2B's ``Sandbox.create()``."""
+        return cls(image, workspace, **kw)
 
     @classmethod
     def connect(
