@@ -28,7 +28,6 @@ T = TypeVar("T")
 
 # Past this many characters, a stream keeps its end (where errors are) and says so.
 OUTPUT_LIMIT = 30_000
-DEFAULT_IMAGE = "debian-bookworm"
 
 INSTRUCTIONS = """banger runs disposable Linux microVMs (Debian by default) on this host.
 Use them to run code you should not run on the host: tests, builds, installs, scripts
@@ -63,17 +62,15 @@ class Tools:
 
         return VM.connect(name, settings=self.settings)
 
-    def create_vm(self, image: str, workspace: str | None, name: str | None) -> dict[str, Any]:
+    def create_vm(
+        self, image: str | None, workspace: str | None, name: str | None
+    ) -> dict[str, Any]:
         from banger.sdk import VM
 
-        vm = VM(image=image, name=name, settings=self.settings)
-        found: dict[str, Any] = {"vm": vm.name, "image": image, "ip": vm.ip}
-        if workspace:
-            try:
-                ws = vm.workspace.prepare(workspace)
-            except BaseException:
-                vm.kill()
-                raise
+        vm = VM(image=image, workspace=workspace, name=name, settings=self.settings)
+        found: dict[str, Any] = {"vm": vm.name, "image": vm.info.image, "ip": vm.ip}
+        ws = vm.workspace.info if workspace else None
+        if ws is not None:
             found["workspace"] = ws.guest_path
             found["base_commit"] = ws.base_commit
         return found
@@ -129,12 +126,13 @@ def build(settings: Settings | None = None) -> MCPServer:
 
     @server.tool()
     async def create_vm(
-        image: str = DEFAULT_IMAGE, workspace: str | None = None, name: str | None = None
+        image: str | None = None, workspace: str | None = None, name: str | None = None
     ) -> dict[str, Any]:
         """Create and boot a fresh Linux VM; use it before running anything that could harm
         the host or needs a clean machine. workspace: an absolute path to a git checkout on
-        the host, copied into the VM (commands then run in it). Returns the VM's name for the
-        other tools. It takes about a minute; the VM stays until delete_vm."""
+        the host, copied into the VM (commands then run in it). image: default Debian
+        (debian-bookworm). Returns the VM's name for the other tools. It takes about a
+        minute; the VM stays until delete_vm."""
         return await call(lambda: tools.create_vm(image, workspace, name))
 
     @server.tool()
