@@ -62,6 +62,9 @@ class VM:
         vcpus, memory_mib: its size; None: defaults sized to this host.
         nat: let the VM reach the network beyond this host.
         from_snapshot: restore this snapshot instead of booting an image.
+        wait_boot: return once the image's own init has finished booting
+            (its services, sshd among them, are up), not as soon as banger's
+            agent answers (commands already work then).
         on_progress: called with each stage of create, delete, fork and
             snapshot, as `banger vm create` prints them.
         settings: banger's settings; None: read them as the CLI does.
@@ -82,6 +85,7 @@ class VM:
         memory_mib: int | None = None,
         nat: bool = False,
         from_snapshot: str | None = None,
+        wait_boot: bool = False,
         on_progress: Progress | None = None,
         settings: Settings | None = None,
     ) -> None:
@@ -94,6 +98,7 @@ class VM:
             memory_mib=memory_mib,
             nat=nat,
             from_snapshot=from_snapshot,
+            wait_boot=wait_boot,
         )
         conn = _client(settings)
         progress = on_progress or _silent
