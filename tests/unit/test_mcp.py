@@ -92,10 +92,11 @@ def test_create_run_write_read_list_and_delete(daemon):
             )
             listed = value_of(await s.call_tool("list_vms", {}))
             resource = await s.read_resource("banger://vms")
+            no_ws = await s.call_tool("export_patch", {"vm": "m1"})
             deleted = value_of(await s.call_tool("delete_vm", {"vm": "m1"}))
-            return made, ran, big, wrote, read, listed, resource, deleted
+            return made, ran, big, wrote, read, listed, resource, no_ws, deleted
 
-    made, ran, big, wrote, read, listed, resource, deleted = asyncio.run(main())  # fmt: skip
+    made, ran, big, wrote, read, listed, resource, no_ws, deleted = asyncio.run(main())  # fmt: skip
     assert made["vm"] == "m1"
     assert ran == {"exit_code": 4, "stdout": "hi\n", "stderr": "oops\n"}
     assert big["stdout"].startswith("[banger: the first 70,000 of 100,000 characters were cut")
@@ -104,5 +105,7 @@ def test_create_run_write_read_list_and_delete(daemon):
     assert read == "hello"
     assert [v["vm"] for v in listed] == ["m1"]
     assert '"vm": "m1"' in resource.contents[0].text
+    assert no_ws.is_error
+    assert "VM m1 has no workspace to export\nhint: copy a checkout in first" in text_of(no_ws)
     assert deleted == "deleted m1"
     assert daemon.store.list_vms() == []
