@@ -79,6 +79,9 @@ def exec_numbers(vm: str, runs: int) -> None:
     api = median_of(
         max(runs, 20), "API websocket exec of true (no CLI)", lambda: channel.run(["true"])
     )
+    read = median_of(
+        max(runs, 20), "API websocket read of /etc/hostname", lambda: read_small(channel)
+    )
     client = connect(settings)
 
     def operation() -> None:
@@ -90,6 +93,19 @@ def exec_numbers(vm: str, runs: int) -> None:
     print(
         f"  API round trip {api * 1000:.1f} ms, as an operation {op * 1000:.1f} ms (target <= 30)"
     )
+    print(f"  a read with no process in the guest: {read * 1000:.1f} ms (the rest is fork+exec)")
+
+
+def read_small(channel: object) -> None:
+    from banger.workspace.agent_channel import AgentChannel
+
+    assert isinstance(channel, AgentChannel)
+    sink = channel._transfer(
+        {"op": "read", "path": "/etc/hostname"}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+    )
+    assert sink.stdout is not None
+    sink.stdout.read()
+    sink.wait()
 
 
 def copy_numbers(vm: str, runs: int) -> None:
@@ -140,6 +156,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--vm", help="Use this running VM instead of creating one.")
     parser.add_argument("--skip-copy", action="store_true", help="Only the exec numbers.")
+    parser.add_argument("--skip-exec", action="store_true", help="Only the copy numbers.")
     args = parser.parse_args()
     vm = args.vm or VM
     if args.vm is None:
@@ -148,7 +165,8 @@ def main() -> None:
         banger("vm", "create", "--name", VM)
         print(f"created {VM} in {time.monotonic() - start:.1f} s")
     try:
-        exec_numbers(vm, args.runs)
+        if not args.skip_exec:
+            exec_numbers(vm, args.runs)
         if not args.skip_copy:
             copy_numbers(vm, args.runs)
     finally:

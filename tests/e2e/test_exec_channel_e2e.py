@@ -59,8 +59,10 @@ def test_a_missing_command_is_127_with_the_error_line(vm: Banger):
     assert b"no-such-command: command not found in VM exec-e2e" in result.stderr
 
 
-def test_ctrl_c_reaches_the_guest_process(vm: Banger):
-    script = 'trap "echo got-int; exit 7" INT; echo ready; while :; do sleep 0.2; done'
+def forwarded(vm: Banger, sig: signal.Signals) -> tuple[int, bytes]:
+    """Send ``sig`` to a `vm exec` whose guest shell traps it; (exit code, stdout)."""
+    trap = f'trap "echo got-{sig.name}; exit 7" {sig.name[3:]}'
+    script = f"{trap}; echo ready; while :; do sleep 0.2; done"
     child = subprocess.Popen(
         [str(BIN / "banger"), "vm", "exec", VM, "--", "sh", "-c", script],
         env=vm.env,
@@ -70,10 +72,28 @@ def test_ctrl_c_reaches_the_guest_process(vm: Banger):
     )
     assert child.stdout is not None
     assert child.stdout.readline() == b"ready\n"
-    child.send_signal(signal.SIGINT)
-    out, _ = child.communicate(timeout=30)
-    assert child.returncode == 7
-    assert out == b"got-int\n"
+    child.send_signal(sig)
+    try:
+        out, _ = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    return child.returncode, out
+
+
+def test_a_signal_to_vm_exec_reaches_the_guest_process(vm: Banger):
+    assert forwarded(vm, signal.SIGTERM) == (7, b"got-SIGTERM\n")
+
+
+def test_guest_commands_start_with_sigint_and_sigquit_at_their_default(vm: Banger):
+    """What a Ctrl-C forwarded to the guest needs: a process that can take SIGINT.
+
+    Signals ignored when a non-interactive shell starts cannot be trapped in it,
+    so an agent that passes on an ignored SIGINT makes Ctrl-C do nothing.
+    """
+    result = banger(vm, "vm", "exec", VM, "--", "grep", "SigIgn", "/proc/self/status")
+    ignored = int(result.stdout.split()[1], 16)
+    assert ignored & (1 << (signal.SIGINT - 1) | 1 << (signal.SIGQUIT - 1)) == 0, result.stdout
+    assert forwarded(vm, signal.SIGINT) == (7, b"got-SIGINT\n")
 
 
 def test_a_timeout_kills_the_command_with_124(vm: Banger):

@@ -27,6 +27,8 @@ from banger.config import Settings
 from banger.daemon.app import add_error_handlers
 from banger.daemon.routes_guest import guest_routes
 from banger.daemon.routes_operations import operation_routes
+from banger.daemon.routes_vms import vm_routes
+from banger.daemon.routes_workspaces import workspace_routes
 from banger.daemon.services import wire
 from banger.guest.link import AgentLink
 from banger.store import Store
@@ -130,6 +132,9 @@ class GuestDaemon:
         app = FastAPI()
         app.include_router(guest_routes(services.vms, self.agents, services.ops))
         app.include_router(operation_routes(self.store, services.ops))
+        app.include_router(workspace_routes(self.store, services.ssh_config))
+        s = services
+        app.include_router(vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops, s.ssh_config))
         add_error_handlers(app)
         config = uvicorn.Config(
             app, uds=str(self.settings.socket), log_level="warning", lifespan="off"
@@ -139,6 +144,15 @@ class GuestDaemon:
             await self._server.serve()
         finally:
             await self.agents.close()
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment for a `banger` command that talks to this daemon."""
+        return {
+            **os.environ,
+            "BANGER_HOME": str(self.settings.home),
+            "BANGER_RUNTIME_DIR": str(self.settings.runtime_dir),
+            "BANGER_CONFIG": str(self.tmp / "no-config.toml"),
+        }
 
     def stop(self) -> None:
         if self._server is not None:

@@ -179,3 +179,16 @@ def test_garbage_then_sync_resynchronises(agent_socket: Path) -> None:
     client.decoder = proto.Decoder()
     client.start()
     assert client.run(["echo", "back"]).stdout == b"back\n"
+
+
+def test_a_sync_where_a_frame_was_due_starts_a_new_session(agent: AgentClient) -> None:
+    # A host that reconnects to a serial port before the agent saw it hang
+    # up sends SYNC in the middle of the old session.
+    ch = agent.open("exec", argv=["sleep", "300"], stdin=False)
+    pid = ch.wait_event()["started"]["pid"]
+    agent.start()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists()
+    assert agent.run(["echo", "fresh"]).stdout == b"fresh\n"

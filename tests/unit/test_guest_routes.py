@@ -11,6 +11,7 @@ import base64
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -230,3 +231,61 @@ def test_a_workspace_prepares_and_exports_through_the_agent(channel, tmp_path):
         ("A", "blob.bin"),
         ("D", "src/m2.py"),
     }
+
+
+def test_bad_requests_are_refused_with_the_field_and_start_nothing(daemon, channel):
+    with pytest.raises(BangerError) as caught:
+        channel.start([])
+    assert caught.value.code == "invalid"
+    assert "argv" in caught.value.message
+    with pytest.raises(BangerError) as caught:
+        channel._transfer({"op": "tar_get", "dir": "/"}, stdin=None, stdout=None)
+    assert caught.value.message == "tar_get needs names under dir"
+    with pytest.raises(BangerError) as caught:
+        AgentChannel(str(daemon.settings.socket), "ghost").start(["true"])
+    assert caught.value.code == "not_found"
+    assert caught.value.hint == "see `banger vm list` for the VMs that exist"
+
+
+def test_a_guest_access_says_the_channel_is_there(daemon):
+    access = Client(daemon.settings).get("/vms/dev/guest", lambda d: d)
+    assert access["channel"] is True
+    assert access["ssh"] is None
+    assert access["agent"]["version"] == 1
+
+
+BANGER = Path(sys.executable).parent / "banger"
+
+
+def test_the_cli_forwards_ctrl_c_and_keeps_the_exit_code(daemon):
+    script = 'trap "echo got-int; exit 7" INT; echo ready; while :; do sleep 0.1; done'
+    child = subprocess.Popen(
+        [BANGER, "vm", "exec", "dev", "--", "sh", "-c", script],
+        env=daemon.cli_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"ready\n"
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=20)
+    assert (child.returncode, out, err) == (7, b"got-int\n", b"")
+
+
+@pytest.fixture
+def shell_started(settings, store, agent_binary, tmp_path):
+    """The agent started as agent.sh starts it: in the background of a non-interactive sh."""
+    wrapper = tmp_path / "agent-in-background"
+    wrapper.write_text(f'#!/bin/sh\n"{agent_binary}" "$@" &\nwait\n')
+    wrapper.chmod(0o755)
+    served = GuestDaemon(settings, store, wrapper, tmp_path).start()
+    yield AgentChannel(str(settings.socket), "dev")
+    served.stop()
+
+
+def test_commands_can_take_sigint_even_when_the_agent_started_ignoring_it(shell_started):
+    code, out, _ = run(shell_started, ["grep", "SigIgn", "/proc/self/status"])
+    ignored = int(out.split()[1], 16)
+    assert code == 0
+    assert ignored & (1 << (signal.SIGINT - 1) | 1 << (signal.SIGQUIT - 1)) == 0, out

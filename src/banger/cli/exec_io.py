@@ -85,11 +85,18 @@ def run_command(
 ) -> int:
     """Run ``argv`` in the guest with this process's streams; its exit code."""
     pty = terminal_size() if tty else None
-    child = channel.start(
-        argv, cwd=cwd, env=env, stdin=None, stdout=None, stderr=None, pty=pty, timeout=timeout
-    )
-    with forwarding(child, tty), raw_terminal(tty):
-        code = child.wait()
+    # Held from before the start until the handlers are in: a Ctrl-C as the
+    # command starts is forwarded to it, not taken as the CLI's own.
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    try:
+        child = channel.start(
+            argv, cwd=cwd, env=env, stdin=None, stdout=None, stderr=None, pty=pty, timeout=timeout
+        )
+        with forwarding(child, tty), raw_terminal(tty):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+            code = child.wait()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     if child.final.get("timed_out"):
         click.echo(f"banger: {argv[0]} timed out after {timeout:g}s and was killed", err=True)
     return code

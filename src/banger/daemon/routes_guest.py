@@ -80,7 +80,7 @@ async def first_request(ws: WebSocket, model: type[M]) -> M:
     if text is None:
         raise UserError(
             "the first message must be the request as JSON text",
-            hint="see the route's description in bangerd's /docs",
+            hint='e.g. {"argv": ["uname", "-a"]} (exec/ws), {"op": "read", "path": P} (files/ws)',
         )
     try:
         return model.model_validate_json(text)

@@ -15,6 +15,14 @@ error), and then reads frames. Every channel of an earlier connection is
 cancelled when a new one syncs: a new daemon owns nothing the old one
 started.
 
+A host that reconnects before the agent noticed the hang-up sends its SYNC
+where the agent expects a frame; the agent recognises SYNC at a frame
+boundary too (its first ten bytes are a header no peer may send) and starts
+a new session. Frames of the previous connection may still be in flight
+when a host connects: the host ignores every frame until the agent's HELLO
+answer. When HELLO gets no answer (the SYNC landed inside a stale partial
+frame), the host sends SYNC and HELLO again.
+
 Frame: ``length:u32 channel:u32 kind:u8 flags:u8`` (big-endian), then
 ``length`` bytes of payload, at most ``MAX_PAYLOAD``. Channel 0 is the
 connection's own (HELLO, PING); every request opens a channel the host
@@ -47,6 +55,40 @@ Kinds and payloads:
   gets SIGKILL); the agent still answers CLOSE.
 - ERROR (agent -> host, JSON): a protocol error on channel 0, or a request
   the agent cannot parse on its channel (then no CLOSE follows).
+
+Decisions the agent (``guest/agent/*.go``) implements where the above is silent:
+
+- PING is a HELLO sent again after the first succeeded: it is answered like
+  the first, so it doubles as a liveness check. Any HELLO is answered.
+- An OPEN whose payload is not a JSON object with ``op`` gets ERROR on its
+  channel; an op the agent does not know gets CLOSE ``errno: "ENOSYS"``;
+  bad fields in a known op get CLOSE ``errno: "EINVAL"``. A request the
+  host cancelled closes with ``errno: "ECANCELED"`` (exec: ``signal: 9``).
+- The agent's DATA frames carry at most 32 KiB (a virtio-serial write moves
+  that much as one buffer); it accepts up to ``DATA_CHUNK`` from the host.
+- exec: the environment is ``PATH`` (the usual sbin and bin dirs), ``HOME=/root``,
+  ``USER=root``, ``LANG=C.UTF-8`` and, with a pty, ``TERM`` (``term`` or
+  xterm-256color), then the request's ``env`` over them; ``argv[0]`` is looked
+  up in that PATH. ``cwd`` defaults to /root (/ when missing). Without
+  ``stdin: true`` the command's stdin is empty. With a pty the output is one
+  stream (1), and EOF on stream 0 types the terminal's end-of-file (^D). The
+  exec ends when its process has exited and its output streams are closed:
+  a background child holding them keeps it open, as over SSH (after a
+  timeout or CANCEL the group is killed and output gets one second more).
+  ``timeout`` is in seconds (a float; 0 or absent: none).
+- read/write/stat/list/tar take absolute paths. ``write`` without ``mode``
+  keeps the mode of the file it replaces (0644 for a new one). ``stat``'s
+  ``mode`` holds the permission bits with setuid/setgid/sticky; ``type`` is
+  one of file, dir, symlink, fifo, socket, char, block; ``mtime`` is float
+  seconds. ``tar_get`` without ``names`` sends the whole ``dir``;
+  ``tar_put`` creates ``dir`` when missing and stops at the first refused
+  entry (entries before it stay extracted); CLOSE has ``files``.
+- identity changes ``eth0``; CLOSE has ``changed`` (the fields applied). A
+  new host key is written to /etc/ssh/ssh_host_ed25519_key{,.pub}; a
+  running OpenSSH gets SIGHUP, banger's dropbear is restarted with it.
+- entropy's CLOSE has ``bytes``. ports' ``proto`` is "tcp" or "tcp6".
+- An agent started with ``--listen unix:PATH`` (tests on a host) refuses
+  identity, clock and poweroff with ``errno: "EPERM"``.
 """
 
 from __future__ import annotations

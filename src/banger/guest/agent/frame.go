@@ -5,6 +5,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -55,6 +56,12 @@ type frame struct {
 // errFraming means the byte stream lost its frame boundaries: resync.
 var errFraming = errors.New("framing error")
 
+// errResync: a SYNC arrived where a frame was due. A host that reconnects
+// faster than the agent sees the hang-up sends its SYNC mid-session; its
+// first ten bytes read as a header no peer may send (kind 'E'), so this is
+// never mistaken for a frame.
+var errResync = errors.New("SYNC at a frame boundary")
+
 func encodeFrame(ch uint32, k kind, payload []byte) []byte {
 	buf := make([]byte, headerSize+len(payload))
 	binary.BigEndian.PutUint32(buf[0:4], uint32(len(payload)))
@@ -81,6 +88,16 @@ func readFrame(r *bufio.Reader) (frame, error) {
 	}
 	length := binary.BigEndian.Uint32(head[0:4])
 	k := kind(head[8])
+	if bytes.Equal(head[:], syncMarker[:headerSize]) {
+		rest := make([]byte, len(syncMarker)-headerSize)
+		if _, err := io.ReadFull(r, rest); err != nil {
+			return frame{}, err
+		}
+		if bytes.Equal(rest, syncMarker[headerSize:]) {
+			return frame{}, errResync
+		}
+		return frame{}, fmt.Errorf("%w: half a SYNC", errFraming)
+	}
 	if length > maxPayload || k > kError {
 		return frame{}, fmt.Errorf("%w: length %d kind %d", errFraming, length, k)
 	}

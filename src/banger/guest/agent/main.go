@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 )
 
 type handler func(ch *channel, raw []byte) (map[string]any, error)
@@ -41,6 +43,13 @@ func main() {
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("banger-agent: ")
+	// agent.sh starts this in the background of a non-interactive shell, which
+	// starts it with SIGINT and SIGQUIT ignored; the commands it runs would
+	// inherit that, and a non-interactive shell cannot trap a signal ignored
+	// on entry: a Ctrl-C forwarded from the host would do nothing. Catching
+	// them (and dropping them) replaces the ignore, and exec gives every child
+	// the default disposition of a caught signal.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGINT, syscall.SIGQUIT)
 
 	a := &agent{guest: *listen == ""}
 	up := []string{}

@@ -109,12 +109,20 @@ func (s *session) sendJSON(ch uint32, k kind, v any) error {
 // serve reads SYNC, then frames, until the conn fails; a framing error
 // sends ERROR and waits for the next SYNC.
 func (a *agent) serve(l *link, r *bufio.Reader) error {
+	synced := false
 	for {
-		if err := awaitSync(r); err != nil {
-			return err
+		if !synced {
+			if err := awaitSync(r); err != nil {
+				return err
+			}
 		}
 		s := a.begin(l)
 		err := s.run(r)
+		synced = errors.Is(err, errResync)
+		if synced {
+			s.dead.Store(true)
+			continue
+		}
 		if errors.Is(err, errFraming) {
 			_ = s.sendJSON(0, kError, map[string]any{"error": err.Error() + "; send SYNC"})
 			s.dead.Store(true)
