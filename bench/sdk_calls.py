@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.unit.agent_host import build_agent
+from tests.agent_driver import build_agent
 from tests.unit.sdk_daemon import IMAGE, SdkDaemon
 
 import banger

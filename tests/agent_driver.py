@@ -172,6 +172,22 @@ class AgentClient:
         assert answer.kind is Kind.HELLO, answer
         return answer.json()
 
+    def start_retrying(self, timeout: float, every: float = 0.5) -> dict[str, Any]:
+        """SYNC and HELLO again and again until answered: the guest kernel drops
+        what the host sends before the agent has opened its serial port."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.send(proto.SYNC)
+            self.send(proto.encode_json(0, Kind.HELLO, {"min": 1, "max": 1, "host": "tests"}))
+            until = time.monotonic() + every
+            while time.monotonic() < until:
+                self.pump(until - time.monotonic())
+                for frame in self.control:
+                    if frame.kind is Kind.HELLO:
+                        self.control.clear()
+                        return frame.json()
+        raise TimeoutError(f"no HELLO from the agent within {timeout}s")
+
     def open(self, op: str, **request: Any) -> Channel:
         return self.open_raw(json.dumps({"op": op, **request}).encode())
 

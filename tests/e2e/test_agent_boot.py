@@ -13,7 +13,6 @@ import contextlib
 import ipaddress
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -31,6 +30,7 @@ from banger.image.mirror import debian_mirror
 from banger.vmm.accel import host_tsc_khz
 from banger.vmm.base import DiskSpec, NetSpec, VmmConfig
 from banger.vmm.qemu import QemuVmm
+from tests.agent_driver import AgentClient
 
 pytestmark = pytest.mark.e2e
 
@@ -235,44 +235,31 @@ def boot_tree(
 
 @dataclass
 class AgentPort:
-    """The host end of the banger.agent port, read on a thread from launch on."""
+    """banger-agent on the VM's virtio-serial port, greeted on a thread from launch on."""
 
-    sock: socket.socket
+    path: Path
     launched: float
-    data: bytes = b""
-    seconds: float | None = None  # from launch to the first full line
+    client: AgentClient | None = None
+    hello: dict[str, object] | None = None
+    seconds: float | None = None  # from launch to the agent's HELLO
 
-    def read(self) -> None:
-        self.sock.settimeout(BOOT_TIMEOUT)
-        with contextlib.suppress(OSError):
-            while not self.data.endswith(b"\n"):
-                chunk = self.sock.recv(64)
-                if not chunk:
-                    break
-                self.data += chunk
+    def greet(self) -> None:
+        deadline = self.launched + BOOT_TIMEOUT
+        while not self.path.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.client = AgentClient(self.path)
+        with contextlib.suppress(OSError, TimeoutError):
+            self.hello = self.client.start_retrying(deadline - time.monotonic())
         self.seconds = time.monotonic() - self.launched
-        self.sock.close()
 
 
 def _launch_with_agent_port(vmm: QemuVmm, config: VmmConfig) -> tuple[int, AgentPort]:
-    """Launch with a virtio-serial port named banger.agent; connect to it at once,
-    before the guest can write (a socket chardev drops data nobody reads)."""
-    path = config.run_dir / "agent.sock"
-    config.run_dir.mkdir(parents=True, exist_ok=True)
-    argv = [
-        *vmm.argv(config),
-        "-device", "virtio-serial-device",
-        "-chardev", f"socket,id=agent,path={path},server=on,wait=off",
-        "-device", f"virtserialport,chardev=agent,name={agent.SERIAL_PORT_NAME}",
-    ]  # fmt: skip
+    """Launch, and greet the agent's port at once: bytes the host sends before
+    the agent opens it are dropped, so the greeting repeats until answered."""
     launched = time.monotonic()
-    subprocess.run(argv, check=True, capture_output=True, timeout=60)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(str(path))
-    port = AgentPort(sock, launched)
-    threading.Thread(target=port.read, daemon=True).start()
-    pid = vmm.pid(config.run_dir)
-    assert pid is not None
+    pid = vmm.launch(config)
+    port = AgentPort(config.agent_socket, launched)
+    threading.Thread(target=port.greet, daemon=True).start()
     return pid, port
 
 
@@ -403,15 +390,23 @@ def test_debian_with_systemd_but_no_sshd_gets_a_sidecar(boot_tree, bundle: Path,
     assert _wait_exit(guest.pid, 60), "QEMU still runs 60s after systemctl poweroff"
 
 
-def test_the_agent_says_ready_on_its_virtio_serial_port(boot_tree, bundle: Path, tmp_path: Path):
+def test_the_agent_answers_on_its_virtio_serial_port(boot_tree, bundle: Path, tmp_path: Path):
     tree = busybox_tree(tmp_path / "busybox-port", bundle)
     guest = boot_tree(tree, bundle, 4, serial=True)
     assert guest.port is not None
     deadline = time.monotonic() + 10
     while guest.port.seconds is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert guest.port.data == b"ready\n"
-    assert guest.port.seconds is not None
-    print(f"busybox-port: ready on virtio-serial {guest.port.seconds:.1f}s after launch")
-    # The port says ready no later than SSH answers.
+    assert guest.port.hello is not None and guest.port.seconds is not None
+    print(f"busybox-port: agent's HELLO on virtio-serial {guest.port.seconds:.1f}s after launch")
+    # The channel answers no later than SSH does.
     assert guest.port.seconds <= guest.boot_to_ssh + 0.5
+    assert agent.CHANNEL_LINE in guest.console.read_text(errors="replace")
+    client = guest.port.client
+    assert client is not None
+    ch = client.run(["sh", "-c", "echo out; echo err >&2; exit 4"])
+    assert (ch.closed, ch.stdout, ch.stderr) == ({"ok": True, "exit": 4}, b"out\n", b"err\n")
+    assert client.call("boot") == {"ok": True, "init": "agent", "state": "running"}
+    # poweroff over the channel: CLOSE first, then the agent as PID 1 ends the VM.
+    assert client.call("poweroff") == {"ok": True}
+    assert _wait_exit(guest.pid, 30), "QEMU still runs 30s after poweroff over the channel"

@@ -12,7 +12,7 @@ guest powers off, and its QEMU dies with it (PR_SET_PDEATHSIG), as a VM
 dies with Firecracker. vsock is emulated on the host's side only (its unix
 socket and CONNECT handshake; the guest gets a virtio-serial port, since
 QEMU's vsock needs vhost, absent here: see ``vsock.py``). Not emulated: rate
-limiters, snapshots, balloon, MMDS.
+limiters, balloon, MMDS.
 
 Jailed (run by the stand-in jailer), paths are inside ``$STANDIN_JAIL_ROOT``
 and QEMU runs as the jail's uid and gid, so file and tap permissions are

@@ -1,7 +1,7 @@
 """The real banger-agent, built from its Go source and run on this host.
 
-``build_agent`` compiles it as the image bundle does (``guest.agentbin``);
-``HostAgent`` runs it with ``--listen unix:PATH`` and kills it after.
+``HostAgent`` runs the binary of the ``agent_binary`` fixture with
+``--listen unix:PATH`` and can kill it as a crash would.
 """
 
 from __future__ import annotations
@@ -9,25 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
-
-import pytest
-
-from banger.errors import HostError
-from banger.guest import agentbin
-
-# agentbin keys a build by the hash of the sources, so one cache serves
-# every session (a second one starts in milliseconds, not ten seconds).
-CACHE = Path(tempfile.gettempdir()) / f"banger-test-agent-{os.getuid()}"
-
-
-def build_agent() -> Path:
-    try:
-        return agentbin.build_agent(CACHE)
-    except HostError as exc:
-        pytest.skip(f"cannot build banger-agent here: {exc.message}")
 
 
 class HostAgent:

@@ -65,11 +65,23 @@ class Peer:
     """One listening socket; every accepted connection runs the same script."""
 
     def __init__(
-        self, path: Path, handlers: dict[str, Handler], *, versions: tuple[int, int] = (1, 1)
+        self,
+        path: Path,
+        handlers: dict[str, Handler],
+        *,
+        versions: tuple[int, int] = (1, 1),
+        preamble: bytes = b"",
+        deaf: int = 0,
     ) -> None:
         self.path = path
         self.handlers = handlers
         self.versions = versions
+        # Sent on every connection first: what an earlier connection left in flight.
+        self.preamble = preamble
+        # HELLOs to leave unanswered (a SYNC swallowed by a stale partial frame).
+        self.deaf = deaf
+        # Set: the agent hangs (its socket stays open, nothing answers).
+        self.muted = False
         self.requests: list[Request] = []
         self.hellos: list[dict[str, Any]] = []
         self._writers: list[asyncio.StreamWriter] = []
@@ -102,16 +114,24 @@ class Peer:
         self._writers.append(writer)
         self._writer = writer
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            if self.preamble:
+                await self.write(self.preamble)
             await reader.readuntil(proto.SYNC)
             decoder = proto.Decoder()
             while chunk := await reader.read(1 << 16):
-                for frame in decoder.feed(chunk):
+                # A SYNC again at a frame boundary (the host's resend): the real
+                # agent starts over; this script only skips it.
+                for frame in decoder.feed(chunk.replace(proto.SYNC, b"")):
                     await self._frame(frame)
 
     async def _frame(self, frame: proto.Frame) -> None:
+        if self.muted:
+            return
         if frame.kind is proto.Kind.HELLO:
             body = frame.json()
             self.hellos.append(body)
+            if len(self.hellos) <= self.deaf:
+                return
             low, high = self.versions
             best = min(high, body["max"])
             if best < max(low, body["min"]):
@@ -144,3 +164,27 @@ class Peer:
             request.controls.put_nowait(frame.json())
         elif frame.kind is proto.Kind.CANCEL:
             request.cancelled.set()
+
+
+async def relay(left: asyncio.StreamReader, right: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await left.read(1 << 16):
+            right.write(chunk)
+            await right.drain()
+    finally:
+        right.close()
+
+
+def firecracker_uds(path: Path, agent: Path, listening_port: int) -> Awaitable[asyncio.Server]:
+    """What Firecracker's vsock socket does with a host-initiated connection."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        if line != f"CONNECT {listening_port}\n".encode():
+            writer.close()  # nothing listens on that port in the guest
+            return
+        writer.write(b"OK 1073741824\n")
+        up_reader, up_writer = await asyncio.open_unix_connection(str(agent))
+        await asyncio.gather(relay(reader, up_writer), relay(up_reader, writer))
+
+    return asyncio.start_unix_server(serve, str(path))

@@ -134,9 +134,6 @@ class FakeVmm:
     def metrics(self, run_dir: Path) -> dict[str, Any] | None:
         return None
 
-    def agent_endpoint(self, run_dir: Path) -> AgentEndpoint:
-        return AgentEndpoint(run_dir / "agent.sock")
-
     def version(self) -> str:
         return "fake 1.0"
 
@@ -154,6 +151,9 @@ class FakeVmm:
 
     def restore(self, config: VmmConfig, snapshot: Path) -> int:
         return self.launch(config)
+
+    def agent_endpoint(self, run_dir: Path) -> AgentEndpoint:
+        return AgentEndpoint(run_dir / "agent.sock")
 
 
 @contextlib.contextmanager

@@ -134,7 +134,9 @@ class GuestDaemon:
         app.include_router(operation_routes(self.store, services.ops))
         app.include_router(workspace_routes(self.store, services.ssh_config))
         s = services
-        app.include_router(vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops, s.ssh_config))
+        app.include_router(
+            vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops, s.ssh_config, s.snapshots)
+        )
         add_error_handlers(app)
         config = uvicorn.Config(
             app, uds=str(self.settings.socket), log_level="warning", lifespan="off"

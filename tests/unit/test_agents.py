@@ -1,14 +1,19 @@
 """bangerd's Agents service and the VM lifecycle over the guest channel.
 
-The agent here is a scripted peer on a unix socket (``agent_peer``): it can
-vanish or stop answering on purpose. The daemon's side is real: the store,
-the service graph from ``services.wire``, the VM's disks and keys; only the
-VMM and the root helper are fakes.
+The agent is the real banger-agent run on this host (``--listen unix:``)
+where it can be: killed, frozen, restarted. A scripted peer
+(``agent_peer``) stands in where the real one must not act on this host
+(it refuses ``poweroff`` here) or to count its HELLOs. The daemon's side is
+real: the store, the service graph from ``services.wire``, the VM's disks
+and keys; only the VMM and the root helper are fakes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
 import subprocess
 import time
 from collections.abc import Coroutine, Iterator
@@ -23,6 +28,7 @@ from banger.daemon.services import Services, wire
 from banger.errors import AgentUnavailable
 from banger.vmm.accel import AccelChoice
 from banger.vmm.base import AgentEndpoint, VmmConfig
+from tests.unit.agent_host import HostAgent
 from tests.unit.agent_peer import Peer, Request
 from tests.unit.fakes import FakeVmm, RecordingHelper, running_loop
 
@@ -215,3 +221,76 @@ def test_a_vm_that_dies_while_booting_fails_the_create(world: World) -> None:
     with pytest.raises(Exception, match="stopped before its guest agent answered"):
         create(world, "chan", Recorder())
     assert world.services.store.list_vms() == []
+
+
+# The real banger-agent, run on this host behind the same Agents service.
+
+
+@pytest.fixture
+def real_agent(world: World, agent_binary: Path) -> Iterator[HostAgent]:
+    agent = HostAgent(agent_binary, world.vmm.agent_socket).start()
+    yield agent
+    agent.kill()
+
+
+def test_the_real_agent_makes_the_vm_ready_and_lists_its_listeners(
+    world: World, real_agent: HostAgent
+) -> None:
+    progress = Recorder()
+    vm = create(world, "chan", progress)
+    assert any(line.startswith("dev's agent answered after ") for _, line in progress.lines)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        ports = world.services.inspector.ports(vm.name)
+    # This host's listener, as the guest's would be; the endpoint reaches the VM.
+    [mine] = [p for p in ports if p.port == port]
+    assert (mine.proto, mine.address) == ("tcp", "127.0.0.1")
+    assert mine.endpoint == f"{vm.ip}:{port}"
+    load = world.services.agents.call_sync(vm, "load")
+    assert load["mem_total_kib"] > 0 and len(load["loadavg"]) == 3
+
+
+def test_a_killed_real_agent_fails_fast_and_a_restarted_one_is_found(
+    world: World, real_agent: HostAgent, agent_binary: Path
+) -> None:
+    vm = create(world, "chan", Recorder())
+    agents = world.services.agents
+    real_agent.kill()
+    started = time.monotonic()
+    with pytest.raises(AgentUnavailable, match="banger's agent in VM 'dev' does not answer"):
+        agents.call_sync(vm, "load")
+    assert time.monotonic() - started < 6
+    again = HostAgent(agent_binary, world.vmm.agent_socket).start()
+    listening(world.vmm.agent_socket)  # its log says "channel up" already, from the first
+    try:
+        assert agents.call_sync(vm, "load")["procs"] > 0
+    finally:
+        again.kill()
+
+
+def listening(path: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX) as probe:
+            if probe.connect_ex(str(path)) == 0:
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"nothing listens on {path}")
+
+
+def test_a_frozen_real_agent_times_out_and_is_reconnected_when_it_thaws(
+    world: World, real_agent: HostAgent
+) -> None:
+    vm = create(world, "chan", Recorder())
+    agents = world.services.agents
+    assert real_agent.process is not None
+    os.kill(real_agent.process.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(AgentUnavailable, match="no answer to load within 1s") as caught:
+            agents.call_sync(vm, "load", timeout=1)
+        assert caught.value.hint is not None and "banger vm ssh dev" in caught.value.hint
+    finally:
+        os.kill(real_agent.process.pid, signal.SIGCONT)
+    assert agents.call_sync(vm, "load")["procs"] > 0

@@ -10,7 +10,8 @@ import pytest
 from banger.errors import VmmError
 from banger.vmm import fc_api
 from banger.vmm.base import DiskSpec, NetSpec, VmmConfig
-from banger.vmm.firecracker import MEMORY_FILE, VMSTATE_FILE, FirecrackerVmm, restore_requests
+from banger.vmm.fc_snapshot import MEMORY_FILE, VMSTATE_FILE, restore_requests
+from banger.vmm.firecracker import FirecrackerVmm
 from tests.standin import spec
 from tests.standin.install import install
 from tests.unit.test_firecracker import TEMPLATES, config

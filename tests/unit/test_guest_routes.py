@@ -25,14 +25,8 @@ from banger.workspace.agent_channel import AgentChannel
 from banger.workspace.channel import capture
 from banger.workspace.export import export
 from banger.workspace.prepare import PrepareOptions, prepare
-from tests.unit.agent_host import build_agent
 from tests.unit.guest_daemon import GuestDaemon
 from tests.unit.test_workspace import git, record_of
-
-
-@pytest.fixture(scope="session")
-def agent_binary() -> Path:
-    return build_agent()
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import pytest
 from banger.errors import VmmError
 from banger.guest import proto
 from banger.guest.link import AgentError, AgentGone, AgentLink, AgentVersionError, wait_ready
-from tests.unit.agent_peer import Peer, Request
+from banger.guest.linksync import LoopThread, SyncLink
+from tests.unit.agent_peer import Peer, Request, firecracker_uds
 
 
 def run(scenario: Callable[[], Awaitable[Any]], limit: float = 20.0) -> Any:
@@ -65,6 +66,37 @@ def test_a_version_refused_says_who_speaks_what(
     assert hint in err.hint
 
 
+def test_stale_bytes_of_an_earlier_connection_are_skipped(tmp_path: Path) -> None:
+    """The tail of a frame, a whole stale frame and an old session's ERROR, then the HELLO."""
+    stale_half = proto.data(7, proto.STDOUT, b"z" * 300)[150:]
+    stale_whole = proto.data(9, proto.STDERR, b"\x00" * 64)
+    stale_error = proto.encode_json(0, proto.Kind.ERROR, {"error": "framing"})
+    preamble = stale_half + stale_whole + stale_error
+
+    async def load(request: Request) -> None:
+        await request.close({"ok": True, "procs": 5})
+
+    async def scenario() -> int:
+        async with (
+            Peer(tmp_path / "a.sock", {"load": load}, preamble=preamble),
+            await AgentLink.connect(tmp_path / "a.sock", timeout=3) as link,
+        ):
+            return (await link.load()).procs
+
+    assert run(scenario) == 5
+
+
+def test_an_unanswered_hello_is_sent_again(tmp_path: Path) -> None:
+    async def scenario() -> int:
+        async with (
+            Peer(tmp_path / "a.sock", {}, deaf=1) as peer,
+            await AgentLink.connect(tmp_path / "a.sock", timeout=3),
+        ):
+            return len(peer.hellos)
+
+    assert run(scenario) == 2
+
+
 def test_nothing_listening_is_agent_gone(tmp_path: Path) -> None:
     async def scenario() -> None:
         with pytest.raises(AgentGone, match="cannot reach the guest agent"):
@@ -101,9 +133,30 @@ def test_a_lost_link_fails_every_open_channel_within_a_second(tmp_path: Path) ->
             # And the link refuses new work at once rather than hang on it.
             with pytest.raises(AgentGone):
                 await link.call("load")
+            assert link.closed
+            assert "closed the link" in (await link.wait_closed()).message
             return took
 
     assert run(scenario) < 1.0
+
+
+def test_an_agent_that_stops_answering_is_found_out_by_the_keepalive(tmp_path: Path) -> None:
+    """A hung agent behind virtio-serial leaves the socket open; pings notice."""
+
+    async def scenario() -> tuple[BaseException, float]:
+        async with Peer(tmp_path / "a.sock", {"exec": started_then_hang}) as peer:
+            link = await AgentLink.connect(tmp_path / "a.sock", timeout=2, keepalive=0.2)
+            assert await link.ping() < 0.5
+            session = await link.exec(["sleep", "100"])
+            peer.muted = True
+            began = time.monotonic()
+            with pytest.raises(AgentGone) as gone:
+                await session.wait()
+            return gone.value, time.monotonic() - began
+
+    gone, took = run(scenario)
+    assert "did not answer for 0.4 s" in gone.message
+    assert took < 1.5
 
 
 def test_a_call_that_outlives_its_timeout_is_cancelled(tmp_path: Path) -> None:
@@ -184,30 +237,6 @@ def test_input_waits_for_the_agents_credit(tmp_path: Path) -> None:
     assert received[0] == b"".join(bytes([i]) * 100_000 for i in range(30))
 
 
-async def relay(left: asyncio.StreamReader, right: asyncio.StreamWriter) -> None:
-    try:
-        while chunk := await left.read(1 << 16):
-            right.write(chunk)
-            await right.drain()
-    finally:
-        right.close()
-
-
-def firecracker_uds(path: Path, agent: Path, listening_port: int) -> Awaitable[asyncio.Server]:
-    """What Firecracker's vsock socket does with a host-initiated connection."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        line = await reader.readline()
-        if line != f"CONNECT {listening_port}\n".encode():
-            writer.close()  # nothing listens on that port in the guest
-            return
-        writer.write(b"OK 1073741824\n")
-        up_reader, up_writer = await asyncio.open_unix_connection(str(agent))
-        await asyncio.gather(relay(reader, up_writer), relay(up_reader, writer))
-
-    return asyncio.start_unix_server(serve, str(path))
-
-
 def test_firecracker_connect_handshake(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Peer(tmp_path / "a.sock", {}):
@@ -265,3 +294,25 @@ def test_wait_ready_gives_up_after_its_timeout(tmp_path: Path) -> None:
             assert "did not say hello" in err.value.message
 
     run(scenario)
+
+
+def test_sync_link_waits_for_the_agent_from_a_thread(tmp_path: Path) -> None:
+    async def load(request: Request) -> None:
+        await request.close({"ok": True, "loadavg": [0.5, 0.25, 0.125], "procs": 3})
+
+    with LoopThread() as loop:
+        peer = Peer(tmp_path / "a.sock", {"load": load})
+        asyncio.run_coroutine_threadsafe(peer.__aenter__(), loop).result(5)
+        try:
+            with SyncLink.wait_ready(
+                tmp_path / "a.sock", loop=loop, timeout=5, alive=lambda: True
+            ) as link:
+                assert link.load().loadavg == (0.5, 0.25, 0.125)
+
+                async def from_the_loop() -> None:
+                    link.load()
+
+                with pytest.raises(RuntimeError, match="its own event loop"):
+                    asyncio.run_coroutine_threadsafe(from_the_loop(), loop).result(5)
+        finally:
+            asyncio.run_coroutine_threadsafe(peer.__aexit__(), loop).result(5)

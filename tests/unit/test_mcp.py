@@ -12,16 +12,10 @@ import os
 import pytest
 
 from tests.mcp_client import mcp_session, text_of, value_of
-from tests.unit.agent_host import build_agent
 from tests.unit.sdk_daemon import IMAGE, SdkDaemon
 
 TOOLS = {"create_vm", "run_command", "read_file", "write_file", "list_vms", "export_patch",
          "fork_vm", "delete_vm"}  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def agent_binary():
-    return build_agent()
 
 
 @pytest.fixture

@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from pathlib import Path
 
 import pytest
 
 import banger
 from banger.api.shapes import Event
-from tests.unit.agent_host import build_agent
 from tests.unit.sdk_daemon import IMAGE, SdkDaemon
 from tests.unit.test_workspace import git
-
-
-@pytest.fixture(scope="session")
-def agent_binary() -> Path:
-    return build_agent()
 
 
 @pytest.fixture

@@ -190,6 +190,7 @@ def _shell_line_hint(name: str, command: tuple[str, ...]) -> None:
             "banger vm run --workspace . --export p.diff -- make fix",
             "banger vm run --keep --name try -- true  # then `banger vm ssh try`",
             "banger vm run -q --memory 1024 -- sh -c 'nproc; free -m'",
+            "banger vm run --wait-boot -- uptime  # once systemd is up too",
         ]
     )
     + "\n\n"

@@ -153,6 +153,7 @@ class VmRuntime:
         started = time.monotonic()
         self._launch(lambda config: vmm.restore(config, snapshot), plan, vm)
         undo.callback(vmm.kill, plan.dir)
+        undo.callback(self.agents.forget_sync, vm)
         progress.info(f"{vm.name} restored in {time.monotonic() - started:.2f}s")
 
     def halt(

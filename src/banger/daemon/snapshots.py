@@ -161,7 +161,6 @@ class SnapshotService:
             system_overlay_size=str(snap.overlay_bytes),
             work_disk_size=str(snap.work_disk_bytes) if snap.work_disk_bytes else None,
             nat=req.nat or snap.nat,
-            vmm=snap.vmm,  # type: ignore[arg-type]
         )
         vm = decide_vm(
             draft,
@@ -172,7 +171,8 @@ class SnapshotService:
             host=self.vms.host,
             now=now_iso(),
         )
-        vm = vm.model_copy(update={"snapshot": snap.name, "work_disk_bytes": snap.work_disk_bytes})
+        fixed_by_snapshot = {"vmm": snap.vmm, "work_disk_bytes": snap.work_disk_bytes}
+        vm = vm.model_copy(update={"snapshot": snap.name, **fixed_by_snapshot})
         return Restore(snapshot=snap, vm=vm, sources=sources)
 
     def restore(self, req: Restore, progress: Progress) -> Vm:

@@ -50,6 +50,10 @@ class AgentGone(VmmError):
     def __init__(self, message: str, *, hint: str | None = _HINT_GONE) -> None:
         super().__init__(message, hint=hint)
 
+    def again(self) -> AgentGone:
+        """The same error as a fresh exception: one raised per waiter keeps tracebacks apart."""
+        return AgentGone(self.message, hint=self.hint)
+
 
 class AgentVersionError(VmmError):
     """The agent speaks no version of the protocol this banger speaks."""
@@ -253,6 +257,10 @@ class Channel:
         """Ask the agent to stop the request; its CLOSE still arrives (see ``result``)."""
         if not self._done.done():
             await self._send(proto.encode(self.number, proto.Kind.CANCEL))
+
+    async def wait_done(self) -> None:
+        """Until the request ends, whichever way (never raises its failure)."""
+        await asyncio.wait({self._done})
 
     async def result(self, timeout: float | None = None) -> dict[str, Any]:
         """The CLOSE's body when ``ok``; an ``AgentError`` when the request failed."""

@@ -6,9 +6,12 @@ handshake), syncs, and agrees on a protocol version. One reader task then
 hands every frame to its ``Channel``; requests run side by side on one link.
 
 Nothing waits forever: a lost link fails every open channel with
-``AgentGone`` at once, and every request a caller starts has a timeout or
-ends with the link. The file, tar and control conveniences live in
-``guest.ops``; exec in ``guest.exec``.
+``AgentGone`` at once, a silent one is pinged and lost when the agent does
+not answer (virtio-serial never closes on a dead agent), and every request
+a caller starts has a timeout or ends with the link. The start of a link is
+in ``guest.handshake``, the file, tar and control requests in ``guest.ops``,
+exec in ``guest.exec``, and a blocking facade for threads in
+``guest.linksync``.
 """
 
 from __future__ import annotations
@@ -18,17 +21,17 @@ import contextlib
 import json
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from banger import __version__
 from banger.errors import VmmError
-from banger.guest import proto
+from banger.guest import handshake, proto
 from banger.guest.channel import AgentError, AgentGone, AgentVersionError, Channel
 from banger.guest.exec import Completed, ExecSession, Exited, Output, run, start_exec
-from banger.guest.ops import AgentOps
+from banger.guest.handshake import AgentInfo
+from banger.guest.ops import AgentOps, ListeningPort, Load, Stat
 
 __all__ = [
     "AgentError",
@@ -40,92 +43,22 @@ __all__ = [
     "Completed",
     "ExecSession",
     "Exited",
+    "ListeningPort",
+    "Load",
     "Output",
+    "Stat",
     "wait_ready",
 ]
 
 log = logging.getLogger("banger.guest")
 
 _READ_SIZE = 256 << 10
+# Seconds of silence before the link pings the agent (twice that without an
+# answer loses it): a crashed agent behind QEMU's virtio-serial socket never
+# closes it, and nothing else would notice.
+KEEPALIVE = 5.0
 # The stream reader pauses the socket past twice this; a frame is up to 1 MiB.
 _BUFFER_LIMIT = 1 << 20
-
-
-@dataclass(frozen=True)
-class AgentInfo:
-    """What the agent said about itself in its HELLO."""
-
-    version: int
-    agent: str
-    caps: tuple[str, ...]
-    boot_id: str
-    pid: int
-
-    @classmethod
-    def from_hello(cls, body: Mapping[str, Any]) -> AgentInfo:
-        caps = body.get("caps") or ()
-        return cls(
-            version=int(body.get("version", 0)),
-            agent=str(body.get("agent", "")),
-            caps=tuple(str(c) for c in caps) if isinstance(caps, list) else (),
-            boot_id=str(body.get("boot_id", "")),
-            pid=int(body.get("pid", 0) or 0),
-        )
-
-
-def _version_error(theirs_min: object, theirs_max: object) -> AgentVersionError:
-    ours = f"{proto.VERSION_MIN}-{proto.VERSION_MAX}"
-    theirs = f"{theirs_min}-{theirs_max}"
-    older = isinstance(theirs_max, int) and theirs_max < proto.VERSION_MIN
-    hint = (
-        "the image carries an older agent; pull the image again to inject the current one "
-        "(`banger image pull NAME`)"
-        if older
-        else "this banger is older than the image's agent; upgrade banger (`banger version` "
-        "shows the one installed)"
-    )
-    return AgentVersionError(
-        f"the guest agent speaks protocol versions {theirs}, this banger speaks {ours}",
-        hint=hint,
-    )
-
-
-async def _vsock_handshake(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
-) -> None:
-    """Firecracker's host-initiated vsock: ``CONNECT <port>`` answered by ``OK <n>``."""
-    writer.write(f"CONNECT {port}\n".encode())
-    await writer.drain()
-    line = await reader.readline()
-    if not line.startswith(b"OK "):
-        said = line.decode(errors="replace").strip() or "the connection was closed"
-        raise AgentGone(f"nothing answers on vsock port {port} in the guest yet ({said})")
-
-
-async def _hello(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, decoder: proto.Decoder
-) -> AgentInfo:
-    writer.write(proto.SYNC)
-    hello = {"min": proto.VERSION_MIN, "max": proto.VERSION_MAX, "host": f"bangerd {__version__}"}
-    writer.write(proto.encode_json(0, proto.Kind.HELLO, hello))
-    await writer.drain()
-    while True:
-        chunk = await reader.read(_READ_SIZE)
-        if not chunk:
-            raise AgentGone("the guest agent closed the link before it said hello")
-        for frame in decoder.feed(chunk):
-            if frame.channel != 0:
-                continue
-            if frame.kind is proto.Kind.ERROR:
-                body = frame.json()
-                if "min" in body or "max" in body:
-                    raise _version_error(body.get("min"), body.get("max"))
-                raise AgentGone(f"the guest agent refused the link: {body.get('error')}")
-            if frame.kind is proto.Kind.HELLO:
-                info = AgentInfo.from_hello(frame.json())
-                if not proto.VERSION_MIN <= info.version <= proto.VERSION_MAX:
-                    raise _version_error(info.version, info.version)
-                return info
 
 
 class AgentLink(AgentOps):
@@ -138,6 +71,7 @@ class AgentLink(AgentOps):
         decoder: proto.Decoder,
         info: AgentInfo,
         path: str,
+        keepalive: float | None = KEEPALIVE,
     ) -> None:
         self.info = info
         self.path = path
@@ -148,13 +82,26 @@ class AgentLink(AgentOps):
         self._next = 1
         self._write_lock = asyncio.Lock()
         self._gone: AgentGone | None = None
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        loop = asyncio.get_running_loop()
+        self._heard = loop.time()
+        self._pings: deque[asyncio.Future[None]] = deque()
+        self._task = loop.create_task(self._read_loop())
+        self._keeper = loop.create_task(self._keep_alive(keepalive)) if keepalive else None
 
     @classmethod
     async def connect(
-        cls, path: str | os.PathLike[str], *, vsock_port: int | None = None, timeout: float = 5.0
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        vsock_port: int | None = None,
+        timeout: float = 5.0,
+        keepalive: float | None = KEEPALIVE,
     ) -> AgentLink:
-        """Connect, sync and say hello; ``AgentGone`` when nothing answers in ``timeout``."""
+        """Connect, sync and say hello; ``AgentGone`` when nothing answers in ``timeout``.
+
+        ``keepalive``: after that many seconds without a byte from the agent,
+        ping it; no answer in twice as long loses the link (see ``ping``).
+        """
         where = str(path)
         try:
             async with asyncio.timeout(timeout):
@@ -165,8 +112,8 @@ class AgentLink(AgentOps):
         try:
             async with asyncio.timeout(timeout):
                 if vsock_port is not None:
-                    await _vsock_handshake(reader, writer, vsock_port)
-                info = await _hello(reader, writer, decoder)
+                    await handshake.vsock_connect(reader, writer, vsock_port)
+                info = await handshake.hello(reader, writer, decoder)
         except BaseException as exc:
             writer.close()
             if isinstance(exc, TimeoutError):
@@ -177,7 +124,7 @@ class AgentLink(AgentOps):
                 raise AgentGone(f"the guest agent at {where}: {_reason(exc)}") from exc
             raise
         log.debug("agent link %s: %s version %d", where, info.agent, info.version)
-        return cls(reader, writer, decoder, info, where)
+        return cls(reader, writer, decoder, info, where, keepalive)
 
     # -- the connection ------------------------------------------------------------
 
@@ -185,24 +132,34 @@ class AgentLink(AgentOps):
     def closed(self) -> bool:
         return self._gone is not None
 
+    async def wait_closed(self) -> AgentGone:
+        """Wait until the link is lost or closed; why, as the error its channels got."""
+        await asyncio.shield(self._task)
+        assert self._gone is not None
+        return self._gone.again()
+
     async def _read_loop(self) -> None:
+        # Whatever ends this loop ends the link, so no channel outlives its reader.
+        gone = AgentGone("the link to the guest agent was closed", hint=None)
         try:
-            while True:
-                chunk = await self._reader.read(_READ_SIZE)
-                if not chunk:
-                    self._lose(AgentGone(f"the guest agent at {self.path} closed the link"))
-                    return
+            while chunk := await self._reader.read(_READ_SIZE):
+                self._heard = asyncio.get_running_loop().time()
                 self._dispatch(self._decoder.feed(chunk))
+            gone = AgentGone(f"the guest agent at {self.path} closed the link")
         except (OSError, proto.ProtocolError) as exc:
-            self._lose(AgentGone(f"the link to the guest agent at {self.path}: {_reason(exc)}"))
-        except asyncio.CancelledError:
-            self._lose(AgentGone("the link to the guest agent was closed", hint=None))
-            raise
+            gone = AgentGone(f"the link to the guest agent at {self.path}: {_reason(exc)}")
+        except Exception as exc:
+            log.exception("agent link %s: reading failed", self.path)
+            gone = AgentGone(f"the link to the guest agent at {self.path} failed: {exc!r}")
+        finally:
+            self._lose(gone)
 
     def _dispatch(self, frames: list[proto.Frame]) -> None:
         for frame in frames:
             if frame.channel == 0:
-                if frame.kind is proto.Kind.ERROR:
+                if frame.kind is proto.Kind.HELLO:
+                    self._answered()
+                elif frame.kind is proto.Kind.ERROR:
                     log.warning("agent at %s: %s", self.path, frame.payload[:200])
                 continue
             channel = self._channels.get(frame.channel)
@@ -218,28 +175,75 @@ class AgentLink(AgentOps):
             log.info("%s", exc.message)
         channels, self._channels = self._channels, {}
         for channel in channels.values():
-            channel.fail(self._gone)
+            channel.fail(self._gone.again())
+        while self._pings:
+            ping = self._pings.popleft()
+            if not ping.done():
+                ping.set_exception(self._gone.again())
+                ping.exception()
         self._writer.close()
 
-    async def _send(self, frame: bytes) -> None:
+    def _check(self) -> None:
         if self._gone is not None:
-            raise self._gone
+            raise self._gone.again()
+
+    async def _send(self, frame: bytes) -> None:
+        self._check()
         self._writer.write(frame)
         try:
             async with self._write_lock:
                 await self._writer.drain()
         except OSError as exc:
             self._lose(AgentGone(f"the link to the guest agent at {self.path}: {_reason(exc)}"))
-            raise self._gone from exc  # type: ignore[misc]
+            self._check()
 
     async def close(self) -> None:
         """Close the link; every channel still open fails with ``AgentGone``."""
         self._lose(AgentGone("the link to the guest agent was closed", hint=None))
+        if self._keeper is not None:
+            self._keeper.cancel()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
+
+    async def ping(self, timeout: float = 5.0) -> float:
+        """Seconds for the agent to answer a HELLO on channel 0 (proto's PING).
+
+        No answer within ``timeout`` means the agent is gone (a crashed agent
+        behind virtio-serial leaves the socket open): the link is lost and
+        every channel fails with ``AgentGone``.
+        """
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[None] = loop.create_future()
+        self._pings.append(answer)
+        began = loop.time()
+        await self._send(handshake.hello_frame())
+        try:
+            async with asyncio.timeout(timeout):
+                await answer
+        except TimeoutError:
+            self._lose(
+                AgentGone(f"the guest agent at {self.path} did not answer for {timeout:g} s")
+            )
+            self._check()
+        return loop.time() - began
+
+    def _answered(self) -> None:
+        while self._pings:
+            ping = self._pings.popleft()
+            if not ping.done():
+                ping.set_result(None)
+                return
+
+    async def _keep_alive(self, every: float) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(AgentGone):
+            while self._gone is None:
+                await asyncio.sleep(every)
+                if loop.time() - self._heard >= every:
+                    await self.ping(2 * every)
 
     async def __aenter__(self) -> AgentLink:
         return self
@@ -253,8 +257,7 @@ class AgentLink(AgentOps):
 
     async def open(self, op: str, args: Mapping[str, Any] | None = None) -> Channel:
         """Start request ``op`` (one of ``proto.OPS``) on a new channel."""
-        if self._gone is not None:
-            raise self._gone
+        self._check()
         number, self._next = self._next, self._next + 2
         channel = Channel(number, op, self._send)
         self._channels[number] = channel
@@ -328,6 +331,7 @@ async def wait_ready(
     timeout: float,
     alive: Callable[[], bool],
     attempt: float = 2.0,
+    keepalive: float | None = KEEPALIVE,
 ) -> AgentLink:
     """Connect as soon as the VM's agent answers; a ``VmmError`` if the VM dies or time runs out.
 
@@ -341,7 +345,9 @@ async def wait_ready(
     while (left := deadline - loop.time()) > 0:
         _check_alive(alive)
         task = loop.create_task(
-            AgentLink.connect(path, vsock_port=vsock_port, timeout=min(attempt, left))
+            AgentLink.connect(
+                path, vsock_port=vsock_port, timeout=min(attempt, left), keepalive=keepalive
+            )
         )
         try:
             while not task.done():

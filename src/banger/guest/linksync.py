@@ -194,8 +194,19 @@ class SyncLink:
     def poweroff(self) -> None:
         self._run(self.link.poweroff())
 
-    def set_identity(self, **fields: Any) -> dict[str, Any]:
-        return self._run(self.link.set_identity(**fields))
+    def set_identity(
+        self,
+        *,
+        hostname: str | None = None,
+        ip: str | None = None,
+        gateway: str | None = None,
+        mac: str | None = None,
+        host_key: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
+        coro = self.link.set_identity(
+            hostname=hostname, ip=ip, gateway=gateway, mac=mac, host_key=host_key
+        )
+        return self._run(coro)
 
     def set_clock(self, unix_ns: int | None = None) -> dict[str, Any]:
         return self._run(self.link.set_clock(unix_ns))

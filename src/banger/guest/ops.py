@@ -8,6 +8,7 @@ guest is an ``AgentError`` whose ``errno`` names it (ENOENT -> not_found).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import inspect
@@ -106,8 +107,7 @@ async def _chunks(source: Source) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def _upload(channel: Channel, source: Source) -> dict[str, Any]:
-    """Send ``source`` as the channel's input, then its result."""
+async def _pump(channel: Channel, source: Source) -> None:
     try:
         async for chunk in _chunks(source):
             await channel.send(chunk)
@@ -117,10 +117,33 @@ async def _upload(channel: Channel, source: Source) -> dict[str, Any]:
         # its CLOSE says why better than "takes no more input".
         if exc.errno != "EPIPE":
             raise
-    except BaseException:
-        with contextlib.suppress(AgentError):
-            await channel.cancel()
-        raise
+
+
+async def _upload(channel: Channel, source: Source) -> dict[str, Any]:
+    """Send ``source`` as the channel's input, then its result.
+
+    The source is read beside a watch on the channel: when the request ends
+    or the link dies, a source that is still waiting (a slow pipe, a peer)
+    is abandoned instead of holding the caller.
+    """
+    pump = asyncio.ensure_future(_pump(channel, source))
+    ended = asyncio.ensure_future(channel.wait_done())
+    try:
+        await asyncio.wait({pump, ended}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ended.cancel()
+        if not pump.done():
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, AgentError):
+                await pump
+            if not channel.done:
+                with contextlib.suppress(AgentError):
+                    await channel.cancel()
+    if pump.done() and not pump.cancelled() and pump.exception() is not None:
+        if not channel.done:
+            with contextlib.suppress(AgentError):
+                await channel.cancel()
+        raise pump.exception()  # type: ignore[misc]
     return await channel.result(_CLOSE_TIMEOUT)
 
 

@@ -21,7 +21,10 @@ boundary too (its first ten bytes are a header no peer may send) and starts
 a new session. Frames of the previous connection may still be in flight
 when a host connects: the host ignores every frame until the agent's HELLO
 answer. When HELLO gets no answer (the SYNC landed inside a stale partial
-frame), the host sends SYNC and HELLO again.
+frame), the host sends SYNC and HELLO again. The guest kernel drops what
+the host sends before the agent has opened its serial port, so at boot the
+host repeats SYNC and HELLO (every half second or so) until the first HELLO
+answer, then stops: every later request follows the last SYNC it sent.
 
 Frame: ``length:u32 channel:u32 kind:u8 flags:u8`` (big-endian), then
 ``length`` bytes of payload, at most ``MAX_PAYLOAD``. Channel 0 is the

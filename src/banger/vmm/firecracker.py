@@ -28,6 +28,13 @@ from banger.errors import HostError, VmmError
 from banger.guest.proto import AGENT_VSOCK_PORT
 from banger.vmm import fc_api
 from banger.vmm.base import AgentEndpoint, VmmConfig
+from banger.vmm.fc_snapshot import (
+    LOG_FILE,
+    MEMORY_FILE,
+    METRICS_FILE,
+    VMSTATE_FILE,
+    restore_requests,
+)
 from banger.vmm.qemu import _alive, _remove, _wait_gone
 
 log = logging.getLogger("banger.vmm")
@@ -38,13 +45,8 @@ _REMAKE = "this snapshot cannot be restored; take a new one of a running VM"
 JAIL_UID_BASE = 900_000
 JAIL_UID_COUNT = 65_536
 _API_TIMEOUT = 15.0
-METRICS_FILE = "metrics.json"
-LOG_FILE = "vmm.log"
 # Firecracker's vsock device's host end; the guest agent listens on AGENT_VSOCK_PORT.
 VSOCK_FILE = "vsock.sock"
-# A snapshot's two files, as Firecracker writes them (docs/snapshotting/).
-VMSTATE_FILE = "vmstate"
-MEMORY_FILE = "memory"
 
 
 class JailHelper(Protocol):
@@ -120,42 +122,6 @@ def requests(config: VmmConfig, path: Callable[[Path], str], vsock: str) -> list
     vsock_body = {"guest_cid": guest_cid(run.name), "uds_path": vsock}
     reqs.append(fc_api.Request("vsock", fc_api.VSOCK, vsock_body))
     reqs.append(fc_api.action("InstanceStart"))
-    return reqs
-
-
-def restore_requests(
-    config: VmmConfig, snapshot: Path, path: Callable[[Path], str], vsock: str
-) -> list[fc_api.Request]:
-    """Load ``snapshot`` paused, point it at this VM's own tap, vsock and disks, resume; pure.
-
-    The snapshot names the disks of the VM it was taken from: each writable
-    one is switched to this VM's copy before the guest runs a single vCPU.
-    """
-    run = config.run_dir
-    load: dict[str, Any] = {
-        "snapshot_path": path(snapshot / VMSTATE_FILE),
-        "mem_backend": {"backend_type": "File", "backend_path": path(snapshot / MEMORY_FILE)},
-        "vsock_override": {"uds_path": vsock},
-        "resume_vm": False,
-    }
-    if config.net is not None:
-        load["network_overrides"] = [{"iface_id": "eth0", "host_dev_name": config.net.tap}]
-    reqs = [
-        fc_api.Request(
-            "logger",
-            fc_api.LOGGER,
-            {"log_path": path(run / LOG_FILE), "level": "Warning", "show_level": True},
-        ),
-        fc_api.Request("metrics", fc_api.METRICS, {"metrics_path": path(run / METRICS_FILE)}),
-        fc_api.Request("snapshot load", fc_api.SNAPSHOT_LOAD, load),
-    ]
-    for disk in config.disks:
-        if not disk.read_only:
-            body = {"drive_id": disk.serial, "path_on_host": path(disk.path)}
-            reqs.append(
-                fc_api.Request(f"drive {disk.serial}", fc_api.DRIVE_UPDATE, body, disk.serial)
-            )
-    reqs.append(fc_api.Request("resume", fc_api.VM_STATE, {"state": "Resumed"}))
     return reqs
 
 

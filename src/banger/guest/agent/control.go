@@ -259,7 +259,7 @@ func opBoot(ch *channel, raw []byte) (map[string]any, error) {
 	if err := json.Unmarshal(raw, &req); err != nil {
 		return nil, badRequest("boot: " + err.Error())
 	}
-	init := comm(1)
+	init := initName()
 	if init != "systemd" {
 		if init == "agent" {
 			return map[string]any{"init": "agent", "state": "running"}, nil
@@ -304,7 +304,7 @@ func opPoweroff(ch *channel, raw []byte) (map[string]any, error) {
 // control socket exists.
 func powerOff() {
 	syscall.Sync()
-	switch comm(1) {
+	switch initName() {
 	case "agent":
 		_ = syscall.Kill(1, syscall.SIGUSR2)
 	case "systemd":

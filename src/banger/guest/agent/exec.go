@@ -177,7 +177,10 @@ func (r *running) startPipes(stdin bool) error {
 	r.pump(outR, streamOut)
 	r.pump(errR, streamErr)
 	if inW != nil {
-		go r.feed(inW, func() { inW.Close() })
+		go func() {
+			r.feed(inW, func() {})
+			inW.Close() // at EOF, and when the exec ends without one
+		}()
 	}
 	return nil
 }

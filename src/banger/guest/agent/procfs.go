@@ -31,6 +31,20 @@ func comm(pid int) string {
 	return strings.TrimSpace(string(data))
 }
 
+// initName is what runs as PID 1: "agent" (banger's), "systemd", or its
+// command name. systemd is known by its program (/proc/1/exe), since its
+// command name is the one it was exec'd by ("init", from /sbin/init).
+func initName() string {
+	name := comm(1)
+	if name == "agent" {
+		return name
+	}
+	if target, err := os.Readlink("/proc/1/exe"); err == nil && filepath.Base(target) == "systemd" {
+		return "systemd"
+	}
+	return name
+}
+
 func parentOf(pid int) int {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {

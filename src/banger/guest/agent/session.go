@@ -71,7 +71,6 @@ func (a *agent) begin(l *link) *session {
 			_ = old.l.c.Close()
 		}
 	}
-	log.Printf("session %d on %s", s.id, l.c)
 	return s
 }
 

@@ -1,0 +1,119 @@
+"""Snapshots: their size, restore time against memory size, restored vs cold `vm run`.
+
+For each memory size (512 MiB, 2 GiB and 4 GiB by default) it boots one VM,
+snapshots it right after boot (the size of a fresh VM's snapshot on disk),
+then restores it ``--runs`` times with ``vm create --from-snapshot`` (the
+restore stage's own time from its progress line, and the whole create) and
+deletes each restored VM. Then ``vm run -- true`` cold against ``vm run
+--from-snapshot SNAP -- true`` on the default memory size: the ratio the
+issue asks for (<= 0.1x). Medians are printed, and every number as JSON.
+
+    flock /tmp/banger-vm.lock .venv/bin/python bench/snapshot.py [--runs 5] [--memory 512 2048]
+
+It uses banger's environment (BANGER_HOME, BANGER_BRIDGE, ... as the e2e
+tests set them) and an image that exists (debian-bookworm by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+RESTORED = re.compile(r"restored in ([0-9.]+)s")
+
+
+def banger(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "banger"), *args], capture_output=True, text=True, check=check, timeout=1800
+    )
+
+
+def timed(*args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.monotonic()
+    result = banger(*args)
+    return time.monotonic() - start, result
+
+
+def one_size(memory: int, runs: int, image: str) -> dict[str, object]:
+    name, snap = f"snb-{memory}", f"snb-{memory}-boot"
+    banger("vm", "create", "--name", name, "--image", image, "--vcpus", "1",
+           "--memory", str(memory), "--work-disk-size", "1G", "-q")  # fmt: skip
+    try:
+        took, _ = timed("vm", "snapshot", "create", name, snap, "-q")
+        shown = json.loads(banger("vm", "snapshot", "show", snap, "--json").stdout)
+        banger("vm", "delete", name, "-q")
+        restores, creates = [], []
+        for n in range(runs):
+            copy = f"{name}-r{n}"
+            whole, result = timed("vm", "create", "--name", copy, "--from-snapshot", snap)
+            banger("vm", "delete", copy, "-q")
+            match = RESTORED.search(result.stderr)
+            restores.append(float(match.group(1)) if match else float("nan"))
+            creates.append(whole)
+        return {
+            "memory_mib": memory,
+            "snapshot_mib": round(shown["size_bytes"] / (1 << 20), 1),
+            "snapshot_seconds": round(took, 2),
+            "restore_seconds": restores,
+            "create_from_snapshot_seconds": [round(c, 2) for c in creates],
+        }
+    finally:
+        banger("vm", "delete", name, "-q", check=False)
+        banger("vm", "snapshot", "delete", snap, check=False)
+
+
+def run_vs_cold(runs: int, image: str, memory: int) -> dict[str, object]:
+    base, snap = "snb-run", "snb-run-boot"
+    banger("vm", "create", "--name", base, "--image", image, "--vcpus", "1",
+           "--memory", str(memory), "--work-disk-size", "1G", "-q")  # fmt: skip
+    try:
+        banger("vm", "snapshot", "create", base, snap, "-q")
+        banger("vm", "delete", base, "-q")
+        cold, warm = [], []
+        for _ in range(runs):
+            cold.append(timed("vm", "run", "-q", "--image", image, "--vcpus", "1",
+                              "--memory", str(memory), "--work-disk-size", "1G",
+                              "--", "true")[0])  # fmt: skip
+            warm.append(timed("vm", "run", "-q", "--from-snapshot", snap, "--", "true")[0])
+        return {"cold_run_seconds": cold, "restored_run_seconds": warm}
+    finally:
+        banger("vm", "delete", base, "-q", check=False)
+        banger("vm", "snapshot", "delete", snap, check=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--memory", type=int, nargs="+", default=[512, 2048, 4096])
+    parser.add_argument("--image", default="debian-bookworm")
+    parser.add_argument("--skip-run", action="store_true", help="no cold vs restored vm run")
+    args = parser.parse_args()
+    results: dict[str, object] = {"sizes": []}
+    for memory in args.memory:
+        size = one_size(memory, args.runs, args.image)
+        results["sizes"].append(size)  # type: ignore[attr-defined]
+        restore = statistics.median(size["restore_seconds"])  # type: ignore[arg-type]
+        whole = statistics.median(size["create_from_snapshot_seconds"])  # type: ignore[arg-type]
+        print(
+            f"{memory} MiB: snapshot {size['snapshot_mib']} MiB in {size['snapshot_seconds']} s;"
+            f" restore median {restore:.2f} s (create --from-snapshot {whole:.2f} s)"
+        )
+    if not args.skip_run:
+        runs = run_vs_cold(args.runs, args.image, args.memory[0])
+        results["run"] = runs
+        cold = statistics.median(runs["cold_run_seconds"])  # type: ignore[arg-type]
+        warm = statistics.median(runs["restored_run_seconds"])  # type: ignore[arg-type]
+        print(f"vm run -- true: cold {cold:.2f} s, restored {warm:.2f} s ({warm / cold:.2f}x)")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
