@@ -83,6 +83,8 @@ print(json.dumps({
     "error": ns.get("error"),
 }))
 """
+
+
 def test_the_readme_example_runs_as_written(banger: Banger, checkout: Path):
     seen = python(banger, f"CODE = {readme_example()!r}\n{HARNESS}", checkout)
     assert seen["vm"] is not None
