@@ -120,8 +120,8 @@ def copy_numbers(vm: str, runs: int) -> None:
         print(f"copies of {mib:.0f} MiB ({runs} runs each)")
         cp_in = median_of(
             runs,
-            "banger vm cp FILE NAME:/root/big",
-            lambda: banger("vm", "cp", str(big), f"{vm}:/root/big"),
+            "banger vm cp FILE NAME:/root/",
+            lambda: banger("vm", "cp", str(big), f"{vm}:/root/"),
         )
         scp_in = median_of(
             runs,

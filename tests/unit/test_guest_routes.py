@@ -283,3 +283,11 @@ def test_commands_can_take_sigint_even_when_the_agent_started_ignoring_it(shell_
     ignored = int(out.split()[1], 16)
     assert code == 0
     assert ignored & (1 << (signal.SIGINT - 1) | 1 << (signal.SIGQUIT - 1)) == 0, out
+
+
+def test_cp_onto_an_existing_guest_file_replaces_it(channel, tmp_path):
+    (tmp_path / "new").write_bytes(b"new\n")
+    (tmp_path / "guest-file").write_bytes(b"old\n")
+    landed = copy.to_guest(channel, tmp_path / "new", str(tmp_path / "guest-file"), "dev")
+    assert landed == str(tmp_path / "guest-file")
+    assert (tmp_path / "guest-file").read_bytes() == b"new\n"

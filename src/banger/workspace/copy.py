@@ -55,7 +55,7 @@ def _where(kind: str, dest: str, leaf: str, vm: str) -> tuple[str, str]:
     """(the directory the copy lands beside, the name it gets there)."""
     if kind == "dir":
         return dest, leaf
-    if kind == "parent":
+    if kind in ("parent", "file"):  # a new name, or an existing file replaced (docker cp)
         return os.path.dirname(dest.rstrip("/")) or "/", os.path.basename(dest.rstrip("/"))
     where = f"in VM {vm}" if vm else "on the host"
     raise UserError(
