@@ -46,6 +46,19 @@ def qemus() -> set[int]:
     return found
 
 
+@pytest.fixture(autouse=True)
+def no_snapshots(banger: Banger):
+    """Each test starts and ends with no snapshot (a failed one may leave some)."""
+
+    def clear() -> None:
+        for snap in banger.json("vm", "snapshot", "list"):  # type: ignore[union-attr]
+            banger.run("vm", "snapshot", "delete", snap["name"])  # type: ignore[index]
+
+    clear()
+    yield
+    clear()
+
+
 def test_pause_resume_then_stop_and_kill_of_a_paused_vm(banger: Banger) -> None:
     banger.create("snp-pause", *SMALL)
     paused = banger.run("vm", "pause", "snp-pause")
