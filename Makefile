@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BANGER := $(VENV)/bin/banger
 
-.PHONY: demo test test-all bench lint unit e2e deps test-deps venv clean
+.PHONY: demo test test-all bench lint unit e2e deps test-deps venv docs clean
 
 deps:
 	scripts/install-host-deps
@@ -26,6 +26,11 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
+# The Python SDK's reference, generated from its docstrings, into docs/sdk/.
+docs:
+	scripts/install-venv --group docs
+	$(VENV)/bin/pdoc --docformat google --no-show-source -o docs/sdk banger.sdk
+
 unit: venv
 	$(VENV)/bin/pytest -m "not e2e" tests
 
@@ -34,6 +39,11 @@ e2e: test-deps venv
 
 # The whole suite: linters, unit tests, end-to-end tests booting real VMs.
 test: test-deps venv lint
+	$(VENV)/bin/pytest -m "not slow" tests
+
+# Everything `make test` runs, and the slowest end-to-end tests it leaves out
+# to stay within CI's 25 minutes (pytest marker `slow`).
+test-all: test-deps venv lint
 	$(VENV)/bin/pytest tests
 
 # Every benchmark (minutes; boots VMs), then docs/benchmarks.md and its plots.

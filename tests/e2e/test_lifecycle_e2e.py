@@ -246,6 +246,7 @@ def test_reconcile_kills_the_vmm_of_a_vm_the_store_forgot(banger: Banger):
     assert vm["tap"] not in _links()
 
 
+@pytest.mark.slow  # a second image made from a VM: over 100 s under emulation
 def test_promote_a_vm_into_an_image(banger: Banger):
     banger.create("e2e-base")
     setup = "echo tuned > /etc/banger-e2e && echo mine > /root/dotfile && mkdir -p /opt/tool"

@@ -23,7 +23,8 @@ from banger.guest.link import AgentGone, AgentLink, Exited, Output, wait_ready
 
 from .conftest import BIN, Banger
 
-pytestmark = pytest.mark.e2e
+# Slow (a VM and 8 MiB each way under emulation); test_channel_e2e covers the same in make test.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _tar(files: dict[str, tuple[bytes, int]], link: tuple[str, str]) -> bytes:

@@ -32,6 +32,7 @@ def helpers_serving(socket: Path) -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # boots and stops a VM around two daemon stops
 def test_daemon_stop_keeps_the_bridge_for_a_running_vm_and_removes_it_after(banger: Banger):
     helper_socket = banger.runtime / "helper.sock"
     banger.create("e2e-td")

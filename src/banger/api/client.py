@@ -144,13 +144,23 @@ class Client:
         final: Operation | None = None
         for event in self.events(op):
             on_event(event)
-            if event.type in (EventType.DONE, EventType.FAILED):
-                final = event.operation
+            final = ended(event) or final
+        return self.outcome(op, final)
+
+    def outcome(self, op: Operation, final: Operation | None) -> Operation:
+        """How ``op`` ended (``final``, from its last event, or asked for); raise its error."""
         if final is None:
             final = self.get(f"/operations/{op.id}", Operation.from_json)
         if final.state == OpState.FAILED and final.error is not None:
             raise from_dict(final.error.to_json())
         return final
+
+
+def ended(event: Event) -> Operation | None:
+    """The operation as its last event carries it; None for every event before."""
+    if event.type in (EventType.DONE, EventType.FAILED):
+        return event.operation
+    return None
 
 
 def _error_of(status: int, raw: bytes) -> BangerError:

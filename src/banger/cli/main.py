@@ -13,6 +13,7 @@ from banger.cli.daemon import daemon, doctor
 from banger.cli.helptext import Group, epilog
 from banger.cli.image import image
 from banger.cli.kernel import kernel
+from banger.cli.mcp import mcp
 from banger.cli.reset import reset
 from banger.cli.snapshot import fork, snapshot
 from banger.cli.sshconfig import ssh_config
@@ -84,6 +85,7 @@ cli.add_command(doctor)
 cli.add_command(reset)
 cli.add_command(ssh_config)
 cli.add_command(completion.completion)
+cli.add_command(mcp)
 completion.attach(cli)
 cli.add_command(system)
 

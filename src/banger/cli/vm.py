@@ -263,7 +263,7 @@ def run(
     exit code are passed through. Put `--` before the command so its flags
     stay its own:  banger vm run -- ls -la /
     """
-    from banger.cli.workspace import channel_to
+    from banger.workspace.access import channel_to
 
     if export_to and workspace is None:
         raise click.UsageError("--export needs --workspace PATH: the checkout to diff against")
@@ -329,7 +329,8 @@ def _prepare_workspace(conn: Client, name: str, path: Path, quiet: bool) -> str:
 
 
 def _export(conn: Client, name: str, out: str, quiet: bool) -> None:
-    from banger.cli.workspace import export_from, write_patch
+    from banger.cli.workspace import write_patch
+    from banger.workspace.access import export_from
 
     exported = export_from(conn, name)
     write_patch(exported, out)

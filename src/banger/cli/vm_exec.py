@@ -9,7 +9,7 @@ import click
 
 from banger.cli import common
 from banger.cli.helptext import epilog
-from banger.cli.workspace import channel_to, find_workspace
+from banger.workspace.access import channel_to, find_workspace
 
 if TYPE_CHECKING:
     from banger.api.shapes import Workspace

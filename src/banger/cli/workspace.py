@@ -21,49 +21,21 @@ from banger.cli.helptext import Group, epilog
 if TYPE_CHECKING:
     from banger.api.client import Client
     from banger.api.shapes import Workspace
-    from banger.workspace.agent_channel import AgentChannel
-    from banger.workspace.channel import SshChannel
     from banger.workspace.export import Exported
     from banger.workspace.prepare import Prepared, PrepareOptions
-
-
-def channel_to(conn: Client, name: str) -> AgentChannel | SshChannel:
-    """banger's agent channel when VM ``name``'s agent answers, its SSH otherwise."""
-    from banger.api.shapes import GuestAccess
-    from banger.workspace.agent_channel import AgentChannel
-    from banger.workspace.channel import SshChannel
-
-    access = conn.get(f"/vms/{name}/guest", GuestAccess.from_json)
-    if access.channel or access.ssh is None:
-        return AgentChannel(str(conn.settings.socket), access.vm)
-    return SshChannel(access.ssh)
-
-
-def find_workspace(conn: Client, name: str) -> Workspace | None:
-    from banger.api.shapes import Workspace
-    from banger.errors import NotFound
-
-    try:
-        return conn.get(f"/vms/{name}/workspace", Workspace.from_json)
-    except NotFound:
-        conn.get(f"/vms/{name}", lambda d: d)  # a missing VM is the error to show
-        return None
 
 
 def prepare_into(
     conn: Client, name: str, opts: PrepareOptions, *, quiet: bool = False
 ) -> tuple[Workspace, Prepared]:
-    """Copy the checkout into VM ``name`` and record it in the daemon."""
-    from banger.api.shapes import Workspace
-    from banger.workspace.prepare import prepare
+    """Copy the checkout into VM ``name`` and record it in the daemon; progress on stderr."""
+    from banger.workspace import access
 
     def say(line: str) -> None:
         if not quiet:
             click.echo(line, err=True)
 
-    done = prepare(channel_to(conn, name), opts, say)
-    ws = conn.send("PUT", f"/vms/{name}/workspace", done.record, Workspace.from_json)
-    return ws, done
+    return access.prepare_into(conn, name, opts, say)
 
 
 def prepared_lines(name: str, ws: Workspace, done: Prepared) -> list[str]:
@@ -99,19 +71,6 @@ def change_lines(exported: Exported) -> list[str]:
         f"{c.status} {c.old} -> {c.path}" if c.old else f"{c.status} {c.path}"
         for c in exported.changes
     ]
-
-
-def export_from(conn: Client, name: str, base_commit: str | None = None) -> Exported:
-    from banger.errors import NotFound
-    from banger.workspace.export import export
-
-    ws = find_workspace(conn, name)
-    if ws is None:
-        raise NotFound(
-            f"VM {name} has no workspace to export",
-            hint=f"copy a checkout in first: banger vm workspace prepare {name} PATH",
-        )
-    return export(channel_to(conn, name), ws, name, base_commit)
 
 
 @click.group(
@@ -213,6 +172,8 @@ def export(name: str, out: str | None, base_commit: str | None, as_json: bool) -
     to stdout; otherwise the patch does and they go to stderr. No change is
     an empty patch and exit code 0.
     """
+    from banger.workspace.access import export_from
+
     with common.client() as conn:
         exported = export_from(conn, name, base_commit)
     if as_json:
