@@ -23,8 +23,8 @@ import matplotlib.pyplot as plt
 
 ORDER = [
     "vm_boot_overhead", "vm_create_size", "cli_client", "cli_startup", "oci_pull", "density",
-    "disk_at_rest", "workspace", "agent_exec", "agent_cp", "agent_link", "snapshot", "forward",
-    "dns_latency",
+    "disk_at_rest", "workspace", "guest_exec", "agent_link", "vm_run", "snapshot", "forward",
+    "sdk_calls", "dns_latency",
 ]  # fmt: skip
 
 
@@ -90,7 +90,11 @@ def main() -> None:
     ]
     missing = [n for n in ORDER if n not in results]
     if missing:
-        page += [f"Not in this run: {', '.join(missing)}.", ""]
+        page += [
+            f"Not in this run: {', '.join(missing)} (those print their figures but do not"
+            " write this page's JSON yet, or boot VMs and were not run for it).",
+            "",
+        ]
     for name in names:
         png = f"{name}.png"
         plot(results[name], args.out / "bench" / png)
