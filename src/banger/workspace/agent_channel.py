@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from banger.api.stream import STDERR, STDIN, STDOUT, Refused, open_socket
 from banger.errors import BangerError, DaemonUnavailable
-from banger.workspace.channel import Stream
+from banger.workspace.channel import RunsToEnd, Stream
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
@@ -196,7 +196,7 @@ def refused_process(
     return process
 
 
-class AgentChannel:
+class AgentChannel(RunsToEnd):
     """``GuestChannel`` for VM ``vm`` through bangerd's /vms/NAME/exec/ws and /files/ws."""
 
     def __init__(self, socket_path: str, vm: str) -> None:
@@ -231,19 +231,6 @@ class AgentChannel:
                 return refused_process(exc, argv, stdin, stdout, stderr)
             raise
         return AgentProcess(ws, stdin=stdin, stdout=stdout, stderr=stderr, what=argv[0])
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: str | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: Stream = subprocess.DEVNULL,
-        stdout: Stream = None,
-        stderr: Stream = None,
-    ) -> int:
-        child = self.start(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr)
-        return child.wait()
 
     def _transfer(self, request: dict[str, Any], *, stdin: Stream, stdout: Stream) -> AgentProcess:
         ws, _ = open_socket(self.socket_path, f"/vms/{self.vm}/files/ws", request)

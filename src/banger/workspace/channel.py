@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import IO, Protocol
 
@@ -92,7 +93,36 @@ def in_guest_argv(argv: Sequence[str], cwd: str | None, env: Mapping[str, str] |
     return ["sh", "-c", _IN_DIR, "banger", cwd or ".", *pairs, *argv]
 
 
-class SshChannel:
+class RunsToEnd(ABC):
+    """``GuestChannel.run`` written once: every channel runs a command by starting it."""
+
+    @abstractmethod
+    def start(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: Stream = subprocess.DEVNULL,
+        stdout: Stream = None,
+        stderr: Stream = None,
+    ) -> GuestProcess: ...
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: Stream = subprocess.DEVNULL,
+        stdout: Stream = None,
+        stderr: Stream = None,
+    ) -> int:
+        child = self.start(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr)
+        return child.wait()
+
+
+class SshChannel(RunsToEnd):
     """``GuestChannel`` over the VM's SSH with banger's key and its pinned host key."""
 
     def __init__(self, target: SshTarget) -> None:
@@ -114,19 +144,6 @@ class SshChannel:
         stderr: Stream = None,
     ) -> subprocess.Popen[bytes]:
         return proc.popen(self.argv(argv, cwd, env), stdin=stdin, stdout=stdout, stderr=stderr)
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: str | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: Stream = subprocess.DEVNULL,
-        stdout: Stream = None,
-        stderr: Stream = None,
-    ) -> int:
-        child = self.start(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr)
-        return child.wait()
 
     def put_tar(
         self, guest_dir: str, source: Stream, *, stderr: Stream = None
