@@ -12,16 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import threading
-import time
 import warnings
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 from pydantic.warnings import UnsupportedFieldAttributeWarning
 
-from banger.api.client import Client
 from banger.api.models import Vm, VmState
 from banger.config import Settings
 from banger.daemon.app import add_error_handlers
@@ -35,6 +31,7 @@ from banger.store import Store
 from banger.vmm.accel import AccelChoice
 from tests.unit.agent_host import HostAgent
 from tests.unit.fakes import FakeVmm, RecordingHelper
+from tests.unit.served import Closing, ServedApp
 
 
 class AgentVmm(FakeVmm):
@@ -87,16 +84,13 @@ def running_vm(store: Store, vm_dir: Path) -> Vm:
     return store.insert_vm(vm)
 
 
-class GuestDaemon:
+class GuestDaemon(ServedApp):
     def __init__(self, settings: Settings, store: Store, agent_binary: Path, tmp: Path) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.store = store
         self.host_agent = HostAgent(agent_binary, tmp / "agent.sock")
         self.agents = HostAgents(self.host_agent.socket)
         self.tmp = tmp
-        self._server: uvicorn.Server | None = None
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._error: BaseException | None = None
 
     @property
     def agent(self) -> subprocess.Popen[bytes]:
@@ -107,23 +101,10 @@ class GuestDaemon:
         self.host_agent.start()
         running_vm(self.store, self.tmp / "vm")
         os.makedirs(self.settings.runtime_dir, mode=0o700, exist_ok=True)
-        self._thread.start()
-        # Answering, not only bound: uvicorn binds the socket before it listens.
-        client = Client(self.settings)
-        deadline = time.monotonic() + 10
-        while not client.ping():
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the test daemon did not answer on {self.settings.socket}")
-            time.sleep(0.01)
+        self.serve()
         return self
 
-    def _serve(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self._error = exc
-
-    async def _main(self) -> None:
+    async def build(self) -> tuple[FastAPI, Closing]:
         services = wire(
             self.settings,
             store=self.store,
@@ -144,14 +125,7 @@ class GuestDaemon:
             vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops, s.ssh_config, s.snapshots)
         )
         add_error_handlers(app)
-        config = uvicorn.Config(
-            app, uds=str(self.settings.socket), log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        try:
-            await self._server.serve()
-        finally:
-            await self.agents.close()
+        return app, self.agents.close
 
     def cli_env(self) -> dict[str, str]:
         """The environment for a `banger` command that talks to this daemon."""
@@ -163,9 +137,6 @@ class GuestDaemon:
         }
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        self._thread.join(10)
+        self.shutdown()
         self.host_agent.kill()
-        if self._error is not None:
-            raise self._error
+        self.raise_error()

@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import threading
-import time
 from pathlib import Path
 
-import uvicorn
+from fastapi import FastAPI
 
 from banger.api.models import Image
 from banger.config import Settings
@@ -29,6 +27,7 @@ from banger.vmm.accel import AccelChoice
 from banger.vmm.base import AgentEndpoint, VmmConfig
 from tests.unit.agent_host import HostAgent
 from tests.unit.fakes import FakeVmm, RecordingHelper
+from tests.unit.served import Closing, ServedApp
 
 IMAGE = "debian-bookworm"
 
@@ -62,17 +61,14 @@ class AgentBackedVmm(FakeVmm):
         return AgentEndpoint(self.agent_socket)
 
 
-class SdkDaemon:
+class SdkDaemon(ServedApp):
     def __init__(self, settings: Settings, store: Store, agent_binary: Path, tmp: Path) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.store = store
         self.agent = HostAgent(agent_binary, tmp / "agent.sock")
         self.vmm = AgentBackedVmm(self.agent.socket)
         self.tmp = tmp
         self.services: Services | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._error: BaseException | None = None
 
     def start(self) -> SdkDaemon:
         self.agent.start()
@@ -86,21 +82,10 @@ class SdkDaemon:
         key = self.tmp / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
         os.makedirs(self.settings.runtime_dir, mode=0o700, exist_ok=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self.settings.socket.exists():
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on {self.settings.socket}: {self._error}")
-            time.sleep(0.01)
+        self.serve()
         return self
 
-    def _serve(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self._error = exc
-
-    async def _main(self) -> None:
+    async def build(self) -> tuple[FastAPI, Closing]:
         self.services = wire(
             self.settings,
             store=self.store,
@@ -110,20 +95,9 @@ class SdkDaemon:
             user_key=self.tmp / "id_ed25519",
             loop=asyncio.get_running_loop(),
         )
-        app = create_app(self.services, asyncio.Event())
-        config = uvicorn.Config(
-            app, uds=str(self.settings.socket), log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        try:
-            await self._server.serve()
-        finally:
-            await self.services.agents.close()
+        return create_app(self.services, asyncio.Event()), self.services.agents.close
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        self._thread.join(10)
+        self.shutdown()
         self.agent.kill()
-        if self._error is not None:
-            raise self._error
+        self.raise_error()
