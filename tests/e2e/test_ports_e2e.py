@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BIN, Banger, wait_gone
+from .conftest import BIN, Banger, ensure_image, wait_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -153,20 +153,9 @@ def test_a_taken_host_port_names_its_holder_and_creates_nothing(banger: Banger):
 @pytest.fixture(scope="module")
 def ninep_image(banger_env: Banger) -> str:
     """An image whose kernel has virtio-9p (Debian's cloud kernel has none)."""
-    if banger_env.run("image", "show", NINEP_IMAGE).returncode != 0:
-        if banger_env.run("kernel", "show", NINEP_KERNEL).returncode != 0:
-            banger_env.run("kernel", "pull", NINEP_KERNEL, check=True, timeout=1200)
-        pulled = banger_env.run(
-            "image",
-            "pull",
-            "debian-bookworm",
-            "--kernel-ref",
-            NINEP_KERNEL,
-            "--name",
-            NINEP_IMAGE,
-            timeout=1200,
-        )
-        assert pulled.returncode == 0, pulled.stderr
+    if banger_env.run("kernel", "show", NINEP_KERNEL).returncode != 0:
+        banger_env.run("kernel", "pull", NINEP_KERNEL, check=True, timeout=1200)
+    ensure_image(banger_env, NINEP_IMAGE, "debian-bookworm", "--kernel-ref", NINEP_KERNEL)
     return NINEP_IMAGE
 
 

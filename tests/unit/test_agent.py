@@ -201,6 +201,22 @@ def test_inject_writes_everything_under_one_directory(tmp_path: Path) -> None:
     assert record["agent"] == {"mode": "init", "image_init": None, "has_sshd": False}
 
 
+def test_inject_records_which_agent_build_the_image_carries(tmp_path: Path) -> None:
+    """The bundle's manifest names the agent's source key; the image keeps it, so a
+    later banger can tell the image's agent is not its own."""
+    tree = make_tree(tmp_path / "t", {"bin/sh": "#!"})
+    bundled = fake_bundle(tmp_path / "b")
+    (bundled / agent.AGENT_BINARY_IN_BUNDLE).write_bytes(b"\x7fELF agent")
+    (bundled / agent.BUNDLE_MANIFEST).write_text('{"format": 4, "agent": "0123abcd"}')
+    plan = agent.inject_agent(tree, bundled, agent.AgentConfig())
+    assert (plan.channel, plan.agent_build) == (proto.VERSION_MAX, "0123abcd")
+    assert json.loads((tree / ".banger" / "image.json").read_text())["agent_build"] == "0123abcd"
+    # Without banger-agent there is no build to speak of.
+    bare = agent.inject_agent(make_tree(tmp_path / "u", {"bin/sh": "#!"}), fake_bundle(
+        tmp_path / "c"), agent.AgentConfig())  # fmt: skip
+    assert (bare.channel, bare.agent_build) == (0, "")
+
+
 def test_inject_replaces_what_the_image_had_at_dot_banger(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.mkdir()

@@ -141,3 +141,28 @@ def test_a_workspace_is_recorded_and_read_back_with_its_hint_when_missing(api, s
     assert got["vm"] == "dev" and got["base_commit"] == "a" * 40 and got["prepared_at"]
     bad = api("PUT", "/vms/dev/workspace", json={**body, "mode": "sideways"})
     assert bad.status_code == 400
+
+
+def test_images_say_when_their_agent_is_not_this_bangers(api, settings):
+    """An image made by an earlier banger (another agent build, or none recorded) is
+    outdated; one made with today's agent is not; a registered disk never had one."""
+    from banger.api.models import Image, Kernel
+    from banger.guest import agentbin
+
+    store = Store(Database(settings.db_path))
+    store.add_kernel(Kernel(name="k", version="1", dir="/k", vmlinuz="v", initrd="i",
+                            source="s", created_at="t"))  # fmt: skip
+    made = {"kernel": "k", "rootfs": "/r", "size_bytes": 1, "created_at": "2026-12-01T00:00:00"}
+    store.add_image(Image(name="old", source="catalog:debian-bookworm", **made))
+    store.add_image(
+        Image(
+            name="new",
+            source="catalog:debian-bookworm",
+            config={"agent": "sidecar", "agent_build": agentbin.source_key()},
+            **made,
+        )
+    )
+    store.add_image(Image(name="disk", source="file:/r", **made))
+    listed = {i["name"]: i["agent_outdated"] for i in api("GET", "/images").json()}
+    assert listed == {"old": True, "new": False, "disk": False}
+    assert api("GET", "/images/old").json()["agent_outdated"] is True

@@ -93,8 +93,36 @@ def test_image_show_labels_and_config():
     assert render.image_row(shapes.Image.from_json(image), NOW)[2:] == (
         "3.0 GiB",
         "docker.io/library/alpine:3.20",
+        "current",
         "2 days ago",
     )
+    assert "guest agent" not in fields
+
+
+def test_an_outdated_image_says_how_to_make_it_again():
+    image = {
+        "name": "deb9p",
+        "kernel": "debian-bookworm-generic",
+        "rootfs": "/x/rootfs.ext4",
+        "size_bytes": 1 << 30,
+        "source": "catalog:debian-bookworm",
+        "created_at": NOW.isoformat(),
+        "agent_outdated": True,
+    }
+    line = dict(render.image_fields(image, NOW))["guest agent"]
+    assert line.startswith("outdated: made by another version of banger")
+    assert line.endswith(
+        "remake it: `banger image delete deb9p` then"
+        " `banger image pull debian-bookworm --name deb9p --kernel-ref debian-bookworm-generic`"
+    )
+    oci = dict(image, source="oci:127.0.0.1:5000/team/dev:1@sha256:abc", name="dev")
+    assert "`banger image pull 127.0.0.1:5000/team/dev:1 --name dev --kernel-ref" in (
+        render.agent_outdated_line(oci)
+    )
+    row = render.image_row(shapes.Image.from_json(image), NOW)
+    assert row[4] == "outdated"
+    registered = shapes.Image.from_json(dict(image, source="file:/x.ext4", agent_outdated=False))
+    assert render.image_row(registered, NOW)[4] == "none"
 
 
 def test_kernel_show():

@@ -109,7 +109,7 @@ def test_finish_adds_the_agent_takes_the_seed_makes_the_ext4_and_registers(
     assert (done.rootfs, done.work_seed) == (dest / "rootfs.ext4", dest / "work-seed")
     assert done.size_bytes == 1 << 30 == done.rootfs.stat().st_size
     assert done.init == agent.AGENT_PATH  # no /sbin/init: the agent is PID 1
-    assert done.config == {"cmd": ["sh"], "agent": "init", "channel": 0}
+    assert done.config == {"cmd": ["sh"], "agent": "init", "channel": 0, "agent_build": ""}
     assert done.channel == 0  # the test bundle has no banger-agent: SSH only
     assert done.source == "test:tiny"
     # Only the owner reaches an image (a promoted VM's holds its /etc/shadow): its

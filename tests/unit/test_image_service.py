@@ -63,7 +63,7 @@ def test_a_catalog_pull_goes_through_the_pipeline_into_the_store(images: ImageSe
     assert progress.stages == ["build"]
     assert images.store.get_image("deb") == image
     assert image.source == "catalog:debian-bookworm"
-    assert image.config == {"agent": "init", "channel": 0}  # the fake tree has no init
+    assert image.config == {"agent": "init", "channel": 0, "agent_build": ""}  # no init, no agent
     assert Path(image.rootfs).stat().st_size == 1 << 30
     assert Path(image.work_seed).is_dir()
     assert sorted(p.name for p in images.settings.images_dir.iterdir()) == ["deb"]

@@ -56,6 +56,9 @@ class Image(BaseModel):
     # The version of banger's guest channel the image's agent speaks; 0 = none
     # (an older image, or a registered disk): the daemon reaches it over SSH only.
     channel: int = 0
+    # Made by a banger whose guest agent differs from this one's: it boots, but
+    # lacks what the current agent does until it is made again (see `image show`).
+    agent_outdated: bool = False
 
 
 class VmState(StrEnum):

@@ -196,6 +196,7 @@ class Image(_Shape):
         "init",
         "config",
         "channel",
+        "agent_outdated",
     )
     __slots__ = _fields
     name: str
@@ -208,6 +209,7 @@ class Image(_Shape):
     init: str
     config: dict[str, Any]
     channel: int
+    agent_outdated: bool
 
     def __init__(
         self,
@@ -222,6 +224,7 @@ class Image(_Shape):
         init: str = "",
         config: dict[str, Any] | None = None,
         channel: int = 0,
+        agent_outdated: bool = False,
     ) -> None:
         self.name = name
         self.kernel = kernel
@@ -233,6 +236,7 @@ class Image(_Shape):
         self.init = init
         self.config = dict() if config is None else config
         self.channel = channel
+        self.agent_outdated = agent_outdated
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Image:
@@ -247,6 +251,7 @@ class Image(_Shape):
             init=d.get("init", ""),
             config=d.get("config", dict()),
             channel=d.get("channel", 0),
+            agent_outdated=d.get("agent_outdated", False),
         )
 
 

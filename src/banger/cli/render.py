@@ -225,8 +225,10 @@ def kernel_fields(record: Mapping[str, Any], now: datetime) -> Fields:
 
 
 def image_fields(record: Mapping[str, Any], now: datetime) -> Fields:
-    rest = {k: v for k, v in record.items() if k != "config"}
+    rest = {k: v for k, v in record.items() if k not in ("config", "agent_outdated")}
     out = fields(rest, IMAGE_FIELDS, now)
+    if record.get("agent_outdated"):
+        out.append(("guest agent", agent_outdated_line(record)))
     config = record.get("config") or {}
     if isinstance(config, Mapping):
         labels = dict(_IMAGE_CONFIG)
@@ -234,6 +236,21 @@ def image_fields(record: Mapping[str, Any], now: datetime) -> Fields:
             if item not in (None, "", [], {}):
                 out.append((labels.get(str(key), str(key)), value(item)))
     return out
+
+
+def agent_outdated_line(record: Mapping[str, Any]) -> str:
+    """What an image made with another banger's guest agent lacks, and how to remake it."""
+    name, source = str(record.get("name", "")), str(record.get("source", ""))
+    kind, _, ref = source.partition(":")
+    line = "outdated: made by another version of banger; it boots, without what this one's does"
+    pull = f"--name {name} --kernel-ref {record.get('kernel', '')}"
+    if kind == "catalog":
+        redo = f"banger image pull {ref} {pull}"
+    elif kind == "oci":
+        redo = f"banger image pull {ref.split('@', 1)[0]} {pull}"
+    else:
+        return f"{line} (remake it the way it was made: {source})"
+    return f"{line}; remake it: `banger image delete {name}` then `{redo}`"
 
 
 def vm_row(vm: Vm, now: datetime) -> tuple[str, ...]:
@@ -278,11 +295,18 @@ def image_row(image: Image, now: datetime) -> tuple[str, ...]:
         image.kernel,
         size(image.size_bytes),
         image.source,
+        _agent_word(image),
         age(image.created_at, now),
     )
 
 
-IMAGE_HEADERS = ("NAME", "KERNEL", "SIZE", "SOURCE", "CREATED")
+def _agent_word(image: Image) -> str:
+    if image.source.startswith("file:"):
+        return "none"
+    return "outdated" if image.agent_outdated else "current"
+
+
+IMAGE_HEADERS = ("NAME", "KERNEL", "SIZE", "SOURCE", "AGENT", "CREATED")
 
 
 def kernel_row(kernel: Kernel, now: datetime) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ runs it in the pipeline's staging directory and finishes it there.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import shutil
@@ -52,6 +53,25 @@ def name_from_ref(ref: str) -> str:
     base = parsed.repository.rsplit("/", 1)[-1]
     tag = parsed.tag or (parsed.digest or "")[7:19]
     return re.sub(r"[^a-z0-9._-]", "-", f"{base}-{tag}".lower())[:63]
+
+
+@functools.cache
+def _current_agent_build() -> str:
+    from banger.guest import agentbin
+
+    return agentbin.source_key()
+
+
+def with_agent_state(image: Image) -> Image:
+    """``image`` with ``agent_outdated`` said: banger made it, with another agent than today's.
+
+    A registered disk (``file:``) never had banger's agent, so it is not
+    outdated; an image made before agents were recorded (no ``agent_build``) is.
+    """
+    if image.source.startswith("file:"):
+        return image
+    outdated = image.config.get("agent_build") != _current_agent_build()
+    return image.model_copy(update={"agent_outdated": outdated}) if outdated else image
 
 
 class ImageService:

@@ -15,7 +15,7 @@ from banger.api.models import (
     ImageRegister,
     Operation,
 )
-from banger.daemon.images import ImageService
+from banger.daemon.images import ImageService, with_agent_state
 from banger.daemon.operations import Operations, dump
 from banger.store import Store
 
@@ -25,7 +25,7 @@ def image_routes(store: Store, images: ImageService, ops: Operations) -> APIRout
 
     @router.get("/images")
     async def list_images() -> list[Image]:
-        return store.list_images()
+        return [with_agent_state(image) for image in store.list_images()]
 
     # Before /images/{name}, which would otherwise take "catalog" for a name.
     @router.get("/images/catalog")
@@ -37,7 +37,7 @@ def image_routes(store: Store, images: ImageService, ops: Operations) -> APIRout
 
     @router.get("/images/{name}")
     async def show_image(name: str) -> Image:
-        return store.get_image(name)
+        return with_agent_state(store.get_image(name))
 
     @router.post("/images/pull", status_code=202)
     async def pull_image(req: ImagePull) -> Operation:

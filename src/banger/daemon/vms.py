@@ -20,6 +20,7 @@ from banger.api.models import SshTarget, Vm, VmCreate, VmSet, VmState
 from banger.config import Settings
 from banger.daemon.agents import Agents
 from banger.daemon.forwards import ForwardService
+from banger.daemon.images import with_agent_state
 from banger.daemon.mounts import check_mounts, kernel_has_9p
 from banger.daemon.operations import Progress, now_iso
 from banger.daemon.plan import (
@@ -204,6 +205,11 @@ class VmService:
                 self._told_tcg = True
                 progress.info(f"note: {self.host.accel_reason}")
             progress.info(spec_line(vm, self.host))
+            if with_agent_state(req.sources.image).agent_outdated:
+                progress.info(
+                    f"note: image {vm.image} has another version of banger's guest agent;"
+                    f" `banger image show {vm.image}` says how to make it again"
+                )
             with ExitStack() as undo:
                 undo.callback(self.store.delete_vm, vm.id)
                 self.forwards.open_all(vm)

@@ -33,7 +33,7 @@ import shlex
 import shutil
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -108,6 +108,8 @@ class BootPlan:
     has_sshd: bool
     # The newest guest.proto version the image's banger-agent speaks; 0: no agent.
     channel: int = 0
+    # The source key of the banger-agent put in (``agentbin.source_key``); "" if unknown.
+    agent_build: str = ""
 
     @property
     def init(self) -> str | None:
@@ -256,7 +258,7 @@ def inject_agent(tree: Path, bundle: Path, config: AgentConfig) -> BootPlan:
     if not tree.is_dir() or tree.is_symlink():
         raise HostError(f"{tree} is not an image tree")
     channel = proto.VERSION_MAX if (bundle / AGENT_BINARY_IN_BUNDLE).is_file() else 0
-    plan = boot_plan(tree, channel)
+    plan = replace(boot_plan(tree, channel), agent_build=_agent_build(bundle) if channel else "")
     target = tree / AGENT_DIR
     if target.is_symlink() or target.is_file():
         target.unlink()
@@ -268,12 +270,22 @@ def inject_agent(tree: Path, bundle: Path, config: AgentConfig) -> BootPlan:
     _write(target / AGENT_CONF, agent_conf(plan).encode(), 0o644)
     record = {"agent": {"mode": plan.mode, "image_init": plan.image_init,
                         "has_sshd": plan.has_sshd}, "channel": plan.channel,
+              "agent_build": plan.agent_build,
               "image": asdict(config)}  # fmt: skip
     _write(target / IMAGE_JSON, (json.dumps(record, indent=2) + "\n").encode(), 0o644)
     if os.geteuid() == 0:
         for path in [target, *target.rglob("*")]:
             os.lchown(path, 0, 0)
     return plan
+
+
+def _agent_build(bundle: Path) -> str:
+    try:
+        manifest = json.loads((bundle / BUNDLE_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return ""
+    build = manifest.get("agent") if isinstance(manifest, dict) else None
+    return build if isinstance(build, str) else ""
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

@@ -42,7 +42,8 @@ from banger.guest.agent import BUNDLE_MANIFEST, resolve_in_tree
 log = logging.getLogger("banger.guest")
 
 # Bump when the bundle's layout or content rules change: old caches are ignored.
-BUNDLE_FORMAT = 3
+# 4: the manifest names the agent's source key, which images record (outdated agents).
+BUNDLE_FORMAT = 4
 ROOT_PACKAGES = ("busybox-static", "dropbear-bin")
 # Taken without their dependencies: openssh-sftp-server depends on the whole
 # OpenSSH client, but its program needs only libc (checked from the ELF).
@@ -210,7 +211,12 @@ def build_agent_bundle(cache_dir: Path, progress: Callable[[str], None] = lambda
         shutil.copyfile(agent_binary, out / "bin" / agentbin.BINARY_NAME)
         os.chmod(out / "bin" / agentbin.BINARY_NAME, 0o755)  # noqa: S103 - a program
         (out / MANIFEST).write_text(
-            json.dumps({"format": BUNDLE_FORMAT, "packages": versions}, indent=2) + "\n"
+            json.dumps(
+                # The binary's directory is named by the Go sources it was built from.
+                {"format": BUNDLE_FORMAT, "agent": agent_binary.parent.name, "packages": versions},
+                indent=2,
+            )
+            + "\n"
         )
         try:
             out.rename(dest)

@@ -134,8 +134,14 @@ def finish(
         size_bytes=size,
         source=made.source,
         init=plan.init,
-        # "channel": the guest.proto version the image's agent speaks (0: none).
-        config={**made.config, "agent": plan.mode, "channel": plan.channel},
+        # "channel": the guest.proto version the image's agent speaks (0: none);
+        # "agent_build": the agent's source key, which tells an outdated agent.
+        config={
+            **made.config,
+            "agent": plan.mode,
+            "channel": plan.channel,
+            "agent_build": plan.agent_build,
+        },
         channel=plan.channel,
     )
     if keep is not None:
