@@ -188,12 +188,13 @@ IMAGE_FIELDS: Spec = (
     ("init", "init", _or("the image's own")),
 )
 
-# The OCI config's keys, as people call them.
+# The recorded config's keys as people call them: the OCI config's, and how the agent boots.
 _IMAGE_CONFIG = (
     ("entrypoint", "entrypoint"),
     ("cmd", "command"),
     ("env", "environment"),
     ("working_dir", "working directory"),
+    ("agent", "agent mode"),
     ("user", "user"),
 )
 
@@ -233,7 +234,8 @@ def image_fields(record: Mapping[str, Any], now: datetime) -> Fields:
     if isinstance(config, Mapping):
         labels = dict(_IMAGE_CONFIG)
         for key, item in config.items():
-            if item not in (None, "", [], {}):
+            # The image's own fields already say its channel; the build key is a hash.
+            if key not in ("channel", "agent_build") and item not in (None, "", [], {}):
                 out.append((labels.get(str(key), str(key)), value(item)))
     return out
 
