@@ -1,10 +1,9 @@
-"""Snapshots below the VMM: their records, the checks before a restore, the identity
-script, and the reconcile of a restore cut short. (Real saves and restores: test_qmp,
-test_fc_snapshot and tests/e2e/test_snapshot_e2e.py.)"""
+"""Snapshots below the VMM: their records, the checks before a restore, the refusal of
+VMs without the agent, and the reconcile of a restore cut short. (Real saves and
+restores: test_qmp, test_fc_snapshot and tests/e2e/test_snapshot_e2e.py.)"""
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 from pathlib import Path
@@ -12,8 +11,7 @@ from pathlib import Path
 import pytest
 
 import banger
-from banger.api.models import Snapshot, Vm, VmCreate, VmState
-from banger.daemon import identity
+from banger.api.models import Snapshot, VmCreate, VmState
 from banger.daemon.reconcile import reconcile
 from banger.daemon.routes_snapshots import fork_names
 from banger.daemon.services import wire
@@ -31,7 +29,8 @@ def services(settings, store, tmp_path):
     rootfs = tmp_path / "root.ext4"
     rootfs.write_bytes(b"\0" * 4096)
     with store.db.transaction() as conn:
-        conn.execute("UPDATE images SET rootfs = ?", (str(rootfs),))
+        # An image with banger's agent: restored VMs get their identity through it.
+        conn.execute("UPDATE images SET rootfs = ?, channel = 1", (str(rootfs),))
     with running_loop() as loop:
         yield wire(
             settings,
@@ -140,6 +139,24 @@ def test_a_snapshot_needs_a_running_vm(services) -> None:
         services.snapshots.check_create("idle", None)
 
 
+def test_a_vm_without_the_agent_is_neither_snapshotted_nor_forked(services, tmp_path) -> None:
+    """Its restored copies could not be given their own identity and entropy."""
+    vms, store = services.vms, services.store
+    req = vms.validate(VmCreate(name="plain", no_start=True, system_overlay_size="64M"))
+    vms.net.lease(req.vm, store)
+    store.set_vm_state(req.vm.id, VmState.RUNNING)
+    with store.db.transaction() as conn:
+        conn.execute("UPDATE images SET channel = 0")
+    with pytest.raises(UserError, match="'plain' has no banger agent") as info:
+        services.snapshots.check_create("plain", None)
+    assert "banger image show debian-bookworm" in (info.value.hint or "")
+    snap = snapshot(tmp_path)
+    _files(snap)
+    with pytest.raises(UserError, match="of an image without banger's agent"):
+        check_compatible(snap, vms)
+    assert store.list_snapshots() == []
+
+
 def test_a_restore_refuses_flags_the_snapshot_fixes(services, tmp_path: Path) -> None:
     snap = snapshot(tmp_path)
     _files(snap)
@@ -149,26 +166,6 @@ def test_a_restore_refuses_flags_the_snapshot_fixes(services, tmp_path: Path) ->
     checked = services.snapshots.check_restore(VmCreate(from_snapshot="dev-1", name="copy"))
     assert (checked.vm.name, checked.vm.snapshot, checked.vm.memory_mib) == ("copy", "dev-1", 512)
     assert checked.vm.mac != snap.mac and checked.vm.vmm == "fake"
-
-
-def test_identity_script_sets_clock_and_entropy_first_then_name_and_address() -> None:
-    vm = Vm(
-        id="abc", name="dev-fork-1", image="i", state=VmState.CREATING, vcpus=1,
-        memory_mib=512, overlay_bytes=1, ip="10.77.0.9", tap="t", mac="02:00:0a:4d:00:09",
-        vmm="qemu", dir="/d", created_at="t",
-    )  # fmt: skip
-    entropy = bytes(range(64))
-    script = identity.identity_script(vm, 24, "10.77.0.1", 1_800_000_000.25, entropy)
-    lines = script.splitlines()
-    assert lines[0].startswith("date -s @1800000000.250 ")
-    assert base64.b64encode(entropy).decode() in lines[1] and "/dev/urandom" in lines[1]
-    assert "0x5207" in lines[2]
-    assert lines[3:5] == ["hostname dev-fork-1", "echo dev-fork-1 >/etc/hostname"]
-    switch = lines[5]
-    assert "ip link set dev eth0 address 02:00:0a:4d:00:09" in switch
-    assert "ip addr add 10.77.0.9/24 dev eth0" in switch
-    assert "ip route replace default via 10.77.0.1 dev eth0" in switch
-    assert switch.endswith("</dev/null >/dev/null 2>&1 &")
 
 
 def test_reconcile_removes_a_restore_cut_short_and_keeps_a_boot(services, settings) -> None:

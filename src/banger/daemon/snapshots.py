@@ -73,6 +73,13 @@ class SnapshotService:
 
     def check_create(self, vm_name: str, snap_name: str | None) -> tuple[Vm, str]:
         vm = self.vms.show(vm_name)
+        if not self.vms.agents.has_channel(vm):
+            raise UserError(
+                f"VM {vm.name!r} has no banger agent: a VM restored from a snapshot is given"
+                " its own name, address, host key, clock and entropy through it",
+                hint=f"make its image again with this banger (`banger image show {vm.image}`"
+                " says how), or copy files out with `banger vm cp`",
+            )
         if vm.state not in (VmState.RUNNING, VmState.PAUSED):
             raise UserError(
                 f"VM {vm.name!r} is {vm.state}: a snapshot is taken of a running VM",
@@ -244,6 +251,12 @@ def check_compatible(snap: Snapshot, vms: VmService) -> None:
         raise UserError(
             f"image {snap.image!r} changed since snapshot {snap.name!r} was made",
             hint=f"delete it with `banger vm snapshot delete {snap.name}`",
+        )
+    if image.channel == 0:
+        raise UserError(
+            f"snapshot {snap.name!r} is of an image without banger's agent, which a restored"
+            " VM needs for its own identity",
+            hint=f"boot a new VM with `banger vm create --image {snap.image}`",
         )
     _check_files(snap)
 

@@ -89,7 +89,8 @@ Decisions the agent (``guest/agent/*.go``) implements where the above is silent:
 - identity changes ``eth0``; CLOSE has ``changed`` (the fields applied). A
   new host key is written to /etc/ssh/ssh_host_ed25519_key{,.pub}; a
   running OpenSSH gets SIGHUP, banger's dropbear is restarted with it.
-- entropy's CLOSE has ``bytes``. ports' ``proto`` is "tcp" or "tcp6".
+- entropy's CLOSE has ``bytes`` and ``reseeded`` (the kernel's CRNG now
+  draws from the pool: RNDRESEEDCRNG; false before Linux 4.17). ports' ``proto`` is "tcp" or "tcp6".
 - An agent started with ``--listen unix:PATH`` (tests on a host) refuses
   identity, clock and poweroff with ``errno: "EPERM"``.
 """
@@ -137,7 +138,7 @@ OPS = {
     "identity",
     # clock {unix_ns}
     "clock",
-    # entropy {data: base64}: mixed into the kernel's pool and credited
+    # entropy {data: base64}: mixed into the kernel's pool, credited, CRNG reseeded
     "entropy",
     # ports {}: CLOSE {ports: [{proto, addr, port, pid?, process?}]}
     "ports",

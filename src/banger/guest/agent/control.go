@@ -249,7 +249,10 @@ func opEntropy(ch *channel, raw []byte) (map[string]any, error) {
 	if err := addEntropy(data); err != nil {
 		return nil, &opError{msg: "RNDADDENTROPY: " + err.Error(), errno: errnoOf(err)}
 	}
-	return map[string]any{"bytes": len(data)}, nil
+	// A kernel older than 4.17 has no reseed ioctl: said, not an error, since
+	// the entropy is in the pool all the same.
+	reseeded := reseedCRNG() == nil
+	return map[string]any{"bytes": len(data), "reseeded": reseeded}, nil
 }
 
 func opBoot(ch *channel, raw []byte) (map[string]any, error) {

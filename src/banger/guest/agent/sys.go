@@ -15,6 +15,7 @@ const (
 	tiocsptlck    = 0x40045431
 	tiocswinsz    = 0x5414
 	rndaddentropy = 0x40085203
+	rndreseedcrng = 0x5207 // _IO('R', 0x07), Linux 4.17 and later
 	afVsock       = 40
 	vmaddrCIDAny  = 0xffffffff
 	pollIn        = 0x1
@@ -127,6 +128,18 @@ func addEntropy(data []byte) error {
 	*(*int32)(unsafe.Pointer(&buf[4])) = int32(len(data))
 	copy(buf[8:], data)
 	return ioctl(f.Fd(), rndaddentropy, uintptr(unsafe.Pointer(&buf[0])))
+}
+
+// reseedCRNG makes the kernel's CRNG draw from the pool now. Credited entropy
+// is otherwise used only at the next timed reseed, and until then two forks of
+// one snapshot read the same "random" bytes.
+func reseedCRNG() error {
+	f, err := os.OpenFile("/dev/random", os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return ioctl(f.Fd(), rndreseedcrng, 0)
 }
 
 type pollFd struct {
