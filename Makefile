@@ -39,7 +39,7 @@ e2e: test-deps venv
 
 # The whole suite: linters, unit tests, end-to-end tests booting real VMs.
 test: test-deps venv lint
-	$(VENV)/bin/pytest -m "not slow" tests
+	$(VENV)/bin/pytest -m "not slow" --durations=30 tests
 
 # Everything `make test` runs, and the slowest end-to-end tests it leaves out
 # to stay within CI's 25 minutes (pytest marker `slow`).
