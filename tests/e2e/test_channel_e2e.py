@@ -116,6 +116,12 @@ def test_an_image_without_the_agent_works_over_ssh(banger: Banger) -> None:
         assert any(p["port"] == 22 for p in ports), ports  # type: ignore[union-attr]
         stats = banger.json("vm", "stats", "e2e-na")
         assert stats["guest"]["mem_total_bytes"] > 0  # type: ignore[index]
+        # Its forks could not get their own identity and entropy: refused, nothing made.
+        fork = banger.run("vm", "fork", "e2e-na")
+        assert fork.returncode != 0
+        assert "VM 'e2e-na' has no banger agent" in fork.stderr and "hint:" in fork.stderr
+        assert [vm["name"] for vm in banger.json("vm", "list")] == ["e2e-na"]  # type: ignore[index, union-attr]
+        assert banger.json("vm", "snapshot", "list") == []
         stop = banger.run("vm", "stop", "e2e-na")
         assert stop.returncode == 0, stop.stderr
         assert "agent is powering it off" not in stop.stderr
