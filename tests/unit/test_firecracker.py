@@ -12,7 +12,8 @@ from banger.errors import VmmError
 from banger.helper.jail import JailSpec, jailer_argv
 from banger.vmm import fc_api
 from banger.vmm.base import DiskSpec, NetSpec, VmmConfig
-from banger.vmm.firecracker import FirecrackerVmm, jail_uid, requests
+from banger.vmm.fc_config import jail_uid, requests
+from banger.vmm.firecracker import FirecrackerVmm
 from tests.standin import spec
 from tests.standin.install import install
 

@@ -10,7 +10,7 @@ import pytest
 from banger.helper.errors import HostError, UserError
 from banger.helper.validate import JAIL_UID_BASE, Policy
 from banger.helper.verbs import dispatch
-from banger.vmm import firecracker
+from banger.vmm import fc_config
 
 OWNER = 4242
 
@@ -115,10 +115,10 @@ def test_a_tap_this_helper_did_not_make_is_never_lent_to_a_jail(policy: Policy, 
 def test_the_daemon_and_the_helper_agree_on_the_jail_uid_range() -> None:
     from banger.helper import validate
 
-    assert firecracker.JAIL_UID_BASE == validate.JAIL_UID_BASE
-    assert firecracker.JAIL_UID_COUNT == validate.JAIL_UID_COUNT
+    assert fc_config.JAIL_UID_BASE == validate.JAIL_UID_BASE
+    assert fc_config.JAIL_UID_COUNT == validate.JAIL_UID_COUNT
     for vm_id in ("0123456789ab", "ffffffffffff", "a"):
-        uid = firecracker.jail_uid(vm_id)
+        uid = fc_config.jail_uid(vm_id)
         assert validate.jail_uid("uid", uid, Policy.create(OWNER, []))
 
 

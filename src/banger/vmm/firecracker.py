@@ -4,7 +4,7 @@ configure the VM over its API socket and start it.
 Jailed, the root helper runs the jailer (``vmm_launch``) and the VM's files
 appear inside the jail under the names it returns; unjailed, this process
 starts ``firecracker --api-sock`` itself and passes host paths. Either way
-the same request sequence (``requests``, pure) follows, and any failure kills
+the same request sequence (``fc_config.requests``, pure) follows, and any failure kills
 the VMM and removes its jail before the error goes up. Firecracker writes the
 guest's serial console to its standard output, which is the VM's console log.
 """
@@ -26,8 +26,9 @@ from typing import Any, Protocol
 from banger import proc
 from banger.errors import HostError, VmmError
 from banger.guest.proto import AGENT_VSOCK_PORT
-from banger.vmm import fc_api
+from banger.vmm import fc_api, fc_proc
 from banger.vmm.base import AgentEndpoint, VmmConfig
+from banger.vmm.fc_config import VSOCK_FILE, jail_uid, requests
 from banger.vmm.fc_snapshot import (
     LOG_FILE,
     MEMORY_FILE,
@@ -41,12 +42,7 @@ log = logging.getLogger("banger.vmm")
 
 _REMAKE = "this snapshot cannot be restored; take a new one of a running VM"
 
-# One uid (and gid) per VM from the helper's jail range (helper/validate.py).
-JAIL_UID_BASE = 900_000
-JAIL_UID_COUNT = 65_536
 _API_TIMEOUT = 15.0
-# Firecracker's vsock device's host end; the guest agent listens on AGENT_VSOCK_PORT.
-VSOCK_FILE = "vsock.sock"
 
 
 class JailHelper(Protocol):
@@ -67,62 +63,6 @@ class JailHelper(Protocol):
     ) -> dict[str, Any]: ...
 
     def kill_vmm(self, vm_id: str, jail_base: str) -> bool: ...
-
-
-def jail_uid(vm_id: str) -> int:
-    """The VM's own uid for its jail, derived from its id (stable across restarts)."""
-    digits = int.from_bytes(vm_id.encode(), "big")
-    return JAIL_UID_BASE + digits % JAIL_UID_COUNT
-
-
-def guest_cid(vm_id: str) -> int:
-    # vsock CIDs 0-2 are reserved; the id makes it unique per VM on this host.
-    return 3 + int.from_bytes(vm_id.encode(), "big") % (1 << 30)
-
-
-def requests(config: VmmConfig, path: Callable[[Path], str], vsock: str) -> list[fc_api.Request]:
-    """The whole configuration of a VM, in order, ending with InstanceStart; pure.
-
-    ``path`` maps a host file to the name Firecracker sees (in its jail, or as is).
-    """
-    run = config.run_dir
-    reqs = [
-        fc_api.Request(
-            "logger",
-            fc_api.LOGGER,
-            {"log_path": path(run / LOG_FILE), "level": "Warning", "show_level": True},
-        ),
-        fc_api.Request("metrics", fc_api.METRICS, {"metrics_path": path(run / METRICS_FILE)}),
-        fc_api.Request(
-            "machine-config",
-            fc_api.MACHINE_CONFIG,
-            {"vcpu_count": config.vcpus, "mem_size_mib": config.memory_mib, "smt": False},
-        ),
-        fc_api.Request(
-            "boot-source",
-            fc_api.BOOT_SOURCE,
-            {
-                "kernel_image_path": path(config.kernel),
-                "initrd_path": path(config.initrd),
-                "boot_args": config.cmdline,
-            },
-        ),
-    ]
-    for disk in config.disks:
-        body = {
-            "drive_id": disk.serial,
-            "path_on_host": path(disk.path),
-            "is_root_device": False,
-            "is_read_only": disk.read_only,
-        }
-        reqs.append(fc_api.Request(f"drive {disk.serial}", fc_api.DRIVES, body, disk.serial))
-    if config.net is not None:
-        body = {"iface_id": "eth0", "host_dev_name": config.net.tap, "guest_mac": config.net.mac}
-        reqs.append(fc_api.Request("network", fc_api.NETWORK_INTERFACES, body, "eth0"))
-    vsock_body = {"guest_cid": guest_cid(run.name), "uds_path": vsock}
-    reqs.append(fc_api.Request("vsock", fc_api.VSOCK, vsock_body))
-    reqs.append(fc_api.action("InstanceStart"))
-    return reqs
 
 
 def _jailed_snapshots() -> VmmError:
@@ -305,7 +245,7 @@ class FirecrackerVmm:
             pid = int((run_dir / "vmm.pid").read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _is_our_firecracker(pid, run_dir.name) else None
+        return pid if fc_proc.is_our_firecracker(pid, run_dir.name) else None
 
     def signal(self, run_dir: Path, sig: signal.Signals) -> bool:
         pid = self.pid(run_dir)
@@ -398,11 +338,11 @@ class FirecrackerVmm:
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
-            vm_id = _firecracker_id(int(entry.name))
+            vm_id = fc_proc.firecracker_id(int(entry.name))
             if vm_id is None:
                 continue
             jailed = (self.jail_base / self._exec_name / vm_id).exists()
-            if (jailed or _mentions(int(entry.name), str(root.absolute()))) and _alive(
+            if (jailed or fc_proc.mentions(int(entry.name), str(root.absolute()))) and _alive(
                 int(entry.name)
             ):
                 found[root / vm_id] = int(entry.name)
@@ -430,34 +370,3 @@ class FirecrackerVmm:
                     )
                 log.info("stopped Firecracker pid %d (%s)", pid, run_dir)
         _remove(run_dir / "vmm.pid", run_dir / "vmm.sock", run_dir / VSOCK_FILE)
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = (Path("/proc") / str(pid) / "cmdline").read_bytes()
-    except OSError:
-        return []
-    return raw.decode(errors="replace").split("\0")
-
-
-def _firecracker_id(pid: int) -> str | None:
-    """The ``--id`` of a Firecracker process (the jailer passes ``--id=ID``), else None."""
-    argv = _cmdline(pid)
-    # A script's interpreter comes first (a stand-in Firecracker is one).
-    if not any("firecracker" in Path(word).name for word in argv[:2]):
-        return None
-    for index, word in enumerate(argv):
-        if word.startswith("--id="):
-            return word.removeprefix("--id=")
-        if word == "--id" and index + 1 < len(argv):
-            return argv[index + 1]
-    return None
-
-
-def _mentions(pid: int, text: str) -> bool:
-    return any(text in word for word in _cmdline(pid))
-
-
-def _is_our_firecracker(pid: int, vm_id: str) -> bool:
-    # Pids are reused: a stale pidfile must not make us signal a stranger.
-    return _firecracker_id(pid) == vm_id and _alive(pid)
