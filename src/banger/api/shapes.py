@@ -260,6 +260,7 @@ class PortForward(_Shape):
         "proto",
         "source",
         "error",
+        "via",
     )
     __slots__ = _fields
     host_ip: str
@@ -268,6 +269,7 @@ class PortForward(_Shape):
     proto: str
     source: ForwardSource
     error: str
+    via: str
 
     def __init__(
         self,
@@ -278,6 +280,7 @@ class PortForward(_Shape):
         proto: str = "tcp",
         source: ForwardSource,
         error: str = "",
+        via: str = "",
     ) -> None:
         self.host_ip = host_ip
         self.host_port = host_port
@@ -285,6 +288,7 @@ class PortForward(_Shape):
         self.proto = proto
         self.source = source
         self.error = error
+        self.via = via
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> PortForward:
@@ -295,6 +299,7 @@ class PortForward(_Shape):
             proto=d.get("proto", "tcp"),
             source=ForwardSource(d["source"]),
             error=d.get("error", ""),
+            via=d.get("via", ""),
         )
 
 
@@ -1459,6 +1464,7 @@ class Port(_Shape):
         "process",
         "endpoint",
         "forwarded",
+        "via",
     )
     __slots__ = _fields
     proto: str
@@ -1467,6 +1473,7 @@ class Port(_Shape):
     process: str | None
     endpoint: str
     forwarded: str
+    via: str
 
     def __init__(
         self,
@@ -1477,6 +1484,7 @@ class Port(_Shape):
         process: str | None = None,
         endpoint: str = "",
         forwarded: str = "",
+        via: str = "",
     ) -> None:
         self.proto = proto
         self.address = address
@@ -1484,6 +1492,7 @@ class Port(_Shape):
         self.process = process
         self.endpoint = endpoint
         self.forwarded = forwarded
+        self.via = via
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Port:
@@ -1494,6 +1503,7 @@ class Port(_Shape):
             process=d.get("process"),
             endpoint=d.get("endpoint", ""),
             forwarded=d.get("forwarded", ""),
+            via=d.get("via", ""),
         )
 
 
