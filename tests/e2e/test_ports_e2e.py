@@ -2,7 +2,9 @@
 
 A guest HTTP server answers on the host's 127.0.0.1 through `-p`, stops
 answering after `vm port remove`, and comes back after bangerd is killed
-and restarted; a `--mount` directory is seen both ways, `:ro` refuses writes.
+and restarted; one bound to the guest's loopback only is reached through the
+guest agent, automatically or through `-p`; a `--mount` directory is seen
+both ways, `:ro` refuses writes.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ pytestmark = pytest.mark.e2e
 
 # The default image has perl but no python or busybox: a one-connection-at-a-time
 # HTTP server in core perl, started in the background with its output in /tmp.
-def start_httpd(port: int = 8000) -> str:
-    """A shell line that starts the server on ``port`` and returns once it listens."""
+def start_httpd(port: int = 8000, bind: str = "0.0.0.0") -> str:
+    """A shell line that starts the server on ``bind:port`` and returns once it listens."""
     script = (
-        f"use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => {port}, Listen => 5,"
+        f'use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalAddr => "{bind}",'
+        f" LocalPort => {port}, Listen => 5,"
         " ReuseAddr => 1) or die; while (my $c = $s->accept) { my $r = <$c>;"
         ' print $c "HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n'
         'hello from the guest\\n";'
@@ -279,3 +282,51 @@ def test_auto_forwarding_follows_guest_listeners_within_2s(banger: Banger, agent
     gone = within(2.0, lambda: refused(guest_port))
     assert gone is not None, "the host forward outlived the guest listener by more than 2 s"
     print(f"auto forward appeared after {took:.2f}s, withdrawn after {gone:.2f}s")
+
+
+def test_a_server_on_the_guests_loopback_is_forwarded_through_the_agent(
+    banger: Banger, agent_image: str
+):
+    auto_port, published = free_port(), free_port()
+    banger.create("e2e-lo", "--image", agent_image, "--memory", "512",
+                  "--forward-ports", "auto", "-p", f"{published}:9001")  # fmt: skip
+    for port in (auto_port, 9001):
+        started = ssh(banger, "e2e-lo", "sh", "-c", start_httpd(port, bind="127.0.0.1"))
+        assert started.returncode == 0, started.stderr
+    ports = banger.json("vm", "ports", "e2e-lo")
+    assert {p["port"]: p["address"] for p in ports}[auto_port] == "127.0.0.1"  # type: ignore[index, union-attr]
+    ip = banger.json("vm", "show", "e2e-lo")["ip"]  # type: ignore[index]
+    with pytest.raises(ConnectionRefusedError):  # not on the bridge: only inside the guest
+        socket.create_connection((str(ip), auto_port), timeout=5).close()
+
+    def answering(port: int) -> Callable[[], bool]:
+        def check() -> bool:
+            try:
+                return get(port, timeout=2) == "hello from the guest\n"
+            except OSError:
+                return False
+
+        return check
+
+    took = within(5.0, answering(auto_port))
+    assert took is not None, "no forward of the loopback listener within 5 s"
+    listed = banger.json("vm", "port", "list", "e2e-lo")
+    auto = next(f for f in listed if f["source"] == "auto")  # type: ignore[union-attr, index]
+    assert (auto["host_port"], auto["guest_port"], auto["via"]) == (auto_port, auto_port, "agent")  # type: ignore[index]
+    table = banger.run("vm", "ports", "e2e-lo", check=True).stdout
+    assert f"127.0.0.1:{auto_port} via agent" in table
+    curl = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{auto_port}/"],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert curl.stdout == "hello from the guest\n", curl.stderr
+
+    # -p to a loopback-only server: refused on the VM's address, tried on its loopback.
+    assert answers(published, within=10) == "hello from the guest\n"
+    pub = next(f for f in banger.json("vm", "port", "list", "e2e-lo") if f["source"] == "published")  # type: ignore[union-attr, index]
+    assert pub["via"] == "agent"  # type: ignore[index]
+    assert "via the guest agent" in banger.run("vm", "show", "e2e-lo").stdout
+
+    stopped = ssh(banger, "e2e-lo", "sh", "-c", f"kill $(cat /tmp/httpd-{auto_port}.pid)")
+    assert stopped.returncode == 0, stopped.stderr
+    gone = within(3.0, lambda: refused(auto_port))
+    assert gone is not None, "the loopback forward outlived its listener by more than 3 s"
+    print(f"loopback forward appeared after {took:.2f}s, withdrawn after {gone:.2f}s")

@@ -17,7 +17,7 @@ from banger.api.models import ForwardSource, PortForward, Vm, VmCreate
 from banger.daemon.forwards import ForwardService
 from banger.daemon.services import Services, wire
 from banger.errors import BangerError, Conflict, UserError
-from banger.net.forward import Forwarder, ForwardKey, port_holder
+from banger.net.forward import Forwarder, ForwardKey, port_holder, tcp
 from banger.net.portspec import parse_host_address, parse_publish, parse_publishes
 from banger.vmm.accel import AccelChoice
 from tests.unit.fakes import FakeVmm, RecordingHelper, running_loop
@@ -143,7 +143,7 @@ def wait_refused(port: int, timeout: float = 3) -> bool:
 def test_a_forward_relays_both_ways_and_refuses_once_closed(echo):
     with running_loop() as loop:
         forwarder = Forwarder(loop)
-        key = forwarder.open(ForwardKey("127.0.0.1", 0), lambda: (GUEST, echo))
+        key = forwarder.open(ForwardKey("127.0.0.1", 0), tcp(lambda: (GUEST, echo)))
         assert ask(key.host_port) == b"HELLO\n"
         big = os.urandom(3 << 20).hex().encode() + b"\n"
         assert ask(key.host_port, big) == big.upper()
@@ -155,7 +155,7 @@ def test_a_taken_port_names_the_process_holding_it():
     holder = socket.create_server(("127.0.0.1", 0))
     port = holder.getsockname()[1]
     with holder, running_loop() as loop, pytest.raises(Conflict) as info:
-        Forwarder(loop).open(ForwardKey("127.0.0.1", port), lambda: ("127.0.0.1", 1))
+        Forwarder(loop).open(ForwardKey("127.0.0.1", port), tcp(lambda: ("127.0.0.1", 1)))
     comm = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
     assert (
         info.value.message == f"host port 127.0.0.1:{port} is taken by pid {os.getpid()} ({comm})"

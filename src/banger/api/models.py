@@ -101,6 +101,10 @@ class PortForward(BaseModel):
     # Why bangerd is not listening on it now ("" while it is), e.g. a port
     # another program took while the daemon was down.
     error: str = ""
+    # The path its connections take: "direct" to the VM's address on the
+    # bridge, "agent" through the guest agent (a server on the guest's
+    # loopback); "" before a published forward's first connection.
+    via: str = ""
 
 
 class Mount(BaseModel):
@@ -396,6 +400,8 @@ class Port(BaseModel):
     endpoint: str = ""
     # The host address bangerd forwards to this listener, where it does ("" otherwise).
     forwarded: str = ""
+    # The forward's path, as PortForward.via says it.
+    via: str = ""
 
 
 class HealthCheck(BaseModel):

@@ -265,6 +265,7 @@ class PortForward(_Shape):
         "proto",
         "source",
         "error",
+        "via",
     )
     __slots__ = _fields
     host_ip: str
@@ -273,6 +274,7 @@ class PortForward(_Shape):
     proto: str
     source: ForwardSource
     error: str
+    via: str
 
     def __init__(
         self,
@@ -283,6 +285,7 @@ class PortForward(_Shape):
         proto: str = "tcp",
         source: ForwardSource,
         error: str = "",
+        via: str = "",
     ) -> None:
         self.host_ip = host_ip
         self.host_port = host_port
@@ -290,6 +293,7 @@ class PortForward(_Shape):
         self.proto = proto
         self.source = source
         self.error = error
+        self.via = via
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> PortForward:
@@ -300,6 +304,7 @@ class PortForward(_Shape):
             proto=d.get("proto", "tcp"),
             source=ForwardSource(d["source"]),
             error=d.get("error", ""),
+            via=d.get("via", ""),
         )
 
 
@@ -1464,6 +1469,7 @@ class Port(_Shape):
         "process",
         "endpoint",
         "forwarded",
+        "via",
     )
     __slots__ = _fields
     proto: str
@@ -1472,6 +1478,7 @@ class Port(_Shape):
     process: str | None
     endpoint: str
     forwarded: str
+    via: str
 
     def __init__(
         self,
@@ -1482,6 +1489,7 @@ class Port(_Shape):
         process: str | None = None,
         endpoint: str = "",
         forwarded: str = "",
+        via: str = "",
     ) -> None:
         self.proto = proto
         self.address = address
@@ -1489,6 +1497,7 @@ class Port(_Shape):
         self.process = process
         self.endpoint = endpoint
         self.forwarded = forwarded
+        self.via = via
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Port:
@@ -1499,6 +1508,7 @@ class Port(_Shape):
             process=d.get("process"),
             endpoint=d.get("endpoint", ""),
             forwarded=d.get("forwarded", ""),
+            via=d.get("via", ""),
         )
 
 

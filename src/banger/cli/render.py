@@ -115,6 +115,8 @@ def forward_text(item: Mapping[str, Any]) -> str:
         notes.append("auto")
         if int(item.get("guest_port") or 0) < 1024:
             notes.append("privileged guest port: a free high host port")
+    if item.get("via") == "agent":
+        notes.append("via the guest agent: the guest listens on its loopback")
     if item.get("error"):
         notes.append(f"not listening: {item['error']}")
     return text + (f" ({'; '.join(notes)})" if notes else "")

@@ -117,7 +117,9 @@ def ports(name: str, as_json: bool) -> None:
     endpoint that works from this host: the VM's address, or NAME.vm where
     the host resolves banger's names (`banger doctor` says whether it does).
     FORWARDED is the host address bangerd forwards to it (`vm port add`,
-    `-p`, or --forward-ports auto, where ports below 1024 get a free high one).
+    `-p`, or --forward-ports auto, where ports below 1024 get a free high one);
+    "via agent" marks a listener on the guest's loopback, reached through
+    banger's guest agent instead of the VM's address.
     """
     from banger.api.shapes import Port
 
@@ -126,7 +128,7 @@ def ports(name: str, as_json: bool) -> None:
         Port.from_json,
         as_json,
         ["PROTO", "ADDRESS", "PORT", "PROCESS", "ENDPOINT", "FORWARDED"],
-        lambda p: (p.proto, p.address, p.port, p.process or "-", p.endpoint, p.forwarded or "-"),
+        lambda p: (p.proto, p.address, p.port, p.process or "-", p.endpoint, _forwarded(p)),
         empty=f"nothing listens in {name}",
     )
 
@@ -194,3 +196,9 @@ def ping(name: str, as_json: bool) -> None:
 
 
 COMMANDS = (logs, stats, ports, health, ping)
+
+
+def _forwarded(port: Any) -> str:
+    if not port.forwarded:
+        return "-"
+    return str(port.forwarded) + (" via agent" if port.via == "agent" else "")

@@ -8,6 +8,13 @@ are not recorded: every second the poller asks each running VM's guest
 agent what listens, opens a forward for each new TCP listener on the same
 port of 127.0.0.1 (a free high port for ports below 1024) and closes the
 forwards of listeners that went away.
+
+A connection takes one of two paths, shown as a forward's ``via``: straight
+to the VM's address on the bridge ("direct", the fast one), or through the
+guest agent's ``connect`` ("agent"), which reaches servers bound to the
+guest's loopback. Automatic forwards know the listener's address and pick
+the path once; a published forward dials directly and, when the guest
+refuses there, tries the guest's loopback through the agent.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Protocol
 
 from banger.api.models import ForwardSource, PortForward, Vm, VmState
 from banger.errors import BangerError, Conflict
-from banger.net.forward import Forwarder, ForwardKey, bind
+from banger.net.forward import Dial, Forwarder, ForwardKey, Upstream, bind, tcp_connect
 from banger.net.portspec import LOOPBACK
 from banger.store import Store
 from banger.store.repo import PortPublished
@@ -41,6 +48,21 @@ class GuestListeners(Protocol):
     async def listeners(self, vm: Vm) -> list[tuple[str, int]]: ...
 
 
+class GuestDialer(Protocol):
+    """Connections made inside a guest, to its loopback or its own addresses."""
+
+    async def dial(self, vm: Vm, port: int, host: str) -> Upstream: ...
+
+
+class Via:
+    DIRECT = "direct"
+    AGENT = "agent"
+
+
+# Where a published forward looks when the guest refuses it on the bridge.
+_LOOPBACKS = ("127.0.0.1", "::1")
+
+
 def _key(forward: PortForward) -> ForwardKey:
     return ForwardKey(forward.host_ip, forward.host_port)
 
@@ -52,16 +74,22 @@ class ForwardService:
         forwarder: Forwarder,
         listeners: GuestListeners | None = None,
         poll_interval: float = POLL_INTERVAL,
+        dialer: GuestDialer | None = None,
     ) -> None:
         self.store = store
         self.forwarder = forwarder
         self.listeners = listeners
+        self.dialer = dialer
         self.poll_interval = poll_interval
         self._lock = threading.Lock()
         # Why a recorded forward is not open (a port taken while bangerd was down).
         self._errors: dict[ForwardKey, str] = {}
         # vm id -> guest port -> the automatic forward open for it.
         self._auto: dict[str, dict[int, PortForward]] = {}
+        # (vm id, guest port) -> the guest address an automatic forward dials ("" direct).
+        self._routes: dict[tuple[str, int], str] = {}
+        # The path a published forward's last connection took.
+        self._via: dict[ForwardKey, str] = {}
         self._told: set[tuple[str, int]] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -105,6 +133,7 @@ class ForwardService:
         self.forwarder.close(_key(forward))
         with self._lock:
             self._errors.pop(_key(forward), None)
+            self._via.pop(_key(forward), None)
         log.info("%s: withdrew %s", vm.name, _key(forward))
 
     def close_vm(self, vm: Vm) -> None:
@@ -115,6 +144,9 @@ class ForwardService:
             auto = self._auto.pop(vm.id, {})
             for forward in vm.forwards:
                 self._errors.pop(_key(forward), None)
+                self._via.pop(_key(forward), None)
+            for port in auto:
+                self._routes.pop((vm.id, port), None)
         for forward in auto.values():
             self.forwarder.close(_key(forward))
 
@@ -132,14 +164,59 @@ class ForwardService:
         return problems
 
     def _open(self, vm: Vm, forward: PortForward) -> None:
-        address = vm.ip
-        self.forwarder.open(_key(forward), lambda: (address, forward.guest_port))
+        self.forwarder.open(_key(forward), self._published_dial(vm, forward))
+
+    def _published_dial(self, vm: Vm, forward: PortForward) -> Dial:
+        key, address, port = _key(forward), vm.ip, forward.guest_port
+
+        async def dial() -> Upstream:
+            try:
+                upstream: Upstream = await tcp_connect(address, port)
+                self._via[key] = Via.DIRECT
+            except ConnectionRefusedError:
+                if self.dialer is None:
+                    raise
+                upstream = await self._dial_loopback(vm, port)
+                self._via[key] = Via.AGENT
+            return upstream
+
+        return dial
+
+    async def _dial_loopback(self, vm: Vm, port: int) -> Upstream:
+        assert self.dialer is not None
+        last: BaseException | None = None
+        for host in _LOOPBACKS:
+            try:
+                return await self.dialer.dial(vm, port, host)
+            except BangerError as exc:
+                last = exc
+                if getattr(exc, "errno", None) != "ECONNREFUSED":
+                    break
+        assert last is not None
+        raise last
+
+    def _auto_dial(self, vm: Vm, port: int, route: str) -> Dial:
+        address, dialer = vm.ip, self.dialer
+
+        async def dial() -> Upstream:
+            if not route:
+                return await tcp_connect(address, port)
+            assert dialer is not None
+            return await dialer.dial(vm, port, route)
+
+        return dial
 
     def view(self, vm: Vm) -> list[PortForward]:
         """The VM's forwards as they stand: recorded ones with their state, then automatic."""
         with self._lock:
             shown = [
-                f.model_copy(update={"error": self._errors.get(_key(f), "")}) for f in vm.forwards
+                f.model_copy(
+                    update={
+                        "error": self._errors.get(_key(f), ""),
+                        "via": self._via.get(_key(f), ""),
+                    }
+                )
+                for f in vm.forwards
             ]
             auto = sorted(self._auto.get(vm.id, {}).values(), key=lambda f: f.guest_port)
         return shown + auto
@@ -197,26 +274,28 @@ class ForwardService:
             return
         published = {f.guest_port for f in vm.forwards}
         wanted = {
-            port
-            for address, port in found
-            if port not in _NOT_AUTO and port not in published and _reachable(address, vm)
+            port: route
+            for port, route in _routes(found, vm, agent=self.dialer is not None).items()
+            if port not in _NOT_AUTO and port not in published
         }
         with self._lock:
             current = dict(self._auto.get(vm.id, {}))
-        for port in sorted(set(current) - wanted):
+            moved = {
+                p for p in current if p in wanted and self._routes.get((vm.id, p)) != wanted[p]
+            }
+        for port in sorted((set(current) - set(wanted)) | moved):
             self._withdraw(vm, current[port])
-        for port in sorted(wanted - set(current)):
-            self._add_auto(vm, port)
+        for port in sorted((set(wanted) - set(current)) | moved):
+            self._add_auto(vm, port, wanted[port])
 
-    def _add_auto(self, vm: Vm, guest_port: int) -> None:
+    def _add_auto(self, vm: Vm, guest_port: int, route: str) -> None:
         host_port = guest_port if guest_port >= 1024 else 0
         if self.store.forward_holder(guest_port) is not None and host_port:
             self._tell_once(vm, guest_port, "is published by a VM")
             return
-        address = vm.ip
         try:
             bound = self.forwarder.open(
-                ForwardKey(LOOPBACK, host_port), lambda: (address, guest_port)
+                ForwardKey(LOOPBACK, host_port), self._auto_dial(vm, guest_port, route)
             )
         except BangerError as exc:
             self._tell_once(vm, guest_port, exc.message)
@@ -226,16 +305,21 @@ class ForwardService:
             host_port=bound.host_port,
             guest_port=guest_port,
             source=ForwardSource.AUTO,
+            via=Via.AGENT if route else Via.DIRECT,
         )
         with self._lock:
             self._auto.setdefault(vm.id, {})[guest_port] = forward
+            self._routes[(vm.id, guest_port)] = route
             self._told.discard((vm.id, guest_port))
         why = " (a privileged port: a free high one instead)" if guest_port < 1024 else ""
+        if route:
+            why += f" through the guest agent (it listens on {route} only)"
         log.info("%s: guest listens on %d; forwarding %s%s", vm.name, guest_port, bound, why)
 
     def _withdraw(self, vm: Vm, forward: PortForward) -> None:
         with self._lock:
             self._auto.get(vm.id, {}).pop(forward.guest_port, None)
+            self._routes.pop((vm.id, forward.guest_port), None)
         self.forwarder.close(_key(forward))
         log.info("%s: guest stopped listening on %d; withdrew %s", vm.name, forward.guest_port,
                  _key(forward))  # fmt: skip
@@ -243,6 +327,8 @@ class ForwardService:
     def _withdraw_all(self, vm_id: str) -> None:
         with self._lock:
             ports = self._auto.pop(vm_id, {})
+            for port in ports:
+                self._routes.pop((vm_id, port), None)
         for forward in ports.values():
             self.forwarder.close(_key(forward))
             log.info("VM %s is not running; withdrew %s", vm_id, _key(forward))
@@ -260,10 +346,16 @@ def _overlaps(a: str, b: str) -> bool:
     return a == b or a in _ANY or b in _ANY
 
 
-def _reachable(address: str, vm: Vm) -> bool:
-    """Listeners the relay reaches at the VM's address; a loopback-only one it cannot.
-
-    Reaching the guest's loopback needs a connection made inside the guest
-    (the agent's channel), which the relay does not have yet.
-    """
-    return address in _ANY or address == vm.ip
+def _routes(found: Iterable[tuple[str, int]], vm: Vm, *, agent: bool) -> dict[int, str]:
+    """Guest port -> how to reach its listener: "" straight at the VM's address, else
+    the guest address the agent dials. A port that listens on every address, or on
+    the VM's own, goes direct; one bound elsewhere (its loopback) only with an agent."""
+    routes: dict[int, str] = {}
+    for address, port in found:
+        if address in _ANY or address == vm.ip:
+            routes[port] = ""
+        elif agent and port not in routes:
+            routes[port] = address
+        elif agent and routes[port] and address.startswith("127."):
+            routes[port] = address  # IPv4 loopback before ::1: the cheaper of the two
+    return routes

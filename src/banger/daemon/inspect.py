@@ -82,18 +82,18 @@ class Inspector:
             text = self._guest(vm, _GUEST_PORTS)
             found = parse_proc_net(text) if text.startswith("@@proc") else parse_ss(text)
         host = reachable_host(vm, names_resolve=self.vms.net.names_resolve_on_host)
-        forwarded = {
-            f.guest_port: f"{f.host_ip}:{f.host_port}" for f in reversed(vm.forwards) if not f.error
-        }
-        return [
-            p.model_copy(
-                update={
-                    "endpoint": f"{host}:{p.port}",
-                    "forwarded": forwarded.get(p.port, "") if p.proto == "tcp" else "",
+        forwarded = {f.guest_port: f for f in reversed(vm.forwards) if not f.error}
+        rows = []
+        for p in found:
+            forward = forwarded.get(p.port) if p.proto == "tcp" else None
+            update = {"endpoint": f"{host}:{p.port}"}
+            if forward is not None:
+                update |= {
+                    "forwarded": f"{forward.host_ip}:{forward.host_port}",
+                    "via": forward.via,
                 }
-            )
-            for p in found
-        ]
+            rows.append(p.model_copy(update=update))
+        return rows
 
     def ping(self, name: str) -> VmPing:
         """Round trip to the guest's SSH port: proves the network path, needs no privilege."""

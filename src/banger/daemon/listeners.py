@@ -1,12 +1,17 @@
-"""What listens in a guest, from its agent: the source automatic forwarding polls."""
+"""The guest agent as forwarding uses it: what listens (polled by automatic
+forwarding), and connections made inside the guest (the relay's path to a
+server bound to the guest's loopback)."""
 
 from __future__ import annotations
 
 import logging
 
 from banger.api.models import Vm
-from banger.daemon.agents import Agents
+from banger.daemon.agents import Agents, agent_unavailable
 from banger.daemon.inspect import ports_from_agent
+from banger.errors import UserError
+from banger.guest.connect import CAP
+from banger.net.forward import Upstream
 
 log = logging.getLogger("banger.daemon")
 
@@ -34,3 +39,22 @@ class AgentListeners:
             return []
         answer = await self.agents.call(vm, "ports", timeout=ASK_TIMEOUT)
         return [(p.address, p.port) for p in ports_from_agent(answer) if p.proto == "tcp"]
+
+
+class AgentDialer:
+    """The agent's ``connect`` op, on the VM's one link (its requests multiplexed)."""
+
+    def __init__(self, agents: Agents) -> None:
+        self.agents = agents
+
+    async def dial(self, vm: Vm, port: int, host: str) -> Upstream:
+        link = await self.agents.link(vm)
+        if link is None:
+            raise agent_unavailable(vm, f"its image {vm.image!r} has no agent channel")
+        if CAP not in link.info.caps:
+            raise UserError(
+                f"the agent in VM {vm.name!r} is older than forwarding to the guest's loopback",
+                hint=f"`banger vm restart {vm.name}` after `banger image pull` rebuilds its"
+                " image with this banger's agent; or bind the guest server to 0.0.0.0",
+            )
+        return await link.dial(port, host)

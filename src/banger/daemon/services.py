@@ -18,7 +18,7 @@ from banger.daemon.forwards import ForwardService, GuestListeners
 from banger.daemon.images import ImageService
 from banger.daemon.inspect import Inspector
 from banger.daemon.kernels import KernelService
-from banger.daemon.listeners import AgentListeners
+from banger.daemon.listeners import AgentDialer, AgentListeners
 from banger.daemon.operations import Operations
 from banger.daemon.plan import HostFacts, host_memory_mib
 from banger.daemon.reconcile import reconcile
@@ -107,7 +107,12 @@ def wire(
     net = VmNetwork(settings, helper, bridge, owner_uid=uid)
     agents = Agents(vmm, store, loop)
     # Automatic forwarding asks each guest's agent what listens (tests pass their own).
-    forwards = ForwardService(store, Forwarder(loop), listeners or AgentListeners(agents))
+    forwards = ForwardService(
+        store,
+        Forwarder(loop),
+        listeners or AgentListeners(agents),
+        dialer=AgentDialer(agents),
+    )
     vms = VmService(
         settings=settings,
         store=store,

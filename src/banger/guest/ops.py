@@ -16,9 +16,12 @@ import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from banger.guest.channel import AgentError, Channel
+
+if TYPE_CHECKING:
+    from banger.guest.connect import GuestConnection
 
 # What a write or tar_put takes: the bytes, or an iterable of chunks of them.
 Source = bytes | AsyncIterable[bytes] | Iterable[bytes]
@@ -212,6 +215,13 @@ class AgentOps:
         """Sockets listening in the guest."""
         result = await self.call("ports")
         return [ListeningPort.from_wire(p) for p in result.get("ports") or []]
+
+    async def dial(self, port: int, host: str = "127.0.0.1") -> GuestConnection:
+        """A TCP connection made inside the guest (see ``guest.connect``); ``AgentError``
+        ECONNREFUSED when nothing listens there."""
+        from banger.guest.connect import open_connection
+
+        return await open_connection(self, port, host)
 
     async def load(self) -> Load:
         return Load.from_wire(await self.call("load"))

@@ -90,7 +90,24 @@ Decisions the agent (``guest/agent/*.go``) implements where the above is silent:
   new host key is written to /etc/ssh/ssh_host_ed25519_key{,.pub}; a
   running OpenSSH gets SIGHUP, banger's dropbear is restarted with it.
 - entropy's CLOSE has ``bytes`` and ``reseeded`` (the kernel's CRNG now
-  draws from the pool: RNDRESEEDCRNG; false before Linux 4.17). ports' ``proto`` is "tcp" or "tcp6".
+  draws from the pool: RNDRESEEDCRNG; false before Linux 4.17). ports'
+  ``proto`` is "tcp" or "tcp6".
+- connect: a TCP connection made by the agent inside the guest, so the host
+  reaches servers bound to the guest's loopback (no packet from the bridge
+  can). ``host`` defaults to 127.0.0.1 and must be an IP literal that is a
+  loopback address (127.0.0.0/8, ::1) or one an interface of the guest holds
+  (CLOSE ``errno: "EPERM"`` otherwise): the channel is a way into the guest,
+  never a proxy onto its networks. Once connected the agent sends EVENT
+  ``{"connected": {"local": ADDR, "remote": ADDR}}``; then stream 0 is what
+  the host sends to the server and stream 1 what the server answers, both
+  with WINDOW flow control. The host's EOF on stream 0 half-closes the
+  connection (shutdown SHUT_WR); the server's end of its output is EOF on
+  stream 1. The channel ends when both directions have ended: CLOSE ``{"ok":
+  true, "sent": N, "received": M}`` (bytes each way). Nothing listening is
+  CLOSE ``errno: "ECONNREFUSED"`` (before any EVENT), no answer within 5 s
+  ``ETIMEDOUT``, a reset mid-stream ``ECONNRESET``; CANCEL drops the
+  connection (``ECANCELED``). An agent without ``connect`` in its HELLO
+  caps is older than this op.
 - An agent started with ``--listen unix:PATH`` (tests on a host) refuses
   identity, clock and poweroff with ``errno: "EPERM"``.
 """
@@ -148,6 +165,9 @@ OPS = {
     "boot",
     # poweroff {}: CLOSE first, then the guest powers off
     "poweroff",
+    # connect {port, host?: "127.0.0.1"}: EVENT {connected}; stream 0 out, stream 1 back;
+    # CLOSE {sent, received}
+    "connect",
 }
 
 

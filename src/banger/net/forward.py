@@ -5,6 +5,11 @@ error the caller sees at once; serving it then runs on the daemon's event
 loop. No privilege and no nftables rule is involved: the host side is a
 plain listening socket of bangerd's, which also makes 127.0.0.1 forwards
 work (a DNAT rule would not apply to loopback traffic).
+
+Where a connection goes is a ``Dial``: a coroutine called per connection
+that returns the other end as an ``Upstream``. ``tcp`` dials the VM's
+address on the bridge (the fast path); the daemon supplies another, through
+the guest agent's channel, for servers bound to the guest's loopback.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from banger.errors import Conflict, UserError
+from banger.errors import BangerError, Conflict, UserError
 
 log = logging.getLogger("banger.net")
 
@@ -41,6 +47,65 @@ class ForwardKey:
 # Where a forward's connections go: resolved per connection, so a VM's address
 # can be looked up when someone connects rather than fixed when it was made.
 Target = Callable[[], tuple[str, int]]
+
+
+class Upstream(Protocol):
+    """The far end of one relayed connection."""
+
+    async def read(self) -> bytes:
+        """The next bytes; ``b""`` once the far end has ended its output."""
+        ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def write_eof(self) -> None:
+        """Half-close towards the far end."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+Dial = Callable[[], Awaitable[Upstream]]
+# What a relay may meet while dialing or piping, besides the peer's own errors.
+RelayErrors = (OSError, TimeoutError, RuntimeError, BangerError)
+
+
+class TcpUpstream:
+    """An ``Upstream`` over an ordinary TCP connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def read(self) -> bytes:
+        return await self.reader.read(CHUNK)
+
+    async def write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def write_eof(self) -> None:
+        if self.writer.can_write_eof():
+            self.writer.write_eof()
+
+    async def close(self) -> None:
+        self.writer.close()
+
+
+async def tcp_connect(ip: str, port: int) -> TcpUpstream:
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(ip, port, limit=CHUNK), CONNECT_TIMEOUT
+    )
+    return TcpUpstream(reader, writer)
+
+
+def tcp(target: Target) -> Dial:
+    """Dial ``target()`` (looked up per connection) over TCP."""
+
+    async def dial() -> Upstream:
+        return await tcp_connect(*target())
+
+    return dial
 
 
 def bind(host_ip: str, port: int) -> socket.socket:
@@ -122,15 +187,16 @@ class Forwarder:
         self.loop = loop
         self._lock = threading.Lock()
         self._servers: dict[ForwardKey, asyncio.Server] = {}
-        self._conns: dict[ForwardKey, set[asyncio.StreamWriter]] = {}
+        # The relay tasks of each open forward, one per connection.
+        self._conns: dict[ForwardKey, set[asyncio.Task[None]]] = {}
 
-    def open(self, key: ForwardKey, target: Target) -> ForwardKey:
-        """Listen on ``key`` (port 0: a free one) and relay to ``target``; the key bound."""
+    def open(self, key: ForwardKey, dial: Dial) -> ForwardKey:
+        """Listen on ``key`` (port 0: a free one) and relay to ``dial()``; the key bound."""
         sock = bind(key.host_ip, key.host_port)
         bound = ForwardKey(key.host_ip, sock.getsockname()[1])
         with self._lock:
             self._conns[bound] = set()
-        self._on_loop(self._serve, bound, sock, target)
+        self._on_loop(self._serve, bound, sock, dial)
         log.info("forwarding %s", bound)
         return bound
 
@@ -152,10 +218,10 @@ class Forwarder:
         else:
             self.loop.call_soon_threadsafe(func, *args)
 
-    def _serve(self, key: ForwardKey, sock: socket.socket, target: Target) -> None:
+    def _serve(self, key: ForwardKey, sock: socket.socket, dial: Dial) -> None:
         async def start() -> None:
             def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-                self.loop.create_task(self._relay(key, reader, writer, target))
+                self.loop.create_task(self._relay(key, reader, writer, dial))
 
             server = await asyncio.start_server(handle, sock=sock, limit=CHUNK)
             with self._lock:
@@ -172,8 +238,8 @@ class Forwarder:
             conns = self._conns.pop(key, set())
         if server is not None:
             server.close()
-        for writer in conns:
-            writer.close()
+        for task in conns:
+            task.cancel()
         if server is not None or conns:
             log.info("stopped forwarding %s", key)
 
@@ -182,40 +248,51 @@ class Forwarder:
         key: ForwardKey,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        target: Target,
+        dial: Dial,
     ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         with self._lock:
             conns = self._conns.get(key)
+            if conns is not None:
+                conns.add(task)
+        try:
             if conns is None:
-                writer.close()
                 return
-            conns.add(writer)
-        try:
-            ip, port = target()
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(ip, port, limit=CHUNK), CONNECT_TIMEOUT
-            )
-        except (OSError, TimeoutError) as exc:
-            log.debug("forward %s: cannot reach the guest: %s", key, exc)
-            conns.discard(writer)
-            writer.close()
-            return
-        conns.add(up_writer)
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            try:
+                upstream = await dial()
+            except RelayErrors as exc:
+                log.debug("forward %s: cannot reach the guest: %s", key, exc)
+                return
+            try:
+                await asyncio.gather(_down(upstream, writer), _up(reader, upstream))
+            finally:
+                await upstream.close()
         finally:
-            for end in (writer, up_writer):
-                conns.discard(end)
-                end.close()
+            if conns is not None:
+                conns.discard(task)
+            writer.close()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy one direction until EOF, then half-close so the other side sees it."""
+async def _up(reader: asyncio.StreamReader, upstream: Upstream) -> None:
+    """Client to guest until the client's EOF, then half-close so the guest sees it."""
     try:
         while data := await reader.read(CHUNK):
+            await upstream.write(data)
+        await upstream.write_eof()
+    except RelayErrors as exc:
+        log.debug("forward: towards the guest: %s", exc)
+        await upstream.close()  # which ends the other direction too
+
+
+async def _down(upstream: Upstream, writer: asyncio.StreamWriter) -> None:
+    """Guest to client until the guest's EOF, then half-close towards the client."""
+    try:
+        while data := await upstream.read():
             writer.write(data)
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
-    except (OSError, RuntimeError):
+    except RelayErrors as exc:
+        log.debug("forward: from the guest: %s", exc)
         writer.close()

@@ -28,6 +28,9 @@ var errnoNames = map[syscall.Errno]string{
 	syscall.ENOTEMPTY: "ENOTEMPTY", syscall.ELOOP: "ELOOP", syscall.ENOTSUP: "ENOTSUP",
 	syscall.ETIMEDOUT: "ETIMEDOUT", syscall.ECANCELED: "ECANCELED",
 	syscall.EDQUOT: "EDQUOT", syscall.ENXIO: "ENXIO", syscall.ENODEV: "ENODEV",
+	syscall.ECONNREFUSED: "ECONNREFUSED", syscall.ECONNRESET: "ECONNRESET",
+	syscall.ECONNABORTED: "ECONNABORTED", syscall.ENETUNREACH: "ENETUNREACH",
+	syscall.EHOSTUNREACH: "EHOSTUNREACH", syscall.EADDRNOTAVAIL: "EADDRNOTAVAIL",
 }
 
 // errnoOf names the errno behind err ("EIO" when there is none).

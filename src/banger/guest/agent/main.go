@@ -20,7 +20,7 @@ var ops = map[string]handler{
 	"exec": opExec, "read": opRead, "write": opWrite, "stat": opStat, "list": opList,
 	"tar_get": opTarGet, "tar_put": opTarPut, "identity": opIdentity, "clock": opClock,
 	"entropy": opEntropy, "ports": opPorts, "load": opLoad, "boot": opBoot,
-	"poweroff": opPoweroff,
+	"poweroff": opPoweroff, "connect": opConnect,
 }
 
 const usage = `banger-agent: banger's guest agent. It runs inside a banger VM (started by
