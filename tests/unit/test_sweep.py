@@ -27,13 +27,14 @@ def test_sweep_removes_hidden_temporaries_and_unknown_vm_dirs_only(tmp_path: Pat
         s.cache_dir / "oci" / "blobs" / "sha256" / ".tmp-abc",
         s.cache_dir / "agent" / ".bundle-xyz" / "bin",
         s.cache_dir / "flat" / ".0123456789ab-x" / "meta.json",
+        s.images_dir / "half" / "rootfs.ext4",  # renamed into place, never registered
     ]
     for path in keep + gone:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
-    lines = sweep(s, [s.vms_dir / "abc"])
+    lines = sweep(s, [s.vms_dir / "abc"], image_names=["debian", "elsewhere"])
     assert all(p.exists() for p in keep)
     assert not any(p.exists() for p in gone)
     assert not (s.vms_dir / "dead").exists() and not (s.images_dir / ".debian2.build-x1y2").exists()
-    assert len(lines) == 10 and all(line.endswith("left by interrupted work") for line in lines)
-    assert sweep(s, [s.vms_dir / "abc"]) == []
+    assert len(lines) == 11 and all(line.endswith("left by interrupted work") for line in lines)
+    assert sweep(s, [s.vms_dir / "abc"], image_names=["debian", "elsewhere"]) == []

@@ -167,7 +167,11 @@ def build(settings: Settings, loop: asyncio.AbstractEventLoop) -> Services:
         loop=loop,
     )
     reconcile(store, vmm, services.net, settings.vms_dir)
-    sweep(settings, [Path(vm.dir) for vm in store.list_vms()])
+    sweep(
+        settings,
+        [Path(vm.dir) for vm in store.list_vms()],
+        image_names=[image.name for image in store.list_images()],
+    )
     for problem in services.forwards.restore(store.list_vms()):
         log.warning("reconcile: forward not restored: %s", problem)
     loop.call_soon_threadsafe(services.forwards.start)

@@ -3,11 +3,13 @@
 banger writes everything beside its final name under a hidden temporary
 name and renames it into place (pipeline staging, kernel downloads, blobs,
 seeds, disks being made), so after a kill -9 the leftovers are exactly the
-hidden entries in banger's own directories, and VM directories the store
-no longer names. Nothing runs yet when this does (the daemon has not begun
-serving, and one daemon owns a home), so nothing here can be in use; and it
-looks only at the top level of banger's directories, never inside a tree it
-did not name (an image's work seed has dotfiles of its own).
+hidden entries in banger's own directories, and VM and image directories
+the store no longer names (a pull killed between renaming its image into
+place and registering it, or a delete between its row and its files).
+Nothing runs yet when this does (the daemon has not begun serving, and one
+daemon owns a home), so nothing here can be in use; and it looks only at
+the top level of banger's directories, never inside a tree it did not name
+(an image's work seed has dotfiles of its own).
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ def _subdirs(directory: Path) -> list[Path]:
         return []
 
 
-def sweep(settings: Settings, vm_dirs: Iterable[Path]) -> list[str]:
+def sweep(settings: Settings, vm_dirs: Iterable[Path], *, image_names: Iterable[str]) -> list[str]:
     """Remove leftovers of interrupted work; one line per removal, for the log."""
     known = {p.resolve() for p in vm_dirs}
+    images = set(image_names)
     leftovers: list[Path] = []
     cache = settings.cache_dir
     for directory in (settings.kernels_dir, settings.images_dir, settings.vms_dir,
@@ -55,6 +58,7 @@ def sweep(settings: Settings, vm_dirs: Iterable[Path]) -> list[str]:
         leftovers += _hidden(directory)
         leftovers += [p for p in directory.glob("*.tmp") if p.is_file()]
     leftovers += _hidden(cache / "oci" / "blobs" / "sha256")
+    leftovers += [d for d in _subdirs(settings.images_dir) if d.name not in images]
     for directory in _subdirs(settings.vms_dir):
         if directory.resolve() not in known:
             leftovers.append(directory)  # a create that died before its row, or a delete after
