@@ -191,6 +191,3 @@ def ping(name: str, as_json: bool) -> None:
         click.echo(f"{data.name} ({data.ip}) does not answer: {data.error}")
     if not data.reachable:
         raise SystemExit(1)
-
-
-COMMANDS = (logs, stats, ports, health, ping)
