@@ -152,8 +152,9 @@ def main() -> None:
     parser.add_argument("--vms", type=int, default=100)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    # As an install would: an editable checkout is not byte-compiled here, and
-    # compiling on every run would be measured instead of banger.
+    # The state `make venv` leaves (scripts/install-venv compiles src/banger),
+    # brought up to date with sources edited since: where Python may not write
+    # bytecode (PYTHONDONTWRITEBYTECODE), stale files would be compiled on every run.
     import banger
 
     subprocess.run(

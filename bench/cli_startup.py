@@ -19,8 +19,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--json", type=Path)
     opts = parser.parse_args()
-    # As an install would: an editable checkout is not byte-compiled here
-    # (PYTHONDONTWRITEBYTECODE), and compiling on every run is not banger's cost.
+    # The state `make venv` leaves (scripts/install-venv compiles src/banger),
+    # brought up to date with sources edited since: where Python may not write
+    # bytecode (PYTHONDONTWRITEBYTECODE), stale files would be compiled on every run.
     import banger
 
     subprocess.run(

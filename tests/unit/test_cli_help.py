@@ -12,6 +12,9 @@ from click.testing import CliRunner
 from banger.cli.helptext import Group
 from banger.cli.main import cli
 
+# Commands are imported when first used; these tests walk the whole tree.
+cli.load_all()
+
 WIDTH = 80
 
 

@@ -13,6 +13,9 @@ from banger.cli.main import cli
 
 from .test_cli_help import banger_calls, parse_failures
 
+# Commands are imported when first used; these tests walk the whole tree.
+cli.load_all()
+
 README = (Path(__file__).parents[2] / "README.md").read_text()
 NOT_YET = README.split("## Not yet", 1)[1]
 BEFORE_NOT_YET = README.split("## Not yet", 1)[0]

@@ -16,6 +16,9 @@ from banger.errors import NotFound
 from banger.net.leases import lease
 from tests.unit.test_store import GATEWAY, NET, draft
 
+# Commands are imported when first used; these tests walk the whole tree.
+cli.load_all()
+
 
 def record(**kw: object) -> WorkspaceRecord:
     data = {

@@ -21,19 +21,29 @@ _NAME_PARAMS = ("name", "names", "vm")
 
 
 def names_from_daemon(path: str, incomplete: str) -> list[str]:
-    from banger.api.client import Client
+    """The names under ``path`` that start with ``incomplete``; none when bangerd is not there."""
+    # One GET on the socket and json, not banger.api.client: a tab pays for every
+    # module it imports, and a name is all it reads of the answer.
+    import json
+
+    from banger import rundir
+    from banger.api import transport
     from banger.config import load_settings
 
     try:
-        conn = Client(load_settings(), timeout=2.0)
-        try:
-            records = conn.call("GET", path)
-        finally:
-            conn.close()
+        settings = load_settings()
+        # As the client does: a socket is only as trustworthy as its directory.
+        rundir.check_private_dir(settings.runtime_dir, rundir.trusted_owners(settings))
+        with transport.request(str(settings.socket), "GET", path, timeout=2.0) as resp:
+            if resp.status != 200:
+                return []
+            records = json.loads(resp.read())
     except Exception:
         return []
+    if not isinstance(records, list):
+        return []
     names = [str(r.get("name", "")) for r in records if isinstance(r, dict)]
-    return [n for n in names if n.startswith(incomplete)]
+    return [n for n in names if n and n.startswith(incomplete)]
 
 
 def completer(path: str) -> Callable[[click.Context, click.Parameter, str], list[CompletionItem]]:
@@ -45,23 +55,28 @@ def completer(path: str) -> Callable[[click.Context, click.Parameter, str], list
     return complete
 
 
-def attach(group: click.Group, kind: str | None = None) -> None:
-    """Give every name argument under ``group`` its completion from the daemon."""
-    for name, command in group.commands.items():
-        sub_kind = name if name in _PATHS else kind
-        if isinstance(command, click.Group):
-            attach(command, sub_kind)
-            continue
-        for param in command.params:
-            path = None
-            if param.name == "vm" and isinstance(param, click.Argument):
-                path = _PATHS["vm"]  # `image promote VM NAME`: the VM to promote
-            elif sub_kind and param.name in _NAME_PARAMS and isinstance(param, click.Argument):
-                path = _PATHS[sub_kind]
-            elif param.name == "image" and isinstance(param, click.Option):
-                path = _PATHS["image"]
-            if path is not None:
-                param._custom_shell_complete = completer(path)
+def attach(name: str, command: click.Command, kind: str | None = None) -> None:
+    """Give the name arguments of ``command`` (and of its subcommands) completion from the daemon.
+
+    ``name`` is what ``command`` is called under its group, ``kind`` the record
+    kind of that group (``vm`` under ``banger vm``). Commands of a lazy group
+    below are attached when that group loads them.
+    """
+    sub_kind = name if name in _PATHS else kind
+    if isinstance(command, click.Group):
+        for sub_name, sub in command.commands.items():
+            attach(sub_name, sub, sub_kind)
+        return
+    for param in command.params:
+        path = None
+        if param.name == "vm" and isinstance(param, click.Argument):
+            path = _PATHS["vm"]  # `image promote VM NAME`: the VM to promote
+        elif sub_kind and param.name in _NAME_PARAMS and isinstance(param, click.Argument):
+            path = _PATHS[sub_kind]
+        elif param.name == "image" and isinstance(param, click.Option):
+            path = _PATHS["image"]
+        if path is not None:
+            param._custom_shell_complete = completer(path)
 
 
 @click.command(

@@ -38,15 +38,22 @@ class Group(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
 
+    def listing(self, ctx: click.Context, name: str, limit: int) -> str | None:
+        """What the command listing says of ``name``; None for a hidden command."""
+        cmd = self.get_command(ctx, name)
+        if cmd is None or cmd.hidden:
+            return None
+        return cmd.get_short_help_str(limit)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
-            cmd = self.get_command(ctx, name)
-            if cmd is None or cmd.hidden:
+            short = self.listing(ctx, name, _SHORT_HELP_LIMIT)
+            if short is None:
                 continue
             aliases = self.aliases_of(name)
             label = f"{name} ({', '.join(aliases)})" if aliases else name
-            rows.append((label, cmd.get_short_help_str(_SHORT_HELP_LIMIT)))
+            rows.append((label, short))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

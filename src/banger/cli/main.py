@@ -2,29 +2,55 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 from banger import __version__
-from banger.cli import completion, vm_exec, vm_inspect, vm_lifecycle, vm_port
-from banger.cli.daemon import daemon, doctor
-from banger.cli.helptext import Group, epilog
-from banger.cli.image import image
-from banger.cli.kernel import kernel
-from banger.cli.mcp import mcp
-from banger.cli.reset import reset
-from banger.cli.snapshot import fork, snapshot
-from banger.cli.sshconfig import ssh_config
-from banger.cli.system import system
-from banger.cli.vm import vm
-from banger.cli.workspace import workspace
+from banger.cli.helptext import epilog
+from banger.cli.lazy import Lazy, LazyGroup
 from banger.errors import BangerError
+
+# Imported only when used (see banger.cli.lazy): `banger --help` and a tab load
+# none of them, `banger vm ...` loads the vm group alone.
+COMMANDS = {
+    "vm": Lazy("banger.cli.vm:vm", "Create, use and delete microVMs."),
+    "image": Lazy("banger.cli.image:image", "Manage images: the root filesystems VMs boot from."),
+    "kernel": Lazy(
+        "banger.cli.kernel:kernel",
+        "Manage guest kernels and the initramfs banger builds for each.",
+    ),
+    "daemon": Lazy(
+        "banger.cli.daemon:daemon", "Manage bangerd, the daemon that owns VMs, images and kernels."
+    ),
+    "doctor": Lazy(
+        "banger.cli.daemon:doctor",
+        "Check every host prerequisite and say how to fix what is missing.",
+    ),
+    "reset": Lazy(
+        "banger.cli.reset:reset",
+        "Remove everything banger made on this host: VMs, images, kernels, state.",
+    ),
+    "ssh-config": Lazy(
+        "banger.cli.sshconfig:ssh_config",
+        "Make `ssh NAME.vm` work with banger's key and each VM's pinned host key.",
+    ),
+    "completion": Lazy(
+        "banger.cli.completion:completion", "Print the shell completion script for SHELL."
+    ),
+    "mcp": Lazy(
+        "banger.cli.mcp:mcp",
+        "Serve banger to an AI coding agent over the Model Context Protocol (stdio).",
+    ),
+    "system": Lazy(
+        "banger.cli.system:system", "Run banger as system services instead of per-user processes."
+    ),
+}
 
 
 @click.group(
-    cls=Group,
+    cls=LazyGroup,
+    lazy=COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=epilog(
         [
@@ -61,33 +87,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def version(as_json: bool) -> None:
     """Print banger's version."""
     if as_json:
+        import json
+
         click.echo(json.dumps({"version": __version__}))
         return
     click.echo(__version__)
-
-
-for _command in (
-    *vm_lifecycle.COMMANDS,
-    *vm_inspect.COMMANDS,
-    *vm_exec.COMMANDS,
-    vm_port.port,
-    workspace,
-    workspace,
-    snapshot,
-    fork,
-):
-    vm.add_command(_command)
-cli.add_command(vm)
-cli.add_command(image)
-cli.add_command(kernel)
-cli.add_command(daemon)
-cli.add_command(doctor)
-cli.add_command(reset)
-cli.add_command(ssh_config)
-cli.add_command(completion.completion)
-cli.add_command(mcp)
-completion.attach(cli)
-cli.add_command(system)
 
 
 def _usage_hint(exc: click.ClickException) -> str:

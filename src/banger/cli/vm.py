@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from banger.cli import common
-from banger.cli.helptext import Group, epilog
+from banger.cli.helptext import epilog
+from banger.cli.lazy import Lazy, LazyGroup
 
 if TYPE_CHECKING:
     from banger.api.client import Client
@@ -18,8 +19,69 @@ if TYPE_CHECKING:
     from banger.workspace.channel import SshChannel
 
 
+# The VM commands that live in modules of their own, imported when used.
+ELSEWHERE = {
+    "start": Lazy(
+        "banger.cli.vm_lifecycle:start", "Boot stopped VMs again, with their disks as they were."
+    ),
+    "stop": Lazy("banger.cli.vm_lifecycle:stop", "Power VMs off gracefully; their disks stay."),
+    "restart": Lazy(
+        "banger.cli.vm_lifecycle:restart",
+        "Stop and start VMs; this applies changes made with `vm set`.",
+    ),
+    "kill": Lazy("banger.cli.vm_lifecycle:kill", "Stop VMs at once by signalling their VMM."),
+    "pause": Lazy(
+        "banger.cli.vm_lifecycle:pause",
+        "Freeze running VMs: their vCPUs stop, their memory and disks stay.",
+    ),
+    "resume": Lazy(
+        "banger.cli.vm_lifecycle:resume",
+        "Let paused VMs run again, from exactly where they stopped.",
+    ),
+    "set": Lazy(
+        "banger.cli.vm_lifecycle:set_",
+        "Change a VM's vCPUs, memory, work disk or outside access.",
+    ),
+    "prune": Lazy("banger.cli.vm_lifecycle:prune", "Delete every stopped VM and its disks."),
+    "logs": Lazy(
+        "banger.cli.vm_inspect:logs",
+        "Print VM NAME's serial console: kernel messages, init, agent.",
+    ),
+    "stats": Lazy(
+        "banger.cli.vm_inspect:stats", "Show VM NAME's CPU, memory, disk and network use."
+    ),
+    "ports": Lazy(
+        "banger.cli.vm_inspect:ports", "List what listens in VM NAME, and where to reach it."
+    ),
+    "health": Lazy(
+        "banger.cli.vm_inspect:health", "Check VM NAME's VMM process, SSH and guest init."
+    ),
+    "ping": Lazy("banger.cli.vm_inspect:ping", "Check that VM NAME answers on the network."),
+    "exec": Lazy("banger.cli.vm_exec:exec_", "Run COMMAND in VM NAME, in its workspace directory."),
+    "cp": Lazy(
+        "banger.cli.vm_exec:cp",
+        "Copy a file or directory between the host and a VM, like `docker cp`.",
+    ),
+    "port": Lazy("banger.cli.vm_port:port", "Forward host ports to a VM, as `docker run -p` does."),
+    "workspace": Lazy(
+        "banger.cli.workspace:workspace",
+        "Copy a git checkout into a VM and bring its changes back as a patch.",
+    ),
+    "snapshot": Lazy(
+        "banger.cli.snapshot:snapshot",
+        "Save a running VM as it is (memory, processes, disks) and restore it later.",
+    ),
+    "fork": Lazy(
+        "banger.cli.snapshot:fork",
+        "Copy running VM NAME into new VMs, processes and files included.",
+    ),
+}
+
+
 @click.group(
-    cls=Group,
+    cls=LazyGroup,
+    lazy=ELSEWHERE,
+    kind="vm",
     epilog=epilog(
         [
             "banger vm run -- make test  # a fresh VM runs it; its exit code comes back",

@@ -169,6 +169,3 @@ def cp(src: str, dest: str) -> None:
     else:
         host = copy.from_guest(channel, source.path, Path(target.path), vm)
         click.echo(f"copied {vm}:{source.path} to {host}")
-
-
-COMMANDS = (exec_, cp)

@@ -195,9 +195,6 @@ def ping(name: str, as_json: bool) -> None:
         raise SystemExit(1)
 
 
-COMMANDS = (logs, stats, ports, health, ping)
-
-
 def _forwarded(port: Any) -> str:
     if not port.forwarded:
         return "-"

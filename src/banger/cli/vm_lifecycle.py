@@ -253,6 +253,3 @@ def prune(force: bool, quiet: bool, as_json: bool) -> None:
         common.print_json({"deleted": deleted})
         return
     click.echo(f"deleted {len(deleted)} VM(s)" + (f": {', '.join(deleted)}" if deleted else ""))
-
-
-COMMANDS = (start, stop, restart, kill, pause, resume, set_, prune)
