@@ -134,6 +134,9 @@ def ensure_image(banger_env: Banger, name: str, ref: str, *pull_args: str) -> No
         users = [vm["name"] for vm in banger_env.json("vm", "list") if vm["image"] == name]  # type: ignore[union-attr, index]
         if users:
             banger_env.run("vm", "delete", *users, check=True)
+        snaps = banger_env.json("vm", "snapshot", "list")
+        for snap in [s["name"] for s in snaps if s["image"] == name]:  # type: ignore[union-attr, index]
+            banger_env.run("vm", "snapshot", "delete", snap, check=True)
         banger_env.run("image", "delete", name, check=True)
     result = banger_env.run("image", "pull", ref, "--name", name, *pull_args, timeout=1200)
     assert result.returncode == 0, result.stderr
