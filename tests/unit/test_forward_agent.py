@@ -162,7 +162,7 @@ class Listeners:
         return list(self.now)
 
 
-def _vm(services, name: str, ip: str, **create: object) -> Vm:  # type: ignore[no-untyped-def]  # noqa: F811
+def _vm(services, name: str, ip: str, **create: object) -> Vm:  # noqa: F811
     vms, store = services.vms, services.store
     vm = vms.create(vms.validate(VmCreate(name=name, no_start=True, **create)), SilentProgress())
     store.db.query("UPDATE leases SET ip = ? WHERE vm_id = ?", (ip, vm.id))
