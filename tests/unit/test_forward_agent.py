@@ -98,6 +98,51 @@ def test_a_refused_guest_port_closes_the_clients_connection(
     asyncio.run_coroutine_threadsafe(link.close(), loop).result(10)
 
 
+def test_bytes_after_the_servers_end_still_reach_it(
+    host_agent: HostAgent,  # noqa: F811
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The server ends its output first; what the client sends after that, and its
+    half-close, reach the server before the relay lets the connection go."""
+    link = asyncio.run_coroutine_threadsafe(AgentLink.connect(host_agent.socket), loop).result(10)
+    server = socket.create_server(("127.0.0.1", 0))
+    got: list[bytes] = []
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"banner\n")
+            conn.shutdown(socket.SHUT_WR)
+            data = bytearray()
+            while chunk := conn.recv(1 << 20):
+                data += chunk
+            got.append(bytes(data))
+        done.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = server.getsockname()[1]
+    forwarder = Forwarder(loop)
+
+    async def dial() -> Upstream:
+        return await link.dial(port)
+
+    key = forwarder.open(ForwardKey("127.0.0.1", 0), dial)
+    late = os.urandom(1 << 20)
+    with socket.create_connection(("127.0.0.1", key.host_port), timeout=30) as conn:
+        banner = bytearray()
+        while chunk := conn.recv(1024):
+            banner += chunk
+        assert banner == b"banner\n"
+        conn.sendall(late)
+        conn.shutdown(socket.SHUT_WR)
+    assert done.wait(20)
+    assert got == [late]
+    server.close()
+    forwarder.close(key)
+    asyncio.run_coroutine_threadsafe(link.close(), loop).result(10)
+
+
 class Dialer:
     """The agent's connect at its seam: reaches the test's "guest loopback" at GUEST."""
 
@@ -117,7 +162,7 @@ class Listeners:
         return list(self.now)
 
 
-def _vm(services, name: str, ip: str, **create: object) -> Vm:  # type: ignore[no-untyped-def]  # noqa: F811
+def _vm(services, name: str, ip: str, **create: object) -> Vm:  # noqa: F811
     vms, store = services.vms, services.store
     vm = vms.create(vms.validate(VmCreate(name=name, no_start=True, **create)), SilentProgress())
     store.db.query("UPDATE leases SET ip = ? WHERE vm_id = ?", (ip, vm.id))

@@ -142,8 +142,9 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--forward-ports",
             type=click.Choice(["off", "auto"]),
-            help="auto: every TCP port the guest listens on is forwarded to the same port of"
-            " 127.0.0.1 while it listens (default: the forward_ports setting, off).",
+            help="auto: every TCP port the guest listens on (its loopback included, through"
+            " the guest agent) is forwarded to the same port of 127.0.0.1 while it listens"
+            " (default: the forward_ports setting, off).",
         ),
         click.option(
             "--mount",

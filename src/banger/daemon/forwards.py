@@ -24,10 +24,12 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterable
+from enum import StrEnum
 from typing import Protocol
 
 from banger.api.models import ForwardSource, PortForward, Vm, VmState
 from banger.errors import BangerError, Conflict
+from banger.guest.channel import AgentError
 from banger.net.forward import Dial, Forwarder, ForwardKey, Upstream, bind, tcp_connect
 from banger.net.portspec import LOOPBACK
 from banger.store import Store
@@ -54,7 +56,7 @@ class GuestDialer(Protocol):
     async def dial(self, vm: Vm, port: int, host: str) -> Upstream: ...
 
 
-class Via:
+class Via(StrEnum):
     DIRECT = "direct"
     AGENT = "agent"
 
@@ -172,28 +174,27 @@ class ForwardService:
         async def dial() -> Upstream:
             try:
                 upstream: Upstream = await tcp_connect(address, port)
-                self._via[key] = Via.DIRECT
+                via = Via.DIRECT
             except ConnectionRefusedError:
                 if self.dialer is None:
                     raise
                 upstream = await self._dial_loopback(vm, port)
-                self._via[key] = Via.AGENT
+                via = Via.AGENT
+            with self._lock:
+                self._via[key] = via
             return upstream
 
         return dial
 
     async def _dial_loopback(self, vm: Vm, port: int) -> Upstream:
         assert self.dialer is not None
-        last: BaseException | None = None
-        for host in _LOOPBACKS:
+        for host in _LOOPBACKS[:-1]:
             try:
                 return await self.dialer.dial(vm, port, host)
-            except BangerError as exc:
-                last = exc
-                if getattr(exc, "errno", None) != "ECONNREFUSED":
-                    break
-        assert last is not None
-        raise last
+            except AgentError as exc:
+                if exc.errno != "ECONNREFUSED":
+                    raise
+        return await self.dialer.dial(vm, port, _LOOPBACKS[-1])
 
     def _auto_dial(self, vm: Vm, port: int, route: str) -> Dial:
         address, dialer = vm.ip, self.dialer

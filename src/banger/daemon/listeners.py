@@ -46,12 +46,20 @@ class AgentDialer:
 
     def __init__(self, agents: Agents) -> None:
         self.agents = agents
+        self._told: set[str] = set()
 
     async def dial(self, vm: Vm, port: int, host: str) -> Upstream:
         link = await self.agents.link(vm)
         if link is None:
             raise agent_unavailable(vm, f"its image {vm.image!r} has no agent channel")
         if CAP not in link.info.caps:
+            if vm.id not in self._told:  # the relay logs each failed connection at debug only
+                self._told.add(vm.id)
+                log.info(
+                    "%s: its agent has no connect op; loopback-only guest listeners"
+                    " cannot be forwarded (recreate the image with this banger)",
+                    vm.name,
+                )
             raise UserError(
                 f"the agent in VM {vm.name!r} is older than forwarding to the guest's loopback",
                 hint=f"`banger vm restart {vm.name}` after `banger image pull` rebuilds its"

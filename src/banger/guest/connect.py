@@ -10,6 +10,7 @@ the guest's server back, and nothing is buffered without bound.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ class GuestConnection:
         self.remote = str(connected.get("remote", ""))
         self._items: AsyncIterator[Item] = channel.items()
         self._ended = False
+        self._eof_sent = False
 
     async def read(self) -> bytes:
         """The next bytes the server sent; ``b""`` once it ended its output.
@@ -59,9 +61,18 @@ class GuestConnection:
     async def write_eof(self) -> None:
         """Half-close: the server reads its end, and may still answer."""
         await self.channel.send_eof()
+        self._eof_sent = True
 
     async def close(self) -> None:
-        """Drop the connection (safe when it has ended already)."""
+        """Drop the connection (safe when it has ended already).
+
+        When both directions have ended, the agent may still be handing the
+        last bytes to the server: its CLOSE is awaited (briefly) rather than
+        cut short by a CANCEL that would drop them.
+        """
+        if self._ended and self._eof_sent and not self.channel.done:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.channel.wait_done(), _CLOSE_TIMEOUT)
         if not self.channel.done:
             with contextlib.suppress(AgentError):
                 await self.channel.cancel()
