@@ -1,9 +1,10 @@
 """The helper's fixed table of verbs: what root will do for banger, and nothing else.
 
-A verb is a name, a strict argument spec (one check per argument, see
-``validate``) and a handler receiving only validated, typed values. Adding a
-verb (nftables NAT rules, say) is one handler and one ``Verb`` entry in
-``VERBS``. Handlers are idempotent: asking twice for the same state is a no-op
+A verb (``verb.Verb``) is a name, a strict argument spec (one check per
+argument, see ``validate``) and a handler receiving only validated, typed
+values. Links (bridge, taps) and the jailed VMM are here, the network
+policy in ``verbs_net``; adding a verb is one handler and one ``Verb`` entry
+in its module's table. Handlers are idempotent: asking twice for the same state is a no-op
 the second time, and deleting something already gone succeeds.
 """
 
@@ -14,49 +15,32 @@ import logging
 import os
 import pwd
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from banger import __version__
-from banger.helper import iplink, nft, resolved, tap, vmm
+from banger.helper import iplink, tap, vmm
 from banger.helper.errors import Conflict, NotFound, UserError
 from banger.helper.validate import (
-    Check,
     Policy,
     allowed_files,
     allowed_path,
     check_args,
-    ipv4_address,
     ipv4_interface,
-    ipv4_network,
     jail_uid,
     link_name,
     memory_mib,
     owner_uid,
-    unprivileged_port,
     vcpu_count,
     vm_id,
 )
+from banger.helper.verb import LINK, VMM, Verb, mine, table
+from banger.helper.verbs_net import NET_VERBS
 
 log = logging.getLogger("banger.helper")
-
-Handler = Callable[[Policy, dict[str, Any]], dict[str, Any]]
 
 # Changing verbs run one at a time: two requests racing to create the same
 # tap would otherwise both see it missing.
 _CHANGE_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Verb:
-    name: str
-    summary: str
-    args: Mapping[str, Check]
-    run: Handler
-    optional: frozenset[str] = field(default_factory=frozenset)
-    # False for read-only verbs, which need not wait behind changes.
-    exclusive: bool = True
 
 
 def _ping(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
@@ -83,15 +67,6 @@ def _overlapping(name: str, address: ipaddress.IPv4Interface) -> str | None:
     return None
 
 
-# Ledger kinds: what the helper records having made (see ledger.py).
-LINK = "link"
-TABLE = "table"
-
-
-def _mine(policy: Policy, kind: str, name: str) -> None:
-    policy.ledger.check(kind, name, policy.caller)
-
-
 def _bridge_ensure(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
     name: str = args["name"]
     address: ipaddress.IPv4Interface = args["address"]
@@ -102,7 +77,7 @@ def _bridge_ensure(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
             hint=f"remove it (`sudo ip link del {name}`) or configure another bridge name",
         )
     if link is not None or policy.ledger.owner(LINK, name) is not None:
-        _mine(policy, LINK, name)
+        mine(policy, LINK, name)
     if link is not None:
         stale = [str(a) for a in link.ipv4 if a != address]
         if stale:
@@ -145,7 +120,7 @@ def _delete_kind(policy: Policy, name: str, kind: str) -> dict[str, Any]:
     link = iplink.get(name)
     if link is None:
         if policy.ledger.owner(LINK, name) is not None:
-            _mine(policy, LINK, name)
+            mine(policy, LINK, name)
             policy.ledger.forget(LINK, name)
         return {"name": name, "deleted": False}
     if link.kind != kind:
@@ -153,7 +128,7 @@ def _delete_kind(policy: Policy, name: str, kind: str) -> dict[str, Any]:
             f"{name} is a {link.kind or 'plain'} device, not a {kind}; leaving it alone",
             hint=f"remove it yourself with `sudo ip link del {name}` if it is stale",
         )
-    _mine(policy, LINK, name)
+    mine(policy, LINK, name)
     deleted = iplink.delete(name)
     policy.ledger.forget(LINK, name)
     return {"name": name, "deleted": deleted}
@@ -185,12 +160,12 @@ def _tap_create(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
             f"bridge {bridge} does not exist",
             hint="create it first with the bridge_ensure verb (bangerd does this itself)",
         )
-    _mine(policy, LINK, bridge)
+    mine(policy, LINK, bridge)
     link = iplink.get(name)
     if link is not None and link.kind != "tap":
         raise Conflict(f"{name} exists but is a {link.kind or 'plain'} device, not a tap")
     if link is not None or policy.ledger.owner(LINK, name) is not None:
-        _mine(policy, LINK, name)
+        mine(policy, LINK, name)
     if link is not None and not _owned_by(link.owner, uid):
         raise Conflict(
             f"tap {name} exists but belongs to {link.owner}, not uid {uid}",
@@ -231,7 +206,7 @@ def _tap_open(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
         raise NotFound(
             f"tap {name} does not exist", hint="create it first with the tap_create verb"
         )
-    _mine(policy, LINK, name)
+    mine(policy, LINK, name)
     return {"name": name, "fd": PassFd(tap.open_tap(name))}
 
 
@@ -241,11 +216,7 @@ def _link_list(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
     return {"links": links}
 
 
-def _table(*verbs: Verb) -> dict[str, Verb]:
-    return {v.name: v for v in verbs}
-
-
-VERBS: dict[str, Verb] = _table(
+VERBS: dict[str, Verb] = table(
     Verb("ping", "the helper's version and uid", {}, _ping, exclusive=False),
     Verb(
         "bridge_ensure",
@@ -287,167 +258,14 @@ def dispatch(policy: Policy, verb: object, args: object) -> dict[str, Any]:
         return entry.run(policy, checked)
 
 
-# Network policy: NAT, isolation, the DNS redirect (nftables) and the host resolver.
-
-
-def _my_bridge(policy: Policy, bridge: str) -> iplink.Link:
-    """The caller's bridge, which must exist: rules are only written for it."""
-    link = iplink.get(bridge)
-    if link is None or link.kind != "bridge":
-        raise NotFound(
-            f"bridge {bridge} does not exist",
-            hint="create it first with the bridge_ensure verb (bangerd does this itself)",
-        )
-    _mine(policy, LINK, bridge)
-    return link
-
-
-def _my_table(policy: Policy, bridge: str) -> None:
-    """The bridge's table is the caller's to change: made for them, or not made yet."""
-    if policy.ledger.owner(TABLE, bridge) is not None or nft.read_table(bridge) is not None:
-        _mine(policy, TABLE, bridge)
-    else:
-        policy.ledger.record(TABLE, bridge, policy.caller)
-
-
-def _nat_enable(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    bridge: str = args["bridge"]
-    subnet: ipaddress.IPv4Network = args["subnet"]
-    source: ipaddress.IPv4Address = args["source"]
-    link = _my_bridge(policy, bridge)
-    own = [a for a in link.ipv4 if a.network == subnet]
-    if not own:
-        has = ", ".join(str(a) for a in link.ipv4) or "no address"
-        raise Conflict(
-            f"{subnet} is not the network of bridge {bridge} (it has {has})",
-            hint="pass the bridge's own subnet: NAT is only for addresses on banger's bridge",
-        )
-    if source in [a.ip for a in own]:
-        raise UserError(f"source {source} is the bridge's own address, not a VM's")
-    _my_table(policy, bridge)
-    return nft.nat_enable(bridge, subnet, source)
-
-
-def _nat_disable(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    mine = policy.ledger.names(TABLE, policy.caller)
-    return nft.nat_disable(args["source"], only=mine)
-
-
-def _nat_list(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    mine = set(policy.ledger.names(TABLE, policy.caller))
-    return {"nat": [e for e in nft.nat_list() if e["bridge"] in mine]}
-
-
-def _net_isolate(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    _my_bridge(policy, args["bridge"])
-    _my_table(policy, args["bridge"])
-    return nft.isolate(args["bridge"])
-
-
-def _bridge_owns(bridge: str, address: ipaddress.IPv4Address) -> None:
-    # Redirecting DNS to an address that is not the bridge's would hand the
-    # port to whoever holds that address.
-    link = iplink.get(bridge)
-    if link is None or link.kind != "bridge":
-        raise NotFound(
-            f"bridge {bridge} does not exist",
-            hint="create it first with the bridge_ensure verb (bangerd does this itself)",
-        )
-    if address not in [a.ip for a in link.ipv4]:
-        owned = ", ".join(str(a.ip) for a in link.ipv4) or "no address"
-        raise Conflict(
-            f"{address} is not an address of bridge {bridge} (it has {owned})",
-            hint="pass the bridge's own address",
-        )
-
-
-def _dns_redirect(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    _bridge_owns(args["bridge"], args["address"])
-    _mine(policy, LINK, args["bridge"])
-    _my_table(policy, args["bridge"])
-    return nft.dns_redirect(args["bridge"], args["address"], args["port"])
-
-
-def _net_teardown(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    bridge: str = args["bridge"]
-    if policy.ledger.owner(TABLE, bridge) is None and nft.read_table(bridge) is None:
-        return {"bridge": bridge, "deleted": False, "ip_forward_restored": False}
-    _mine(policy, TABLE, bridge)
-    result = nft.teardown(bridge)
-    policy.ledger.forget(TABLE, bridge)
-    return result
-
-
-def _resolver_link(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    _bridge_owns(args["bridge"], args["address"])
-    _mine(policy, LINK, args["bridge"])
-    return resolved.link(args["bridge"], args["address"])
-
-
-def _resolver_unlink(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    if policy.ledger.owner(LINK, args["bridge"]) is not None:
-        _mine(policy, LINK, args["bridge"])
-    return resolved.unlink(args["bridge"])
-
-
-VERBS.update(
-    _table(
-        Verb(
-            "nat_enable",
-            "masquerade one VM address (source, inside subnet) out of the host",
-            {"bridge": link_name, "subnet": ipv4_network, "source": ipv4_address},
-            _nat_enable,
-        ),
-        Verb(
-            "nat_disable",
-            "stop NAT for one VM address; drop banger's table when nothing needs it",
-            {"source": ipv4_address},
-            _nat_disable,
-        ),
-        Verb("nat_list", "VM addresses with NAT, per bridge", {}, _nat_list, exclusive=False),
-        Verb(
-            "net_isolate",
-            "drop traffic from the bridge to other interfaces unless its source has NAT",
-            {"bridge": link_name},
-            _net_isolate,
-        ),
-        Verb(
-            "dns_redirect",
-            "send port 53 of the bridge address to the daemon's unprivileged port",
-            {"bridge": link_name, "address": ipv4_address, "port": unprivileged_port},
-            _dns_redirect,
-        ),
-        Verb(
-            "net_teardown",
-            "delete the bridge's nftables table (restores ip_forward if banger set it)",
-            {"bridge": link_name},
-            _net_teardown,
-        ),
-        Verb(
-            "resolver_link",
-            "point systemd-resolved's .vm domain at the bridge address, where it runs",
-            {"bridge": link_name, "address": ipv4_address},
-            _resolver_link,
-        ),
-        Verb(
-            "resolver_unlink",
-            "undo resolver_link for the bridge",
-            {"bridge": link_name},
-            _resolver_unlink,
-        ),
-    )
-)
-
-
 # The VMM under its jailer (see helper/vmm.py).
 
 # The jailed VMM: the jail lends the VM's tap to the jail's uid, so the tap
 # must be the caller's; the VMM is recorded for the caller like a link.
-VMM = "vmm"
 
 
 def _vmm_launch(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
-    _mine(policy, LINK, args["tap"])
+    mine(policy, LINK, args["tap"])
     result = vmm.vmm_launch(policy, args)
     policy.ledger.record(VMM, args["id"], policy.caller)
     return result
@@ -457,14 +275,15 @@ def _vmm_kill(policy: Policy, args: dict[str, Any]) -> dict[str, Any]:
     # Unrecorded (a helper restarted without --state-dir): the jail's own
     # record, under the owner's allowed directory, still decides what runs.
     if policy.ledger.owner(VMM, args["id"]) is not None:
-        _mine(policy, VMM, args["id"])
+        mine(policy, VMM, args["id"])
     result = vmm.vmm_kill(policy, args)
     policy.ledger.forget(VMM, args["id"])
     return result
 
 
+VERBS.update(NET_VERBS)
 VERBS.update(
-    _table(
+    table(
         Verb(
             "vmm_launch",
             "start Firecracker for a VM under the jailer (its binaries are the helper's own)",
