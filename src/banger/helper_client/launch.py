@@ -30,6 +30,8 @@ START_TIMEOUT = 5.0
 # Helpers this process started; held so they are not reported as leaked
 # children when the Popen objects would otherwise be collected.
 _started: list[subprocess.Popen[bytes]] = []
+# Set once this daemon stopped its helper, so no late call starts another.
+_stopped = threading.Event()
 
 
 def helper_argv(settings: Settings, uid: int) -> list[str]:
@@ -196,6 +198,8 @@ def _reviver(settings: Settings) -> Callable[[], None]:
 
     def revive() -> None:
         with lock:  # one restart for all the threads that found it gone
+            if _stopped.is_set():
+                return  # the daemon is stopping: its helper stays stopped
             for child in list(_started):
                 if child.poll() is not None:  # reap it: a zombie is no helper
                     _started.remove(child)
@@ -207,6 +211,7 @@ def _reviver(settings: Settings) -> Callable[[], None]:
 
 def stop_started_helper(settings: Settings, timeout: float = START_TIMEOUT) -> bool:
     """Stop the helper a daemon of this user started (never an installed one); True if done."""
+    _stopped.set()
     pidfile = _pidfile(settings)
     try:
         recorded = int(pidfile.read_text().strip())
