@@ -75,7 +75,8 @@ def leaks(home: Path, runtime: Path, bridge: str) -> list[str]:
     taps = {vm.tap for vm in running}
     for link in json.loads(_run("ip", "-j", "link") or "[]"):
         name = link.get("ifname", "")
-        if name.startswith("bgt") and name not in taps:
+        # Only this run's bridge: other runs on the host have taps of their own.
+        if name.startswith("bgt") and link.get("master") == bridge and name not in taps:
             found.append(f"tap {name} (master {link.get('master')}) of no running VM")
 
     dirs = {str(Path(vm.dir)) for vm in running}

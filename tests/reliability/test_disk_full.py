@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from banger.api.models import Image, Kernel
+from banger.api.models import Image, Kernel, VmState
 from banger.config import Settings, load_settings
 from banger.daemon.app import create_app
 from banger.daemon.services import wire
@@ -50,13 +50,13 @@ def small_home(tmp_path: Path) -> Iterator[Path]:
             subprocess.run(["umount", "-l", str(home)], check=False)
 
 
-def _api(settings: Settings, store: Store, tmp: Path) -> httpx.Client:
+def _api(settings: Settings, store: Store, tmp: Path, vmm: FakeVmm | None = None) -> httpx.Client:
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
     services = wire(
         settings,
         store=store,
-        vmm=FakeVmm(),
+        vmm=vmm or FakeVmm(),
         accel=AccelChoice("tcg", "test"),
         helper=RecordingHelper(),
         user_key=tmp / "id_ed25519",
@@ -125,4 +125,68 @@ def test_a_create_that_fills_the_disk_says_so_and_keeps_nothing(
     assert store.list_vms() == [] and store.lease_count() == 0
     assert list(settings.vms_dir.iterdir()) == []
     assert temporaries(small_home) == []
+    store.db.close()
+
+
+class RunningVmm(FakeVmm):
+    """A VMM whose VMs run (a pid answers) once the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running: set[Path] = set()
+
+    def pid(self, run_dir: Path) -> int | None:
+        return 4242 if run_dir in self.running else None
+
+
+def test_a_snapshot_that_fills_the_disk_says_so_and_keeps_nothing(
+    small_home: Path, tmp_path: Path
+) -> None:
+    settings = load_settings(home=small_home)
+    store = Store(Database(settings.db_path))
+    outside = tmp_path / "kernel"
+    outside.mkdir()
+    for name in ("vmlinuz", "initrd", "rootfs.ext4"):
+        (outside / name).write_bytes(b"\0" * 4096)
+    store.add_kernel(Kernel(name="k", version="6.1", dir=str(outside), source="test",
+                            vmlinuz=str(outside / "vmlinuz"), initrd=str(outside / "initrd"),
+                            created_at="t"))  # fmt: skip
+    store.add_image(Image(name="img", kernel="k", rootfs=str(outside / "rootfs.ext4"),
+                          size_bytes=4096, source="test", created_at="t"))  # fmt: skip
+    (tmp_path / "id_ed25519.pub").write_text("ssh-ed25519 AAAA test\n")
+    vmm = RunningVmm()
+    client = _api(settings, store, tmp_path, vmm)
+    spec = {"name": "snap", "image": "img", "no_start": True, "system_overlay_size": "64M",
+            "work_disk_size": "64M"}  # fmt: skip
+    made = client.post("/vms", json=spec)
+    assert _wait(client, made.json()["id"])["state"] == "succeeded"
+    vm = store.get_vm("snap")
+    # As if it ran and its guest wrote more than half of what is left: a copy
+    # of its disks no longer fits.
+    vmm.running.add(Path(vm.dir))
+    store.set_vm_state(vm.id, VmState.RUNNING)
+    free = os.statvfs(small_home).f_bavail * os.statvfs(small_home).f_frsize
+    with open(Path(vm.dir) / "overlay.ext4", "r+b") as disk:
+        disk.seek(32 << 20)
+        disk.write(os.urandom(free * 6 // 10))
+    free_kib = os.statvfs(small_home).f_bfree * os.statvfs(small_home).f_frsize >> 10
+
+    started = client.post("/vms/snap/snapshots", json={"name": "s1"})
+    assert started.status_code == 202, started.text
+    op = _wait(client, started.json()["id"])
+    assert op["state"] == "failed", op
+    error = op["error"]
+    assert isinstance(error, dict)
+    assert error["message"] == (
+        f"the disk holding {small_home} is full: taking a snapshot of VM snap stopped,"
+        " and nothing of it was kept"
+    )
+    assert "df -h" in error["hint"]  # type: ignore[operator]
+    # Nothing half-made: no snapshot row or directory, the space is back, the VM runs on.
+    assert store.list_snapshots() == []
+    assert list(settings.snapshots_dir.iterdir()) == []
+    # (64 KiB of slack: the store records the operation.)
+    after_kib = os.statvfs(small_home).f_bfree * os.statvfs(small_home).f_frsize >> 10
+    assert after_kib >= free_kib - 64
+    assert store.get_vm("snap").state == VmState.RUNNING
     store.db.close()

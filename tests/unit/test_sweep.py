@@ -1,6 +1,12 @@
 """What a killed daemon left half-written is removed at the next start, and nothing else."""
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from banger.config import load_settings
 from banger.daemon.sweep import sweep
@@ -38,3 +44,44 @@ def test_sweep_removes_hidden_temporaries_and_unknown_vm_dirs_only(tmp_path: Pat
     assert not (s.vms_dir / "dead").exists() and not (s.images_dir / ".debian2.build-x1y2").exists()
     assert len(lines) == 11 and all(line.endswith("left by interrupted work") for line in lines)
     assert sweep(s, [s.vms_dir / "abc"], image_names=["debian", "elsewhere"]) == []
+
+
+def test_a_dead_daemons_worker_is_stopped_before_its_files_go(tmp_path: Path) -> None:
+    s = load_settings(home=tmp_path)
+    tree = s.images_dir / ".deb.build-ab12" / "tree"
+    tree.mkdir(parents=True)
+    # Like an orphaned mkfs or debootstrap: its argv names the tree, another its cwd.
+    by_argv = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", str(tree / "etc")]
+    )
+    by_cwd = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=tree)
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", str(s.images_dir / ".deb.build-ab")]
+    )
+    try:
+        lines = sweep(s, [], image_names=[])
+        assert by_argv.wait(5) == -signal.SIGKILL and by_cwd.wait(5) == -signal.SIGKILL
+        assert bystander.poll() is None  # a path that only begins the same is not the same
+        assert sum("killed pid" in line for line in lines) == 2
+        assert not tree.parent.exists()
+    finally:
+        for child in (by_argv, by_cwd, bystander):
+            child.kill()
+            child.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts")
+def test_a_mount_left_in_a_build_tree_is_unmounted_never_deleted_through(tmp_path: Path) -> None:
+    s = load_settings(home=tmp_path)
+    host = tmp_path / "host-dir"
+    host.mkdir()
+    (host / "precious").write_text("keep")
+    point = s.images_dir / ".deb.build-cd34" / "tree" / "proc"
+    point.mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(host), str(point)], check=True)
+    try:
+        sweep(s, [], image_names=[])
+    finally:
+        subprocess.run(["umount", str(point)], check=False, capture_output=True)
+    assert (host / "precious").read_text() == "keep"
+    assert not (s.images_dir / ".deb.build-cd34").exists()

@@ -52,6 +52,7 @@ _DOING = {
     "vm.set": "changing VM {}",
     "vm.delete": "deleting VM {}",
     "vm.prune": "deleting VMs {}",
+    "vm.snapshot": "taking a snapshot of VM {}",
     "image.pull": "pulling image {}",
     "image.promote": "promoting a VM to image {}",
     "kernel.pull": "pulling kernel {}",

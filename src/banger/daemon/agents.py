@@ -79,7 +79,11 @@ class Agents:
         async with self._lock(vm.id):
             await self._drop(vm.id)
             link = await wait_ready(
-                str(endpoint.path), vsock_port=endpoint.vsock_port, timeout=timeout, alive=alive
+                str(endpoint.path),
+                vsock_port=endpoint.vsock_port,
+                timeout=timeout,
+                alive=alive,
+                vm_name=vm.name,
             )
             self._links[vm.id] = link
         return time.monotonic() - start
@@ -184,6 +188,11 @@ class Agents:
 
     def wait_ready_sync(self, vm: Vm, *, timeout: float, alive: Callable[[], bool]) -> float:
         return self.run_sync(self.wait_ready(vm, timeout=timeout, alive=alive), timeout)
+
+    def forget_soon(self, vm: Vm) -> None:
+        """Drop the VM's link from any thread, the loop's own too, without waiting for it."""
+        if vm.id in self._links:
+            asyncio.run_coroutine_threadsafe(self.forget(vm), self.loop)
 
     def forget_sync(self, vm: Vm) -> None:
         if vm.id in self._links:

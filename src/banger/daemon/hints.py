@@ -118,6 +118,7 @@ _DOING = {
     "vm.create": "creating VM {}",
     "vm.start": "starting VM {}",
     "image.pull": "pulling image {}",
+    "vm.snapshot": "taking a snapshot of VM {}",
     "image.promote": "promoting a VM into image {}",
     "image.register": "registering image {}",
     "kernel.pull": "pulling kernel {}",

@@ -35,7 +35,7 @@ from banger.daemon.plan import (
     vm_paths,
 )
 from banger.daemon.runtime import VmRuntime, parse_signal
-from banger.errors import UserError
+from banger.errors import BangerError, NotFound, UserError
 from banger.guest.ssh import wait_for_port
 from banger.kernel.initramfs import owns_initramfs
 from banger.net.network import Network
@@ -107,9 +107,30 @@ class VmService:
         state = vm.state
         if state in (VmState.RUNNING, VmState.PAUSED) and pid is None:
             state = VmState.STOPPED
-            self.store.set_vm_state(vm.id, state)
+            self._gone(vm)
         forwards = self.forwards.view(vm)
         return vm.model_copy(update={"pid": pid, "state": state, "forwards": forwards})
+
+    def _gone(self, vm: Vm) -> None:
+        """A VMM that died by itself (killed, crashed): free what the running VM held.
+
+        Its tap, NAT entry and agent link would otherwise stay until the next
+        daemon start. Callers may hold the VM's lock, so this takes none; the
+        state is read again first, so a start that began since is left alone.
+        """
+        try:
+            if self.store.get_vm(vm.id).state not in (VmState.RUNNING, VmState.PAUSED):
+                return
+        except NotFound:  # deleted meanwhile
+            return
+        log.warning("%s: its VMM exited without banger stopping it", vm.name)
+        self.store.set_vm_state(vm.id, VmState.STOPPED)
+        self.runtime.vmm(vm).kill(Path(vm.dir))  # its stale pidfile and sockets
+        self.agents.forget_soon(vm)
+        try:
+            self.net.detach(vm)
+        except BangerError as exc:  # the next daemon start's reconcile tries again
+            log.warning("%s: network not freed: %s", vm.name, exc.message)
 
     def list_all(self) -> list[Vm]:
         return [self.refresh(vm) for vm in self.store.list_vms()]

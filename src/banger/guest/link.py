@@ -332,18 +332,20 @@ async def wait_ready(
     alive: Callable[[], bool],
     attempt: float = 2.0,
     keepalive: float | None = KEEPALIVE,
+    vm_name: str = "NAME",
 ) -> AgentLink:
     """Connect as soon as the VM's agent answers; a ``VmmError`` if the VM dies or time runs out.
 
     Each attempt is a fresh connection with a fresh SYNC (bytes a booting
     guest missed are not waited for); ``alive`` is asked between attempts
-    and every tenth of a second while one runs.
+    and every tenth of a second while one runs. ``vm_name`` goes into the
+    errors' hints.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last: AgentGone | None = None
     while (left := deadline - loop.time()) > 0:
-        _check_alive(alive)
+        _check_alive(alive, vm_name)
         task = loop.create_task(
             AgentLink.connect(
                 path, vsock_port=vsock_port, timeout=min(attempt, left), keepalive=keepalive
@@ -353,7 +355,7 @@ async def wait_ready(
             while not task.done():
                 await asyncio.wait({task}, timeout=0.1)
                 if not task.done():
-                    _check_alive(alive)
+                    _check_alive(alive, vm_name)
         finally:
             if not task.done():
                 task.cancel()
@@ -367,13 +369,14 @@ async def wait_ready(
     said = f" (last: {last.message})" if last is not None else ""
     raise VmmError(
         f"the guest agent did not answer within {timeout:g} s{said}",
-        hint="`banger vm logs NAME` shows how far the guest booted",
+        hint=f"`banger vm logs {vm_name}` shows how far the guest booted",
     )
 
 
-def _check_alive(alive: Callable[[], bool]) -> None:
+def _check_alive(alive: Callable[[], bool], vm_name: str) -> None:
     if not alive():
         raise VmmError(
-            "the VM stopped before its guest agent answered",
-            hint="`banger vm logs NAME` shows the guest's console",
+            "the VM stopped before its guest agent answered (its VMM exited)",
+            hint=f"`banger vm logs {vm_name}` shows the guest's console;"
+            f" `banger vm start {vm_name}` boots it again",
         )

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,30 @@ def start_hint(socket_path: Path) -> str:
     return f"start it as root: `sudo banger-helper --socket {socket_path} --owner-uid $(id -u)`"
 
 
+def _lost(verb: str, why: OSError | str, socket_path: Path) -> HelperError:
+    """The helper went away (or hung up) with ``verb`` sent and unanswered."""
+    reason = why if isinstance(why, str) else (why.strerror or str(why)).lower()
+    return HelperError(
+        f"lost the connection to banger-helper in the middle of {verb}: {reason}",
+        hint="the helper stopped (see helper.log, or `journalctl -u banger-helper`); run the"
+        " command again: where banger runs as root its daemon starts a new helper; elsewhere "
+        + start_hint(socket_path),
+    )
+
+
 class HelperClient:
-    def __init__(self, socket_path: Path, timeout: float = 30) -> None:
+    """``revive`` starts a new helper when none answers (where bangerd started it)."""
+
+    def __init__(
+        self,
+        socket_path: Path,
+        timeout: float = 30,
+        *,
+        revive: Callable[[], object] | None = None,
+    ) -> None:
         self.socket_path = Path(socket_path)
         self.timeout = timeout
+        self._revive = revive
         self._ids = itertools.count(1)
         self._ids_lock = threading.Lock()
 
@@ -62,6 +83,19 @@ class HelperClient:
         return f"HelperClient({str(self.socket_path)!r})"
 
     def _connect(self) -> socket.socket:
+        try:
+            return self._connect_once()
+        except HelperError as exc:
+            # Only a helper that is gone (no request of ours reached it) is
+            # revived, so the retried verb has not run before.
+            if self._revive is None or not isinstance(
+                exc.__cause__, FileNotFoundError | ConnectionRefusedError
+            ):
+                raise
+            self._revive()
+            return self._connect_once()
+
+    def _connect_once(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
@@ -109,12 +143,10 @@ class HelperClient:
                     hint="see the helper's log (helper.log, or `journalctl -u banger-helper`)",
                 ) from exc
             except OSError as exc:
-                raise HelperError(f"lost the connection to banger-helper: {exc}") from exc
+                raise _lost(request["verb"], exc, self.socket_path) from exc
         if not line:
-            raise HelperError(
-                "banger-helper closed the connection without answering",
-                hint="see the helper's log (helper.log, or `journalctl -u banger-helper`)",
-            )
+            raise _lost(request["verb"], "it closed the connection without answering",
+                        self.socket_path)  # fmt: skip
         try:
             reply = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -139,7 +171,10 @@ class HelperClient:
         except OSError as exc:
             for fd in fds:
                 os.close(fd)
-            raise HelperError(f"lost the connection to banger-helper: {exc}") from exc
+            raise _lost(request["verb"], exc, self.socket_path) from exc
+        if not data:
+            raise _lost(request["verb"], "it closed the connection without answering",
+                        self.socket_path)  # fmt: skip
         try:
             reply = json.loads(data)
         except json.JSONDecodeError as exc:

@@ -14,7 +14,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from banger import proc, rundir
@@ -28,6 +30,8 @@ START_TIMEOUT = 5.0
 # Helpers this process started; held so they are not reported as leaked
 # children when the Popen objects would otherwise be collected.
 _started: list[subprocess.Popen[bytes]] = []
+# Set once this daemon stopped its helper, so no late call starts another.
+_stopped = threading.Event()
 
 
 def helper_argv(settings: Settings, uid: int) -> list[str]:
@@ -174,16 +178,40 @@ def connect_helper(settings: Settings) -> HelperClient:
     serves lists and shows, and each VM operation reports the helper's error
     with its hint.
     """
-    if os.geteuid() == 0:
-        try:
-            return ensure_helper(settings)
-        except BangerError as exc:
-            log.warning("banger-helper: %s", exc.message)
-    return HelperClient(settings.helper_socket_path)
+    if os.geteuid() != 0:
+        return HelperClient(settings.helper_socket_path)
+    client = HelperClient(settings.helper_socket_path, revive=_reviver(settings))
+    try:
+        ensure_helper(settings)
+    except BangerError as exc:
+        log.warning("banger-helper: %s", exc.message)
+    return client
+
+
+def _reviver(settings: Settings) -> Callable[[], None]:
+    """Start a helper again when the one this daemon started has died (killed, crashed).
+
+    Without it every later VM command, and the undo of the one that was
+    running, would fail until the daemon restarts, leaving taps behind.
+    """
+    lock = threading.Lock()
+
+    def revive() -> None:
+        with lock:  # one restart for all the threads that found it gone
+            if _stopped.is_set():
+                return  # the daemon is stopping: its helper stays stopped
+            for child in list(_started):
+                if child.poll() is not None:  # reap it: a zombie is no helper
+                    _started.remove(child)
+            log.warning("banger-helper is gone; starting it again")
+            ensure_helper(settings)
+
+    return revive
 
 
 def stop_started_helper(settings: Settings, timeout: float = START_TIMEOUT) -> bool:
     """Stop the helper a daemon of this user started (never an installed one); True if done."""
+    _stopped.set()
     pidfile = _pidfile(settings)
     try:
         recorded = int(pidfile.read_text().strip())
