@@ -151,8 +151,9 @@ def test_a_snapshot_that_fills_the_disk_says_so_and_keeps_nothing(
     store.add_kernel(Kernel(name="k", version="6.1", dir=str(outside), source="test",
                             vmlinuz=str(outside / "vmlinuz"), initrd=str(outside / "initrd"),
                             created_at="t"))  # fmt: skip
+    # channel 1: an image with banger's agent, the only kind a snapshot is taken of.
     store.add_image(Image(name="img", kernel="k", rootfs=str(outside / "rootfs.ext4"),
-                          size_bytes=4096, source="test", created_at="t"))  # fmt: skip
+                          size_bytes=4096, source="test", created_at="t", channel=1))  # fmt: skip
     (tmp_path / "id_ed25519.pub").write_text("ssh-ed25519 AAAA test\n")
     vmm = RunningVmm()
     client = _api(settings, store, tmp_path, vmm)
