@@ -11,6 +11,7 @@ say what the commands themselves say.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from banger.vmm.accel import AccelChoice
 from tests.unit.fakes import RecordingHelper
 from tests.unit.served import Closing, ServedApp
 from tests.unit.test_api import NoVmm
+from tests.unit.test_client import answer, scripted  # noqa: F401 (a fixture)
 from tests.unit.test_store import GATEWAY, NET, draft
 
 BIN = Path(sys.executable).parent
@@ -226,3 +228,21 @@ def test_help_from_the_table_reads_as_help_from_the_commands(settings, args):
     fresh = run(str(BIN / "banger"), *args, "--help")
     assert fresh == run(sys.executable, "-c", EVERYTHING_LOADED, *args, "--help")
     assert "Commands:" in fresh
+
+
+def test_a_daemon_older_than_the_cli_still_completes_from_its_full_listing(
+    settings,
+    scripted,  # noqa: F811 (the fixture)
+):
+    asked: list[str] = []
+
+    def older(conn, method: str, path: str) -> None:
+        asked.append(path)
+        if path == "/vms":
+            answer(conn, 200, json.dumps([{"name": "dev", "state": "running"}]).encode())
+        else:
+            answer(conn, 404, b'{"detail": "Not Found"}')
+
+    scripted(older)
+    assert bash_values(tab(settings, "banger vm ssh ")) == ["dev"]
+    assert asked == ["/names/vms", "/vms"]

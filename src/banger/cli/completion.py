@@ -9,6 +9,7 @@ errors or wait).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import click
 from click.shell_completion import CompletionItem, get_completion_class
@@ -21,9 +22,25 @@ _NAME_PARAMS = ("name", "names", "vm")
 
 
 def names_from_daemon(path: str, incomplete: str) -> list[str]:
-    """The names under ``path`` that start with ``incomplete``; none when bangerd is not there."""
+    """The names of the records under ``path`` (``/vms``) that start with ``incomplete``.
+
+    Nothing, quietly, when bangerd is not there or does not answer.
+    """
     # One GET on the socket and json, not banger.api.client: a tab pays for every
-    # module it imports, and a name is all it reads of the answer.
+    # module it imports. `/names/vms` answers from the store alone.
+    status, answer = _answer(f"/names{path}")
+    names = answer.get("names") if isinstance(answer, dict) else None
+    if status == 404:  # a daemon older than this CLI: only the full listing has them
+        status, answer = _answer(path)
+        records = answer if isinstance(answer, list) else []
+        names = [r.get("name") for r in records if isinstance(r, dict)]
+    if status != 200 or not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and n and n.startswith(incomplete)]
+
+
+def _answer(path: str) -> tuple[int, Any]:
+    """The status and JSON answered to ``GET path``; 0 when there was no answer to read."""
     import json
 
     from banger import rundir
@@ -35,15 +52,9 @@ def names_from_daemon(path: str, incomplete: str) -> list[str]:
         # As the client does: a socket is only as trustworthy as its directory.
         rundir.check_private_dir(settings.runtime_dir, rundir.trusted_owners(settings))
         with transport.request(str(settings.socket), "GET", path, timeout=2.0) as resp:
-            if resp.status != 200:
-                return []
-            records = json.loads(resp.read())
+            return resp.status, json.loads(resp.read())
     except Exception:
-        return []
-    if not isinstance(records, list):
-        return []
-    names = [str(r.get("name", "")) for r in records if isinstance(r, dict)]
-    return [n for n in names if n and n.startswith(incomplete)]
+        return 0, None
 
 
 def completer(path: str) -> Callable[[click.Context, click.Parameter, str], list[CompletionItem]]:
