@@ -9,12 +9,15 @@ errors or wait).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from click.shell_completion import CompletionItem, get_completion_class
 
 from banger.cli.helptext import epilog
+
+if TYPE_CHECKING:
+    # At run time only where a completion happens: `banger --help` does without it.
+    from click.shell_completion import CompletionItem
 
 _PATHS = {"vm": "/vms", "image": "/images", "kernel": "/kernels"}
 # The parameters, by group, that name a record of that group's kind.
@@ -61,6 +64,8 @@ def completer(path: str) -> Callable[[click.Context, click.Parameter, str], list
     def complete(
         ctx: click.Context, param: click.Parameter, incomplete: str
     ) -> list[CompletionItem]:
+        from click.shell_completion import CompletionItem
+
         return [CompletionItem(n) for n in names_from_daemon(path, incomplete)]
 
     return complete
@@ -107,6 +112,8 @@ def completion(ctx: click.Context, shell: str) -> None:
     It completes commands, flags, and the names of VMs, images and kernels
     (asked of a running bangerd).
     """
+    from click.shell_completion import get_completion_class
+
     root = ctx.find_root().command
     cls = get_completion_class(shell)
     if cls is None:  # click knows all three; kept for a click that drops one

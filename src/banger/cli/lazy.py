@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
-from click.shell_completion import CompletionItem
 
 from banger.cli import completion
 from banger.cli.helptext import Group
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 
 class Lazy(NamedTuple):
@@ -94,6 +96,8 @@ class LazyGroup(Group):
 
     def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
         """click's completion of a group (commands, then options), without loading commands."""
+        from click.shell_completion import CompletionItem  # --help does without it
+
         results = []
         for name in self.list_commands(ctx):
             if name.startswith(incomplete):
