@@ -78,10 +78,9 @@ class LazyGroup(Group):
     def load_all(self) -> None:
         """Import every command (and those of lazy groups below): for walking the whole tree."""
         for name in self.lazy:
-            command = self.commands.get(name) or self._load(name)
-            if isinstance(command, LazyGroup):
-                command.load_all()
-        for command in list(self.commands.values()):
+            if name not in self.commands:
+                self._load(name)
+        for command in self.commands.values():
             if isinstance(command, LazyGroup):
                 command.load_all()
 
