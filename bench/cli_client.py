@@ -9,8 +9,9 @@ Run it on an otherwise idle machine: a busy one inflates every number.
 
     .venv/bin/python bench/cli_client.py [--runs 15] [--vms 100]
 
-To compare with another checkout, put its src first:
-PYTHONPATH=/path/to/other/src .venv/bin/python bench/cli_client.py
+To compare with another checkout in the same run (its CLI against this
+daemon, each case of both taken in turn):
+.venv/bin/python bench/cli_client.py --baseline /path/to/other/src
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import resource
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,25 +124,36 @@ def daemon(env: dict[str, str], runtime: Path) -> Iterator[None]:
         log.close()
 
 
-def samples_ms(argv: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
-    walls, cpus = [], []
+def sample_ms(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, capture_output=True, check=True)
+    return (time.perf_counter() - start) * 1000
+
+
+def measure(env: dict[str, str], runs: int, baseline: Path | None) -> list[Case]:
+    """Every case once per round, round after round.
+
+    On a shared machine the load comes and goes; taking the cases in turn puts
+    each burst on all of them alike, so the medians of one run stay comparable
+    (to each other, and to what an empty interpreter and click cost, which
+    are measured the same way to scale by).
+    """
+    plan: list[tuple[str, list[str], dict[str, str]]] = [
+        ("python -c pass", [sys.executable, "-c", "pass"], env),
+        ("import click", [sys.executable, "-c", "import click"], env),
+    ]
+    plan += [(label, [str(BIN / "banger"), *argv], env | extra) for label, argv, extra, _ in CASES]
+    if baseline is not None:
+        old = env | {"PYTHONPATH": str(baseline)}
+        plan += [
+            (f"{label} (baseline)", [str(BIN / "banger"), *argv], old | extra)
+            for label, argv, extra, _ in CASES
+        ]
+    samples: dict[str, list[float]] = {label: [] for label, _, _ in plan}
     for _ in range(runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        subprocess.run(argv, env=env, capture_output=True, check=True)
-        walls.append((time.perf_counter() - start) * 1000)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000)
-    return walls, cpus
-
-
-def calibrate(env: dict[str, str], runs: int) -> list[Case]:
-    """What this machine charges for an empty interpreter and for click, to scale by."""
-    cases = []
-    for label, code in (("python -c pass", "pass"), ("import click", "import click")):
-        walls, _cpus = samples_ms([sys.executable, "-c", code], env, runs)
-        cases.append(Case(label, walls, "ms"))
-    return cases
+        for label, argv, case_env in plan:
+            samples[label].append(sample_ms(argv, case_env))
+    return [Case(label, walls, "ms") for label, walls in samples.items()]
 
 
 def main() -> None:
@@ -151,15 +161,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--vms", type=int, default=100)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="SRC",
+        help="also time the CLI of another checkout's src/ (e.g. main's), in the same rounds",
+    )
     args = parser.parse_args()
     # The state `make venv` leaves (scripts/install-venv compiles src/banger),
     # brought up to date with sources edited since: where Python may not write
     # bytecode (PYTHONDONTWRITEBYTECODE), stale files would be compiled on every run.
     import banger
 
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(Path(banger.__file__).parent)], check=True
-    )
+    for src in (Path(banger.__file__).parent, *([args.baseline] if args.baseline else [])):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
     with tempfile.TemporaryDirectory(prefix="banger-bench-") as tmp:
         home, runtime = Path(tmp) / "home", Path(tmp) / "run"
         runtime.mkdir(mode=0o700)
@@ -174,12 +189,9 @@ def main() -> None:
         os.environ.update(env)
         seed_store(home, args.vms)
         with daemon(env, runtime):
-            cases = calibrate(env, args.runs)
-            ratios = []
-            for label, case, extra, target in CASES:
-                walls, _cpus = samples_ms([str(BIN / "banger"), *case], env | extra, args.runs)
-                cases.append(Case(label, walls, "ms"))
-                ratios.append(Ratio(f"{label} median ms", statistics.median(walls), target))
+            cases = measure(env, args.runs, args.baseline)
+    medians = {case.name: case.median for case in cases}
+    ratios = [Ratio(f"{label} median ms", medians[label], target) for label, _, _, target in CASES]
     emit(
         Figures(
             bench="cli_client",

@@ -11,6 +11,7 @@ say what the commands themselves say.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from banger.vmm.accel import AccelChoice
 from tests.unit.fakes import RecordingHelper
 from tests.unit.served import Closing, ServedApp
 from tests.unit.test_api import NoVmm
+from tests.unit.test_client import answer, scripted  # noqa: F401 (a fixture)
 from tests.unit.test_store import GATEWAY, NET, draft
 
 BIN = Path(sys.executable).parent
@@ -158,7 +160,8 @@ LOADED = (
     "    main()\n"
     "except SystemExit:\n"
     "    pass\n"
-    "mods = sorted(m for m in sys.modules if m.startswith(('banger.cli.', 'banger.api.')))\n"
+    "mods = sorted(m for m in sys.modules if m.startswith(('banger.cli.', 'banger.api.',"
+    " 'click.shell_completion')))\n"
     "print(' '.join(mods), file=sys.stderr)\n"
 )
 LIGHT = ["banger.cli.completion", "banger.cli.helptext", "banger.cli.lazy", "banger.cli.main"]
@@ -179,9 +182,8 @@ def test_a_tab_after_vm_show_imports_the_vm_group_and_no_api_client(daemon):
     env = env_of(
         daemon, _BANGER_COMPLETE="bash_complete", COMP_WORDS="banger vm show d", COMP_CWORD="3"
     )
-    assert loaded_by(env) == sorted(
-        [*LIGHT, "banger.api.transport", "banger.cli.common", "banger.cli.vm"]
-    )
+    tab_only = ["banger.api.transport", "banger.cli.common", "banger.cli.vm"]
+    assert loaded_by(env) == sorted([*LIGHT, *tab_only, "click.shell_completion"])
 
 
 def lazy_groups() -> Iterator[tuple[str, LazyGroup]]:
@@ -226,3 +228,21 @@ def test_help_from_the_table_reads_as_help_from_the_commands(settings, args):
     fresh = run(str(BIN / "banger"), *args, "--help")
     assert fresh == run(sys.executable, "-c", EVERYTHING_LOADED, *args, "--help")
     assert "Commands:" in fresh
+
+
+def test_a_daemon_older_than_the_cli_still_completes_from_its_full_listing(
+    settings,
+    scripted,  # noqa: F811 (the fixture)
+):
+    asked: list[str] = []
+
+    def older(conn, method: str, path: str) -> None:
+        asked.append(path)
+        if path == "/vms":
+            answer(conn, 200, json.dumps([{"name": "dev", "state": "running"}]).encode())
+        else:
+            answer(conn, 404, b'{"detail": "Not Found"}')
+
+    scripted(older)
+    assert bash_values(tab(settings, "banger vm ssh ")) == ["dev"]
+    assert asked == ["/names/vms", "/vms"]

@@ -179,3 +179,13 @@ def test_an_image_keeps_the_channel_version_of_its_agent(store):
     store.add_image(image.model_copy(update={"channel": 1}))
     assert store.get_image("chan").channel == 1
     assert store.get_image("debian-bookworm").channel == 0  # an image of before: SSH only
+
+
+def test_names_are_read_without_the_records_in_the_listings_order(store):
+    from banger.store.repo import RecordKind
+
+    for name in ("web", "dev"):
+        lease(draft(name), store, NET, [GATEWAY])
+    assert store.names(RecordKind.VMS) == [vm.name for vm in store.list_vms()] == ["web", "dev"]
+    assert store.names(RecordKind.IMAGES) == ["debian-bookworm"]
+    assert store.names(RecordKind.KERNELS) == ["k"]

@@ -344,6 +344,12 @@ class Accepted(BaseModel):
     status: str
 
 
+class Names(BaseModel):
+    """The names of every VM, image or kernel (``GET /names/{kind}``): what a tab completes."""
+
+    names: list[str]
+
+
 class CachePrune(BaseModel):
     # One line: `freed 1.2 GiB across 47 blob(s) in DIR` (or `would free ...`).
     message: str

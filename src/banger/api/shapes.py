@@ -1256,6 +1256,27 @@ class Accepted(_Shape):
         )
 
 
+class Names(_Shape):
+    """The names of every VM, image or kernel (``GET /names/{kind}``): what a tab completes."""
+
+    _fields = ("names",)
+    __slots__ = _fields
+    names: list[str]
+
+    def __init__(
+        self,
+        *,
+        names: list[str],
+    ) -> None:
+        self.names = names
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Names:
+        return cls(
+            names=d["names"],
+        )
+
+
 class CachePrune(_Shape):
     _fields = ("message",)
     __slots__ = _fields

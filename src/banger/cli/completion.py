@@ -9,11 +9,15 @@ errors or wait).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
-from click.shell_completion import CompletionItem, get_completion_class
 
 from banger.cli.helptext import epilog
+
+if TYPE_CHECKING:
+    # At run time only where a completion happens: `banger --help` does without it.
+    from click.shell_completion import CompletionItem
 
 _PATHS = {"vm": "/vms", "image": "/images", "kernel": "/kernels"}
 # The parameters, by group, that name a record of that group's kind.
@@ -21,9 +25,25 @@ _NAME_PARAMS = ("name", "names", "vm")
 
 
 def names_from_daemon(path: str, incomplete: str) -> list[str]:
-    """The names under ``path`` that start with ``incomplete``; none when bangerd is not there."""
+    """The names of the records under ``path`` (``/vms``) that start with ``incomplete``.
+
+    Nothing, quietly, when bangerd is not there or does not answer.
+    """
     # One GET on the socket and json, not banger.api.client: a tab pays for every
-    # module it imports, and a name is all it reads of the answer.
+    # module it imports. `/names/vms` answers from the store alone.
+    status, answer = _answer(f"/names{path}")
+    names = answer.get("names") if isinstance(answer, dict) else None
+    if status == 404:  # a daemon older than this CLI: only the full listing has them
+        status, answer = _answer(path)
+        records = answer if isinstance(answer, list) else []
+        names = [r.get("name") for r in records if isinstance(r, dict)]
+    if status != 200 or not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and n and n.startswith(incomplete)]
+
+
+def _answer(path: str) -> tuple[int, Any]:
+    """The status and JSON answered to ``GET path``; 0 when there was no answer to read."""
     import json
 
     from banger import rundir
@@ -35,21 +55,17 @@ def names_from_daemon(path: str, incomplete: str) -> list[str]:
         # As the client does: a socket is only as trustworthy as its directory.
         rundir.check_private_dir(settings.runtime_dir, rundir.trusted_owners(settings))
         with transport.request(str(settings.socket), "GET", path, timeout=2.0) as resp:
-            if resp.status != 200:
-                return []
-            records = json.loads(resp.read())
+            return resp.status, json.loads(resp.read())
     except Exception:
-        return []
-    if not isinstance(records, list):
-        return []
-    names = [str(r.get("name", "")) for r in records if isinstance(r, dict)]
-    return [n for n in names if n and n.startswith(incomplete)]
+        return 0, None
 
 
 def completer(path: str) -> Callable[[click.Context, click.Parameter, str], list[CompletionItem]]:
     def complete(
         ctx: click.Context, param: click.Parameter, incomplete: str
     ) -> list[CompletionItem]:
+        from click.shell_completion import CompletionItem
+
         return [CompletionItem(n) for n in names_from_daemon(path, incomplete)]
 
     return complete
@@ -96,6 +112,8 @@ def completion(ctx: click.Context, shell: str) -> None:
     It completes commands, flags, and the names of VMs, images and kernels
     (asked of a running bangerd).
     """
+    from click.shell_completion import get_completion_class
+
     root = ctx.find_root().command
     cls = get_completion_class(shell)
     if cls is None:  # click knows all three; kept for a click that drops one

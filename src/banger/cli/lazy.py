@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
-from click.shell_completion import CompletionItem
 
 from banger.cli import completion
 from banger.cli.helptext import Group
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 
 class Lazy(NamedTuple):
@@ -76,10 +78,9 @@ class LazyGroup(Group):
     def load_all(self) -> None:
         """Import every command (and those of lazy groups below): for walking the whole tree."""
         for name in self.lazy:
-            command = self.commands.get(name) or self._load(name)
-            if isinstance(command, LazyGroup):
-                command.load_all()
-        for command in list(self.commands.values()):
+            if name not in self.commands:
+                self._load(name)
+        for command in self.commands.values():
             if isinstance(command, LazyGroup):
                 command.load_all()
 
@@ -94,6 +95,8 @@ class LazyGroup(Group):
 
     def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
         """click's completion of a group (commands, then options), without loading commands."""
+        from click.shell_completion import CompletionItem  # --help does without it
+
         results = []
         for name in self.list_commands(ctx):
             if name.startswith(incomplete):

@@ -17,6 +17,7 @@ from banger.daemon.routes_forwards import forward_routes
 from banger.daemon.routes_guest import guest_routes
 from banger.daemon.routes_images import image_routes
 from banger.daemon.routes_kernels import kernel_routes
+from banger.daemon.routes_names import name_routes
 from banger.daemon.routes_operations import operation_routes
 from banger.daemon.routes_snapshots import snapshot_routes
 from banger.daemon.routes_system import system_routes
@@ -51,6 +52,7 @@ def create_app(services: Services, shutdown: asyncio.Event) -> FastAPI:
     app.include_router(image_routes(s.store, s.images, s.ops))
     app.include_router(kernel_routes(s.store, s.kernels, s.ops))
     app.include_router(operation_routes(s.store, s.ops))
+    app.include_router(name_routes(s.store))
     add_error_handlers(app)
     return app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from enum import StrEnum
 
 from banger.api.models import (
     ErrorBody,
@@ -49,6 +50,22 @@ def _forward(row: sqlite3.Row) -> PortForward:
         proto=row["proto"],
         source=ForwardSource.PUBLISHED,
     )
+
+
+class RecordKind(StrEnum):
+    """The records that have names a user types: what `/names/{kind}` answers for."""
+
+    VMS = "vms"
+    IMAGES = "images"
+    KERNELS = "kernels"
+
+
+# Each in the order its full listing (list_vms, list_images, list_kernels) uses.
+_NAMES = {
+    RecordKind.VMS: "SELECT name FROM vms ORDER BY created_at",
+    RecordKind.IMAGES: "SELECT name FROM images ORDER BY name",
+    RecordKind.KERNELS: "SELECT name FROM kernels ORDER BY name",
+}
 
 
 class PortPublished(Conflict):
@@ -126,6 +143,10 @@ class Store:
     def find_kernel(self, name: str) -> Kernel | None:
         rows = self.db.query("SELECT * FROM kernels WHERE name = ?", (name,))
         return _kernel(rows[0]) if rows else None
+
+    def names(self, kind: RecordKind) -> list[str]:
+        """The names of every record of ``kind``, without reading the records."""
+        return [str(r["name"]) for r in self.db.query(_NAMES[kind])]
 
     def list_kernels(self) -> list[Kernel]:
         return [_kernel(r) for r in self.db.query("SELECT * FROM kernels ORDER BY name")]
