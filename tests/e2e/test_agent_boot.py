@@ -315,6 +315,7 @@ def test_an_image_with_no_shell_and_no_passwd_still_answers(
     assert result.stdout.splitlines() == ["ok", "root:x:0:0:root:/root:/.banger/bin/sh", "ran"]
 
 
+@pytest.mark.slow  # ~13 s; the Debian sidecar case runs in make test
 def test_busybox_image_with_its_own_init_gets_a_sidecar(boot_tree, bundle: Path, tmp_path: Path):
     tree = busybox_tree(tmp_path / "busybox-init", bundle, with_init=True)
     plan = agent.boot_plan(tree)

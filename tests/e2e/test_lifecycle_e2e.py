@@ -115,6 +115,7 @@ def test_one_vm_through_every_command(banger: Banger):
     banger.created.remove("e2e-life")
 
 
+@pytest.mark.slow  # ~30 s; tests/e2e/test_reliability_kill_e2e.py kills bangerd at every stage
 def test_vms_survive_a_killed_daemon(banger: Banger):
     banger.create("e2e-survivor")
     status = banger.json("daemon", "status")

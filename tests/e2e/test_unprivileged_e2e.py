@@ -199,6 +199,7 @@ def _pids(needle: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # ~35 s: a second daemon and helper for another user
 def test_create_ssh_stop_delete_with_an_unprivileged_daemon(user: User) -> None:
     user.ok("vm", "create", "--name", "u1", "--image", "img", "-q", timeout=300)
     vm = json.loads(user.ok("vm", "show", "u1", "--json"))

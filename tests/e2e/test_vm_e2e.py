@@ -40,6 +40,7 @@ def test_vm_run_keeps_arguments_intact(banger: Banger):
     assert result.stdout == "two words|$HOME|a;b|"
 
 
+@pytest.mark.slow  # ~25 s; the parallel creates of the reliability suite cover addresses
 def test_two_vms_at_once_get_different_addresses_and_both_answer(banger: Banger):
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         vms = list(pool.map(lambda n: banger.create(n), ["e2e-a", "e2e-b"]))
@@ -80,6 +81,7 @@ def test_delete_leaves_no_tap_process_lease_disk_or_socket(banger: Banger):
     assert BRIDGE in links()
 
 
+@pytest.mark.slow  # ~19 s under emulation; make test-all runs it
 def test_the_guest_writes_to_its_overlay_not_the_image(banger: Banger):
     image = banger.json("image", "show", "debian-bookworm")
     rootfs = Path(image["rootfs"])  # type: ignore[index]
