@@ -9,21 +9,18 @@ nothing the store does not account for.
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .conftest import BIN, BRIDGE, Banger, wait_gone
+from .conftest import BRIDGE, Banger, wait_gone
+from .killer import at_stage, dead, kill_during
 from .leakprobe import leaks, stored_vms
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
-
-STAGE = re.compile(r"^\[ *\d+\.\ds\] (\w[\w-]*): ")
 
 
 def helper_pid(banger: Banger) -> int:
@@ -43,20 +40,6 @@ def qemu_pid(vm_dir: str) -> int | None:
     return None
 
 
-def dead(pid: int, timeout: float = 10) -> bool:
-    """Gone, or a zombie its parent has not reaped yet (the daemon's own helper)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def vm_dir(banger: Banger, name: str) -> str:
     return next(vm.dir for vm in stored_vms(banger.home) if vm.name == name)
 
@@ -69,34 +52,8 @@ def kill_at(
     *,
     freeze: float = 0.0,
 ) -> tuple[int, str]:
-    """Run ``banger ARGV``; SIGKILL ``victim()`` once the CLI prints ``stage``.
-
-    ``freeze`` stops the victim first for that long, so the work's next
-    request to it is in flight (sent, unanswered) when the kill lands.
-    """
-    child = subprocess.Popen(
-        [str(BIN / "banger"), *argv], env=banger.env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert child.stderr is not None
-    seen: list[str] = []
-    for line in child.stderr:
-        seen.append(line)
-        match = STAGE.match(line)
-        if match and match.group(1) == stage:
-            pid = victim()
-            assert pid is not None, "".join(seen)
-            if freeze:
-                os.kill(pid, signal.SIGSTOP)
-                time.sleep(freeze)
-            os.kill(pid, signal.SIGKILL)
-            assert dead(pid)
-            break
-    else:
-        child.wait()
-        pytest.fail(f"stage {stage!r} never came: {''.join(seen)}")
-    rest = child.stderr.read()
-    return child.wait(timeout=300), "".join(seen) + rest
+    """Run ``banger ARGV``; SIGKILL ``victim()`` once the CLI prints ``stage``."""
+    return kill_during(banger, argv, at_stage(stage), victim, freeze=freeze)
 
 
 def no_leaks(banger: Banger) -> None:

@@ -9,49 +9,23 @@ probe), and once the VM is deleted nothing of it remains.
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
 
 import pytest
 
-from .conftest import BIN, BRIDGE, Banger, wait_gone
+from .conftest import BIN, BRIDGE, Banger
+from .killer import at_stage, daemon_pid, kill_during
 from .leakprobe import leaks, stored_vms
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
-
-STAGE = re.compile(r"^\[ *\d+\.\ds\] (\w[\w-]*): ")
-
-
-def daemon_pid(banger: Banger) -> int:
-    return int(banger.json("daemon", "status")["pid"])  # type: ignore[index]
 
 
 def kill_daemon_at(banger: Banger, stage: str, argv: Sequence[str]) -> tuple[int, str]:
     """Run ``banger ARGV``; SIGKILL bangerd once the CLI prints ``stage``. (exit code, stderr)"""
     pid = daemon_pid(banger)
-    child = subprocess.Popen(
-        [str(BIN / "banger"), *argv], env=banger.env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert child.stderr is not None
-    seen: list[str] = []
-    for line in child.stderr:
-        seen.append(line)
-        match = STAGE.match(line)
-        if match and match.group(1) == stage:
-            os.kill(pid, signal.SIGKILL)
-            break
-    else:
-        child.wait()
-        pytest.fail(f"stage {stage!r} never came: {''.join(seen)}")
-    assert wait_gone(pid)
-    rest = child.stderr.read()
-    code = child.wait(timeout=60)
-    return code, "".join(seen) + rest
+    return kill_during(banger, argv, at_stage(stage), lambda: pid, timeout=60)
 
 
 def check_recovered(banger: Banger, name: str | None) -> None:

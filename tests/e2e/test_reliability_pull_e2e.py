@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import BIN, BRIDGE, Banger, wait_gone
+from .conftest import BRIDGE, Banger
+from .killer import daemon_pid, kill_during
 from .leakprobe import leaks
 from .registry import registry, skip_reason, umoci_image
 
@@ -53,30 +52,10 @@ def three_layers(banger_env: Banger, tmp_path_factory: pytest.TempPathFactory) -
         yield reg.push(layout, "1", "rel/three")
 
 
-def _daemon_pid(banger: Banger) -> int:
-    return int(banger.json("daemon", "status")["pid"])  # type: ignore[index]
-
-
 def _kill_at(banger: Banger, line: re.Pattern[str], argv: list[str]) -> tuple[int, str]:
     """Run ``banger ARGV``; SIGKILL bangerd as soon as stderr shows ``line``."""
-    pid = _daemon_pid(banger)
-    child = subprocess.Popen(
-        [str(BIN / "banger"), *argv], env=banger.env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert child.stderr is not None
-    seen: list[str] = []
-    for text in child.stderr:
-        seen.append(text)
-        if line.search(text):
-            os.kill(pid, signal.SIGKILL)
-            break
-    else:
-        child.wait()
-        pytest.fail(f"{line.pattern!r} never came: {''.join(seen)}")
-    assert wait_gone(pid)
-    rest = child.stderr.read()
-    return child.wait(timeout=60), "".join(seen) + rest
+    pid = daemon_pid(banger)
+    return kill_during(banger, argv, lambda text: bool(line.search(text)), lambda: pid, timeout=60)
 
 
 def _ancestors() -> set[int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from banger.vmm import fc_api
 from banger.vmm.base import VmmConfig
-from banger.vmm.fc_snapshot import LOG_FILE, METRICS_FILE
+from banger.vmm.fc_snapshot import telemetry_requests
 
 # One uid (and gid) per VM from the helper's jail range (helper/validate.py).
 JAIL_UID_BASE = 900_000
@@ -38,12 +38,7 @@ def requests(config: VmmConfig, path: Callable[[Path], str], vsock: str) -> list
     """
     run = config.run_dir
     reqs = [
-        fc_api.Request(
-            "logger",
-            fc_api.LOGGER,
-            {"log_path": path(run / LOG_FILE), "level": "Warning", "show_level": True},
-        ),
-        fc_api.Request("metrics", fc_api.METRICS, {"metrics_path": path(run / METRICS_FILE)}),
+        *telemetry_requests(run, path),
         fc_api.Request(
             "machine-config",
             fc_api.MACHINE_CONFIG,

@@ -22,6 +22,19 @@ LOG_FILE = "vmm.log"
 METRICS_FILE = "metrics.json"
 
 
+def telemetry_requests(run: Path, path: Callable[[Path], str]) -> list[fc_api.Request]:
+    """Firecracker's log and metrics into the VM's run directory: the first requests of
+    a boot and of a restore alike (Firecracker takes them only before the VM exists)."""
+    return [
+        fc_api.Request(
+            "logger",
+            fc_api.LOGGER,
+            {"log_path": path(run / LOG_FILE), "level": "Warning", "show_level": True},
+        ),
+        fc_api.Request("metrics", fc_api.METRICS, {"metrics_path": path(run / METRICS_FILE)}),
+    ]
+
+
 def restore_requests(
     config: VmmConfig, snapshot: Path, path: Callable[[Path], str], vsock: str
 ) -> list[fc_api.Request]:
@@ -40,12 +53,7 @@ def restore_requests(
     if config.net is not None:
         load["network_overrides"] = [{"iface_id": "eth0", "host_dev_name": config.net.tap}]
     reqs = [
-        fc_api.Request(
-            "logger",
-            fc_api.LOGGER,
-            {"log_path": path(run / LOG_FILE), "level": "Warning", "show_level": True},
-        ),
-        fc_api.Request("metrics", fc_api.METRICS, {"metrics_path": path(run / METRICS_FILE)}),
+        *telemetry_requests(run, path),
         fc_api.Request("snapshot load", fc_api.SNAPSHOT_LOAD, load),
     ]
     for disk in config.disks:
