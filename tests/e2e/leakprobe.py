@@ -81,7 +81,10 @@ def leaks(home: Path, runtime: Path, bridge: str) -> list[str]:
 
     dirs = {str(Path(vm.dir)) for vm in running}
     for pid, cmdline in _processes().items():
-        is_vmm = "qemu-system" in cmdline or "firecracker" in cmdline
+        # The program, not any word: a shell running `pytest test_firecracker...` is no VMM
+        # (a script's interpreter comes first, as for the Firecracker stand-in).
+        programs = [Path(word).name for word in cmdline.split(" ")[:2]]
+        is_vmm = any(p.startswith("qemu-system") or "firecracker" in p for p in programs)
         if is_vmm and str(home) in cmdline and not any(d in cmdline for d in dirs):
             found.append(f"VMM pid {pid} of no running VM: {cmdline[:120]}")
     helpers = [p for p, c in _processes().items() if "banger-helper" in c and str(runtime) in c]
