@@ -9,6 +9,7 @@ root helper at their seams, and driven through its HTTP API in process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import threading
@@ -34,13 +35,13 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def small_home(tmp_path: Path) -> Iterator[Path]:
-    """An 8 MiB ext4, loop-mounted."""
+@contextlib.contextmanager
+def loop_home(tmp_path: Path, size: int) -> Iterator[Path]:
+    """An ext4 of ``size`` bytes, loop-mounted, as banger's home."""
     home, backing = tmp_path / "home", tmp_path / "small.ext4"
     home.mkdir()
     with open(backing, "wb") as disk:
-        disk.truncate(8 << 20)
+        disk.truncate(size)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(backing)], check=True)
     subprocess.run(["mount", "-o", "loop", str(backing), str(home)], check=True)
     try:
@@ -48,6 +49,28 @@ def small_home(tmp_path: Path) -> Iterator[Path]:
     finally:
         if subprocess.run(["umount", str(home)], check=False).returncode != 0:
             subprocess.run(["umount", "-l", str(home)], check=False)
+
+
+@pytest.fixture
+def small_home(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB ext4, loop-mounted."""
+    with loop_home(tmp_path, 8 << 20) as home:
+        yield home
+
+
+def _with_kernel(home: Path, tmp_path: Path) -> tuple[Settings, Store, Path]:
+    """Settings and a store in ``home`` holding kernel "k", whose files (and an image's
+    rootfs) lie outside it, in the directory returned."""
+    settings = load_settings(home=home)
+    store = Store(Database(settings.db_path))
+    outside = tmp_path / "kernel"
+    outside.mkdir()
+    for name in ("vmlinuz", "initrd", "rootfs.ext4"):
+        (outside / name).write_bytes(b"\0" * 4096)
+    store.add_kernel(Kernel(name="k", version="6.1", dir=str(outside), source="test",
+                            vmlinuz=str(outside / "vmlinuz"), initrd=str(outside / "initrd"),
+                            created_at="t"))  # fmt: skip
+    return settings, store, outside
 
 
 def _api(settings: Settings, store: Store, tmp: Path, vmm: FakeVmm | None = None) -> httpx.Client:
@@ -93,15 +116,7 @@ def _wait(client: httpx.Client, op_id: str) -> dict[str, object]:
 def test_a_create_that_fills_the_disk_says_so_and_keeps_nothing(
     small_home: Path, tmp_path: Path
 ) -> None:
-    settings = load_settings(home=small_home)
-    store = Store(Database(settings.db_path))
-    outside = tmp_path / "kernel"
-    outside.mkdir()
-    for name in ("vmlinuz", "initrd", "rootfs.ext4"):
-        (outside / name).write_bytes(b"\0" * 4096)
-    store.add_kernel(Kernel(name="k", version="6.1", dir=str(outside), source="test",
-                            vmlinuz=str(outside / "vmlinuz"), initrd=str(outside / "initrd"),
-                            created_at="t"))  # fmt: skip
+    settings, store, outside = _with_kernel(small_home, tmp_path)
     # The image's /root holds more than the small disk: copying it into the
     # VM's work disk fills it.
     seed = outside / "work-seed"
@@ -142,15 +157,7 @@ class RunningVmm(FakeVmm):
 def test_a_snapshot_that_fills_the_disk_says_so_and_keeps_nothing(
     small_home: Path, tmp_path: Path
 ) -> None:
-    settings = load_settings(home=small_home)
-    store = Store(Database(settings.db_path))
-    outside = tmp_path / "kernel"
-    outside.mkdir()
-    for name in ("vmlinuz", "initrd", "rootfs.ext4"):
-        (outside / name).write_bytes(b"\0" * 4096)
-    store.add_kernel(Kernel(name="k", version="6.1", dir=str(outside), source="test",
-                            vmlinuz=str(outside / "vmlinuz"), initrd=str(outside / "initrd"),
-                            created_at="t"))  # fmt: skip
+    settings, store, outside = _with_kernel(small_home, tmp_path)
     # channel 1: an image with banger's agent, the only kind a snapshot is taken of.
     store.add_image(Image(name="img", kernel="k", rootfs=str(outside / "rootfs.ext4"),
                           size_bytes=4096, source="test", created_at="t", channel=1))  # fmt: skip

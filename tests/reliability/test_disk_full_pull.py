@@ -9,10 +9,8 @@ bundle at their seams) and driven through its HTTP API in process.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from banger.guest import bundle as bundle_module
 from banger.store import Database, Store
 from tests.e2e import registry as reg
 from tests.e2e.leakprobe import temporaries
-from tests.reliability.test_disk_full import _api, _wait
+from tests.reliability.test_disk_full import _api, _wait, loop_home
 from tests.unit.test_agent import fake_bundle
 
 pytestmark = [
@@ -33,22 +31,6 @@ pytestmark = [
 ]
 
 MIB = 1 << 20
-
-
-@contextlib.contextmanager
-def loop_home(tmp_path: Path, size: int) -> Iterator[Path]:
-    """An ext4 of ``size`` bytes, loop-mounted, as banger's home."""
-    home, backing = tmp_path / "home", tmp_path / "small.ext4"
-    home.mkdir()
-    with open(backing, "wb") as disk:
-        disk.truncate(size)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(backing)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(backing), str(home)], check=True)
-    try:
-        yield home
-    finally:
-        if subprocess.run(["umount", str(home)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(home)], check=False)
 
 
 def _file(name: str, data: Callable[[], bytes]) -> Callable[[Path], None]:
