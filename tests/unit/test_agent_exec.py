@@ -65,6 +65,15 @@ def test_a_signal_from_the_host_reaches_the_process_group(agent: AgentClient) ->
     assert ch.wait(10) == {"ok": True, "signal": 15, "timed_out": False}
 
 
+def test_a_signal_sent_right_after_open_is_not_lost(agent: AgentClient) -> None:
+    """A caller may signal before the agent has even started the command (no "started"
+    event awaited): the signal waits for the process and reaches it."""
+    for _ in range(5):
+        ch = agent.open("exec", argv=["sleep", "30"], stdin=False)
+        ch.control(signal=int(signal.SIGTERM))
+        assert ch.wait(10) == {"ok": True, "signal": 15, "timed_out": False}
+
+
 def test_a_timeout_kills_the_group_and_says_so(agent: AgentClient) -> None:
     started = time.monotonic()
     ch = agent.run(["sh", "-c", "sleep 30; echo never"], timeout=0.5)

@@ -26,12 +26,19 @@ type channel struct {
 	in     []byte
 	inEOF  bool
 	credit [3]int
-	// control handles CONTROL frames; set by the ops that take them.
+	// control handles CONTROL frames; set by the ops that take them. Until it
+	// is set they wait in pending: a host may signal the instant it has sent
+	// OPEN (or seen "started"), before the op has got as far as taking them.
 	control func(req controlRequest)
+	pending []controlRequest
 	// after runs once CLOSE has been sent (poweroff).
 	after func()
 	done  bool
 }
+
+// More early CONTROL frames than a caller would send before an op starts
+// (a signal, a resize) are dropped rather than held without bound.
+const maxPendingControls = 16
 
 type controlRequest struct {
 	Signal *int     `json:"signal"`
@@ -84,6 +91,9 @@ func (ch *channel) deliver(f frame) {
 		if json.Unmarshal(f.payload, &req) == nil {
 			ch.mu.Lock()
 			control := ch.control
+			if control == nil && len(ch.pending) < maxPendingControls {
+				ch.pending = append(ch.pending, req)
+			}
 			ch.mu.Unlock()
 			if control != nil {
 				control(req)
@@ -94,10 +104,16 @@ func (ch *channel) deliver(f frame) {
 	}
 }
 
+// setControl takes the channel's CONTROL frames from now on, those that came
+// early first, in order (under the lock, so a frame arriving meanwhile waits).
 func (ch *channel) setControl(fn func(controlRequest)) {
 	ch.mu.Lock()
+	defer ch.mu.Unlock()
 	ch.control = fn
-	ch.mu.Unlock()
+	for _, req := range ch.pending {
+		fn(req)
+	}
+	ch.pending = nil
 }
 
 // Read is stream 0: what the host sends, credited back as it is read.
