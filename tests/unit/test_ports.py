@@ -50,6 +50,7 @@ def test_publish_specs_as_docker_writes_them(spec, host_ip, host_port, guest_por
         ("0:80", "host port '0' is not a port number between 1 and 65535"),
         ("8080:65536", "guest port '65536' is not a port number between 1 and 65535"),
         ("http:80", "host port 'http' is not a port number between 1 and 65535"),
+        ("8080:²", "guest port '²' is not a port number between 1 and 65535"),
         ("1.2.3:80:80", "'1.2.3' in '1.2.3:80:80' is not an IP address of this host"),
         ("8080:80/udp", "-p '8080:80/udp' asks for udp; banger forwards TCP only"),
     ],

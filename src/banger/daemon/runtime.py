@@ -242,7 +242,7 @@ class VmRuntime:
 
 def parse_signal(name: str) -> signal.Signals:
     text = name.upper().removeprefix("SIG")
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         try:
             return signal.Signals(int(text))
         except ValueError:

@@ -21,8 +21,13 @@ _SPEC_RE = re.compile(
 _HINT = "write -p [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp], e.g. -p 8080:80 or -p 0.0.0.0:8080:80"
 
 
+def _digits(text: str) -> bool:
+    # str.isdigit() is true of "²" and other digits int() refuses: ASCII only.
+    return text.isascii() and text.isdigit()
+
+
 def parse_port(text: str, what: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not _digits(text) or not 1 <= int(text) <= 65535:
         raise UserError(
             f"{what} {text!r} is not a port number between 1 and 65535", hint=_HINT, field="ports"
         )
@@ -82,11 +87,11 @@ def parse_host_address(text: str) -> tuple[str | None, int]:
     The address is None when only a port is given: any address of the VM's.
     """
     text = text.strip()
-    if text.isdigit():
+    if _digits(text):
         return None, parse_port(text, "host port")
     head, _, port = text.rpartition(":")
     unbracketed = re.sub(r"\[[^]]*\]", "", head)
-    if head.isdigit() or ":" in unbracketed or "/" in text:
+    if _digits(head) or ":" in unbracketed or "/" in text:
         forward = parse_publish(text)
         return forward.host_ip, forward.host_port
     if not head:
