@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from .leakprobe import processes
+
 BIN = Path(sys.executable).parent
 # Overridable so two runs (a developer's and CI's) can share a host.
 BRIDGE = os.environ.get("BANGER_E2E_BRIDGE", "bge2e0")
@@ -73,16 +75,10 @@ class Banger:
 
 
 def _kill_matching(needle: str) -> None:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if needle in cmdline and int(entry.name) != os.getpid():
+    for pid, cmdline in processes().items():
+        if needle in cmdline and pid != os.getpid():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

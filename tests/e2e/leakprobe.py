@@ -37,7 +37,8 @@ def stored_vms(home: Path) -> list[StoredVm]:
     return [StoredVm(*row) for row in rows]
 
 
-def _processes() -> dict[int, str]:
+def processes() -> dict[int, str]:
+    """Every process on the host: pid -> its command line, words joined by spaces."""
     found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -80,14 +81,15 @@ def leaks(home: Path, runtime: Path, bridge: str) -> list[str]:
             found.append(f"tap {name} (master {link.get('master')}) of no running VM")
 
     dirs = {str(Path(vm.dir)) for vm in running}
-    for pid, cmdline in _processes().items():
+    running_now = processes()
+    for pid, cmdline in running_now.items():
         # The program, not any word: a shell running `pytest test_firecracker...` is no VMM
         # (a script's interpreter comes first, as for the Firecracker stand-in).
         programs = [Path(word).name for word in cmdline.split(" ")[:2]]
         is_vmm = any(p.startswith("qemu-system") or "firecracker" in p for p in programs)
         if is_vmm and str(home) in cmdline and not any(d in cmdline for d in dirs):
             found.append(f"VMM pid {pid} of no running VM: {cmdline[:120]}")
-    helpers = [p for p, c in _processes().items() if "banger-helper" in c and str(runtime) in c]
+    helpers = [p for p, c in running_now.items() if "banger-helper" in c and str(runtime) in c]
     if len(helpers) > 1:
         found.append(f"{len(helpers)} banger-helper processes for one runtime dir: {helpers}")
 

@@ -12,13 +12,12 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from .conftest import BRIDGE, Banger, wait_gone
 from .killer import at_stage, dead, kill_during
-from .leakprobe import leaks, stored_vms
+from .leakprobe import leaks, processes, stored_vms
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
@@ -28,15 +27,9 @@ def helper_pid(banger: Banger) -> int:
 
 
 def qemu_pid(vm_dir: str) -> int | None:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
+    for pid, cmdline in processes().items():
         if "qemu-system" in cmdline and f"{vm_dir}/" in cmdline:
-            return int(entry.name)
+            return pid
     return None
 
 
