@@ -137,6 +137,8 @@ def wait_refused(port: int, timeout: float = 3) -> bool:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
         except ConnectionRefusedError:
             return True
+        except ConnectionResetError:
+            pass  # met the listener as it closed; the next try sees it gone
         time.sleep(0.05)
     return False
 

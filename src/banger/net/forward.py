@@ -66,6 +66,8 @@ class Upstream(Protocol):
 
 
 Dial = Callable[[], Awaitable[Upstream]]
+# How long close() waits for the event loop to shut a listener.
+CLOSE_WAIT = 5.0
 # What a relay may meet while dialing or piping, besides the peer's own errors.
 RelayErrors = (OSError, TimeoutError, RuntimeError, BangerError)
 
@@ -201,8 +203,22 @@ class Forwarder:
         return bound
 
     def close(self, key: ForwardKey) -> None:
-        """Stop listening on ``key`` and drop its connections; safe when not open."""
-        self._on_loop(self._close, key)
+        """Stop listening on ``key`` and drop its connections; safe when not open.
+
+        Returns once the port is closed, so a connection made after ``vm port remove``
+        answers is refused rather than relayed by a listener about to go.
+        """
+        done = threading.Event()
+
+        def close_now() -> None:
+            try:
+                self._close(key)
+            finally:
+                done.set()
+
+        self._on_loop(close_now)
+        # Bounded: a loop busy for longer still closes the port, just after we return.
+        done.wait(CLOSE_WAIT)
 
     def is_open(self, key: ForwardKey) -> bool:
         with self._lock:
