@@ -554,7 +554,7 @@ class Snapshot(_Shape):
         ip: str,
         vmm_version: str,
         banger_version: str,
-        kind: SnapshotKind = "user",
+        kind: SnapshotKind = SnapshotKind.USER,
         boot_key: str = "",
     ) -> None:
         self.name = name
@@ -605,7 +605,7 @@ class Snapshot(_Shape):
             ip=d["ip"],
             vmm_version=d["vmm_version"],
             banger_version=d["banger_version"],
-            kind=SnapshotKind(d.get("kind", "user")),
+            kind=SnapshotKind(d.get("kind", SnapshotKind.USER)),
             boot_key=d.get("boot_key", ""),
         )
 
