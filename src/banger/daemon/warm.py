@@ -159,11 +159,11 @@ class WarmStart:
                     current, key.name, partial, progress, record_dir=final
                 )
             snap = snap.model_copy(update={"kind": SnapshotKind.BOOT, "boot_key": key.text})
-            shutil.rmtree(final, ignore_errors=True)  # a leftover without a row
             # Row first, then the rename: a create that finds the row while the
             # name is still hidden sees this key as being saved and just boots.
             self.store.add_snapshot(snap)
             undo.callback(self.store.delete_snapshot, snap.name)
+            shutil.rmtree(final, ignore_errors=True)  # a leftover of a row since removed
             partial.rename(final)
             undo.pop_all()
         took = time.monotonic() - started
