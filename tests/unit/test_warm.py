@@ -154,7 +154,7 @@ def test_decide_restores_an_equal_key_saves_otherwise_and_boots_while_one_is_sav
     bigger = key_of(services, request(services, memory_mib=1024))
     other = decide(bigger, [snap], saving=False)
     assert other.action == Action.SAVE
-    assert other.changed == ["memory 512.0 MiB -> 1.0 GiB"]
+    assert other.changed == ["memory 512 MiB -> 1024 MiB"]
     assert other.stale == []  # another shape stays beside it
 
 

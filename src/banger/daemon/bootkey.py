@@ -197,7 +197,7 @@ def describe(old: dict[str, str], new: dict[str, str]) -> list[str]:
 
 def _shown(name: str, value: str) -> str:
     if name == "memory_mib" and value.isdigit():
-        return format_size(int(value) << 20)
+        return f"{value} MiB"  # as --memory takes it
     if name in _SIZES and value.isdigit():
         return format_size(int(value))
     return value
