@@ -282,3 +282,28 @@ def test_the_warm_start_setting(monkeypatch) -> None:
     monkeypatch.setenv("BANGER_WARM_START", "maybe")
     with pytest.raises(UserError, match="warm_start must be true or false"):
         load_settings()
+
+
+def test_image_show_and_vm_show_say_it_in_words() -> None:
+    from datetime import UTC, datetime
+
+    from banger.cli import render
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    key = {"vcpus": "1", "memory_mib": "512", "overlay_bytes": str(4 << 30),
+           "work_disk_bytes": str(1 << 30), "vmm": "qemu"}  # fmt: skip
+    image = {"name": "debian-bookworm", "channel": 1, "boot_snapshots": [
+        {"name": "debian-bookworm@boot-abc", "key": key, "size_bytes": 95 << 20,
+         "created_at": "2026-11-30T00:00:00Z", "dir": "/d"}]}  # fmt: skip
+    lines = dict(render.image_fields(image, now))
+    assert lines["boot snapshot"].startswith(
+        "1 vCPU, 512 MiB, overlay 4.0 GiB, work disk 1.0 GiB, qemu: 95.0 MiB, made"
+    )
+    assert lines["boot snapshot"].endswith("(debian-bookworm@boot-abc)")
+    none_yet = dict(render.image_fields({"name": "i", "channel": 1}, now))
+    assert "the next create saves one" in none_yet["boot snapshots"]
+    vm = {"name": "w", "image": "debian-bookworm", "snapshot": "debian-bookworm@boot-abc",
+          "boot_snapshot": True}  # fmt: skip
+    assert dict(render.vm_fields(vm, now))["restored from"] == (
+        "image debian-bookworm's boot snapshot, debian-bookworm@boot-abc (warm start)"
+    )
