@@ -28,7 +28,7 @@ from banger.daemon.bootkey import Action, BootKey, Decision, boot_key, decide, w
 from banger.daemon.operations import Progress
 from banger.daemon.snapshots import Restore, SnapshotService, check_compatible
 from banger.daemon.vms import CreateRequest, VmService
-from banger.errors import BangerError
+from banger.errors import BangerError, Conflict, HelperError, HostError
 from banger.store import Store
 
 log = logging.getLogger("banger.daemon")
@@ -97,6 +97,10 @@ class WarmStart:
             made = self.snapshots.restore(
                 Restore(snapshot=snap, vm=vm, sources=req.sources), progress
             )
+        except (Conflict, HostError, HelperError):
+            # Not the snapshot's doing (a name or address taken meanwhile, the
+            # host or its helper failing): a boot would meet it too.
+            raise
         except (BangerError, OSError) as exc:
             # restore() undid all it made; the VM is booted under the same name instead.
             message = exc.message if isinstance(exc, BangerError) else str(exc)
