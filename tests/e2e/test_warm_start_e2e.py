@@ -143,8 +143,14 @@ def test_image_delete_removes_its_boot_snapshots(warm: Banger) -> None:
         db = sqlite3.connect(ARTIFACTS / "banger.db")
         with db:
             db.execute(
-                "UPDATE images SET channel = ?, config = ?, work_seed = ? WHERE name = 'wrm-copy'",
-                (source["channel"], json.dumps(source["config"]), source["work_seed"]),
+                "UPDATE images SET channel = ?, config = ?, work_seed = ?, init = ?"
+                " WHERE name = 'wrm-copy'",
+                (
+                    source["channel"],
+                    json.dumps(source["config"]),
+                    source["work_seed"],
+                    source["init"],
+                ),
             )
         db.close()
         _, made = timed_create(warm, "wrm-copy-vm", "--image", "wrm-copy", *SMALL)
