@@ -262,7 +262,7 @@ def test_image_delete_removes_its_boot_snapshots_and_cache_prune_keeps_them(serv
     assert Path(snap.dir).is_dir()
     services.images.delete("debian-bookworm")
     assert services.store.boot_snapshots("debian-bookworm") == []
-    assert not services.settings.boot_snapshots_dir("debian-bookworm").exists()
+    assert not services.settings.boot_snapshots_dir("debian-bookworm").parent.exists()
 
 
 def test_sweep_removes_a_boot_snapshot_that_was_being_saved(settings) -> None:
