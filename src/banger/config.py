@@ -85,6 +85,7 @@ _ENV = {
     "firecracker": "BANGER_FIRECRACKER",
     "jailer": "BANGER_JAILER",
     "forward_ports": "BANGER_FORWARD_PORTS",
+    "warm_start": "BANGER_WARM_START",
 }
 
 
@@ -144,6 +145,9 @@ class Settings:
     # "auto": every VM forwards what listens in its guest to the host's
     # 127.0.0.1 unless created with --forward-ports off.
     forward_ports: str = "off"
+    # A create of an image with banger's agent saves a boot snapshot of it, and
+    # later creates like it restore that instead of booting (`--cold` boots).
+    warm_start: bool = True
 
     def firecracker_binaries(self) -> tuple[Path | None, Path | None]:
         """(firecracker, jailer) as absolute paths, None where not installed or not wanted."""
@@ -177,6 +181,10 @@ class Settings:
     @property
     def images_dir(self) -> Path:
         return self.home / "images"
+
+    def boot_snapshots_dir(self, image: str) -> Path:
+        """An image's boot snapshots (warm start): under its own state, gone with it."""
+        return self.images_dir / image / "boot-snapshots"
 
     @property
     def vms_dir(self) -> Path:
@@ -259,12 +267,30 @@ def _coerce(name: str, value: Any) -> Any:
         return tuple(str(item).strip() for item in items if str(item).strip())
     if name in ("home", "runtime_dir", "helper_socket"):
         return Path(str(value)).expanduser() if value else None
+    if kind == "bool":
+        return _boolean(name, value)
     if kind == "int":
         try:
             return int(value)
         except (TypeError, ValueError) as exc:
             raise UserError(f"setting {name} must be a whole number, not {value!r}") from exc
     return str(value)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise UserError(
+        f"setting {name} must be true or false, not {value!r}",
+        hint=f"use one of {', '.join(_TRUE + _FALSE)}",
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -96,6 +96,9 @@ def banger_env(tmp_path_factory) -> Banger:
         "BANGER_SUBNET": SUBNET,
         "BANGER_DNS_PORT": DNS_PORT,
         "BANGER_CONFIG": str(runtime / "no-config.toml"),
+        # The tests watch real boots (boot logs, readiness, the image's init);
+        # test_warm_start_e2e.py turns warm start on for its own daemon.
+        "BANGER_WARM_START": "0",
     }
     banger = Banger(env=env, home=ARTIFACTS, runtime=runtime)
     # A run that crashed may have left VMs in the shared store.

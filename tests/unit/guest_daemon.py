@@ -122,7 +122,7 @@ class GuestDaemon(ServedApp):
         app.include_router(workspace_routes(self.store, services.ssh_config))
         s = services
         app.include_router(
-            vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops, s.ssh_config, s.snapshots)
+            vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops, s.ssh_config, s.snapshots, s.warm)
         )
         add_error_handlers(app)
         return app, self.agents.close

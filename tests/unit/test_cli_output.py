@@ -24,6 +24,7 @@ VM = {
     "overlay_bytes": 4294967296,
     "work_disk_bytes": 8589934592,
     "snapshot": "",
+    "boot_snapshot": False,
     "nat": True,
     "ip": "10.77.0.2",
     "tap": "bgt3f2a9c01d4",

@@ -87,7 +87,9 @@ class _Shape:
 
 
 def _lit(value: Any) -> str:
-    """A literal as ruff's formatter writes it (double-quoted strings)."""
+    """A literal as ruff's formatter writes it (double-quoted strings); an enum by member."""
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__name__}.{value.name}"
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 

@@ -59,6 +59,8 @@ class Image(BaseModel):
     # Made by a banger whose guest agent differs from this one's: it boots, but
     # lacks what the current agent does until it is made again (see `image show`).
     agent_outdated: bool = False
+    # Its boot snapshots (warm start); filled in by `GET /images/{name}` only.
+    boot_snapshots: list[BootSnapshot] = Field(default_factory=list)
 
 
 class VmState(StrEnum):
@@ -140,6 +142,16 @@ class Vm(BaseModel):
     mounts: list[Mount] = Field(default_factory=list)
     # The snapshot this VM was restored from ("" = booted from its image).
     snapshot: str = ""
+    # That snapshot is its image's boot snapshot (warm start), not one a user took.
+    boot_snapshot: bool = False
+
+
+class SnapshotKind(StrEnum):
+    # Taken by `vm snapshot create` (or for a fork): listed by `vm snapshot list`.
+    USER = "user"
+    # Saved by a create right after its guest's agent was ready (warm start);
+    # listed by `image show`, gone with its image.
+    BOOT = "boot"
 
 
 class Snapshot(BaseModel):
@@ -169,6 +181,21 @@ class Snapshot(BaseModel):
     ip: str
     vmm_version: str
     banger_version: str
+    kind: SnapshotKind = SnapshotKind.USER
+    # A boot snapshot's key as JSON: what a create must match to restore it.
+    boot_key: str = ""
+
+
+class BootSnapshot(BaseModel):
+    """One of an image's boot snapshots, as `image show` lists them."""
+
+    name: str
+    # What a create must match to restore it instead of booting: image, kernel,
+    # initramfs, agent build, VMM and its version, vCPUs, memory, disk sizes.
+    key: dict[str, Any]
+    size_bytes: int
+    created_at: str
+    dir: str
 
 
 class SnapshotCreate(BaseModel):
@@ -262,6 +289,8 @@ class VmCreate(BaseModel):
     forward_ports: Literal["off", "auto"] | None = None
     # Restore this snapshot instead of booting (its vCPUs, memory and disks).
     from_snapshot: str | None = None
+    # Boot even where the image has a boot snapshot that fits (warm start off for this one).
+    cold: bool = False
 
 
 class PortAdd(BaseModel):

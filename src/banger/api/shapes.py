@@ -72,6 +72,11 @@ class ForwardSource(StrEnum):
     AUTO = "auto"
 
 
+class SnapshotKind(StrEnum):
+    USER = "user"
+    BOOT = "boot"
+
+
 class OpState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -197,6 +202,7 @@ class Image(_Shape):
         "config",
         "channel",
         "agent_outdated",
+        "boot_snapshots",
     )
     __slots__ = _fields
     name: str
@@ -210,6 +216,7 @@ class Image(_Shape):
     config: dict[str, Any]
     channel: int
     agent_outdated: bool
+    boot_snapshots: list[BootSnapshot]
 
     def __init__(
         self,
@@ -225,6 +232,7 @@ class Image(_Shape):
         config: dict[str, Any] | None = None,
         channel: int = 0,
         agent_outdated: bool = False,
+        boot_snapshots: list[BootSnapshot] | None = None,
     ) -> None:
         self.name = name
         self.kernel = kernel
@@ -237,6 +245,7 @@ class Image(_Shape):
         self.config = dict() if config is None else config
         self.channel = channel
         self.agent_outdated = agent_outdated
+        self.boot_snapshots = list() if boot_snapshots is None else boot_snapshots
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Image:
@@ -252,6 +261,7 @@ class Image(_Shape):
             config=d.get("config", dict()),
             channel=d.get("channel", 0),
             agent_outdated=d.get("agent_outdated", False),
+            boot_snapshots=_list(BootSnapshot.from_json)(d.get("boot_snapshots", list())),
         )
 
 
@@ -368,6 +378,7 @@ class Vm(_Shape):
         "forwards",
         "mounts",
         "snapshot",
+        "boot_snapshot",
     )
     __slots__ = _fields
     id: str
@@ -390,6 +401,7 @@ class Vm(_Shape):
     forwards: list[PortForward]
     mounts: list[Mount]
     snapshot: str
+    boot_snapshot: bool
 
     def __init__(
         self,
@@ -414,6 +426,7 @@ class Vm(_Shape):
         forwards: list[PortForward] | None = None,
         mounts: list[Mount] | None = None,
         snapshot: str = "",
+        boot_snapshot: bool = False,
     ) -> None:
         self.id = id
         self.name = name
@@ -435,6 +448,7 @@ class Vm(_Shape):
         self.forwards = list() if forwards is None else forwards
         self.mounts = list() if mounts is None else mounts
         self.snapshot = snapshot
+        self.boot_snapshot = boot_snapshot
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Vm:
@@ -459,6 +473,7 @@ class Vm(_Shape):
             forwards=_list(PortForward.from_json)(d.get("forwards", list())),
             mounts=_list(Mount.from_json)(d.get("mounts", list())),
             snapshot=d.get("snapshot", ""),
+            boot_snapshot=d.get("boot_snapshot", False),
         )
 
 
@@ -487,6 +502,8 @@ class Snapshot(_Shape):
         "ip",
         "vmm_version",
         "banger_version",
+        "kind",
+        "boot_key",
     )
     __slots__ = _fields
     name: str
@@ -510,6 +527,8 @@ class Snapshot(_Shape):
     ip: str
     vmm_version: str
     banger_version: str
+    kind: SnapshotKind
+    boot_key: str
 
     def __init__(
         self,
@@ -535,6 +554,8 @@ class Snapshot(_Shape):
         ip: str,
         vmm_version: str,
         banger_version: str,
+        kind: SnapshotKind = SnapshotKind.USER,
+        boot_key: str = "",
     ) -> None:
         self.name = name
         self.vm = vm
@@ -557,6 +578,8 @@ class Snapshot(_Shape):
         self.ip = ip
         self.vmm_version = vmm_version
         self.banger_version = banger_version
+        self.kind = kind
+        self.boot_key = boot_key
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Snapshot:
@@ -582,6 +605,51 @@ class Snapshot(_Shape):
             ip=d["ip"],
             vmm_version=d["vmm_version"],
             banger_version=d["banger_version"],
+            kind=SnapshotKind(d.get("kind", SnapshotKind.USER)),
+            boot_key=d.get("boot_key", ""),
+        )
+
+
+class BootSnapshot(_Shape):
+    """One of an image's boot snapshots, as `image show` lists them."""
+
+    _fields = (
+        "name",
+        "key",
+        "size_bytes",
+        "created_at",
+        "dir",
+    )
+    __slots__ = _fields
+    name: str
+    key: dict[str, Any]
+    size_bytes: int
+    created_at: str
+    dir: str
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        key: dict[str, Any],
+        size_bytes: int,
+        created_at: str,
+        dir: str,
+    ) -> None:
+        self.name = name
+        self.key = key
+        self.size_bytes = size_bytes
+        self.created_at = created_at
+        self.dir = dir
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BootSnapshot:
+        return cls(
+            name=d["name"],
+            key=d["key"],
+            size_bytes=d["size_bytes"],
+            created_at=d["created_at"],
+            dir=d["dir"],
         )
 
 
@@ -829,6 +897,7 @@ class VmCreate(_Shape):
         "mounts",
         "forward_ports",
         "from_snapshot",
+        "cold",
     )
     __slots__ = _fields
     name: str | None
@@ -845,6 +914,7 @@ class VmCreate(_Shape):
     mounts: list[str]
     forward_ports: str | None
     from_snapshot: str | None
+    cold: bool
 
     def __init__(
         self,
@@ -863,6 +933,7 @@ class VmCreate(_Shape):
         mounts: list[str] | None = None,
         forward_ports: str | None = None,
         from_snapshot: str | None = None,
+        cold: bool = False,
     ) -> None:
         self.name = name
         self.image = image
@@ -878,6 +949,7 @@ class VmCreate(_Shape):
         self.mounts = list() if mounts is None else mounts
         self.forward_ports = forward_ports
         self.from_snapshot = from_snapshot
+        self.cold = cold
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> VmCreate:
@@ -896,6 +968,7 @@ class VmCreate(_Shape):
             mounts=d.get("mounts", list()),
             forward_ports=d.get("forward_ports"),
             from_snapshot=d.get("from_snapshot"),
+            cold=d.get("cold", False),
         )
 
 

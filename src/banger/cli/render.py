@@ -220,7 +220,12 @@ def fields(record: Mapping[str, Any], spec: Spec, now: datetime) -> Fields:
 
 
 def vm_fields(record: Mapping[str, Any], now: datetime) -> Fields:
-    return fields(record, VM_FIELDS, now)
+    rest = {k: v for k, v in record.items() if k != "boot_snapshot"}
+    if record.get("boot_snapshot"):
+        rest["snapshot"] = (
+            f"image {record.get('image')}'s boot snapshot, {record.get('snapshot')} (warm start)"
+        )
+    return fields(rest, VM_FIELDS, now)
 
 
 def kernel_fields(record: Mapping[str, Any], now: datetime) -> Fields:
@@ -228,10 +233,12 @@ def kernel_fields(record: Mapping[str, Any], now: datetime) -> Fields:
 
 
 def image_fields(record: Mapping[str, Any], now: datetime) -> Fields:
-    rest = {k: v for k, v in record.items() if k not in ("config", "agent_outdated")}
+    hidden = ("config", "agent_outdated", "boot_snapshots")
+    rest = {k: v for k, v in record.items() if k not in hidden}
     out = fields(rest, IMAGE_FIELDS, now)
     if record.get("agent_outdated"):
         out.append(("guest agent", agent_outdated_line(record)))
+    out += boot_snapshot_fields(record, now)
     config = record.get("config") or {}
     if isinstance(config, Mapping):
         labels = dict(_IMAGE_CONFIG)
@@ -240,6 +247,35 @@ def image_fields(record: Mapping[str, Any], now: datetime) -> Fields:
             if key not in ("channel", "agent_build") and item not in (None, "", [], {}):
                 out.append((labels.get(str(key), str(key)), value(item)))
     return out
+
+
+def boot_snapshot_fields(record: Mapping[str, Any], now: datetime) -> Fields:
+    """One line per boot snapshot of an image: the key it answers to, its size, its age."""
+    boots = record.get("boot_snapshots") or []
+    if not boots:
+        if not record.get("channel"):
+            return [("boot snapshots", "none: without banger's agent every create boots")]
+        return [("boot snapshots", "none yet: the next create saves one (warm start)")]
+    out = []
+    for boot in boots:
+        key = boot.get("key") or {}
+        shape = (
+            f"{key.get('vcpus', '?')} vCPU, {_key_mib(key.get('memory_mib'))},"
+            f" overlay {_key_size(key.get('overlay_bytes'))},"
+            f" work disk {_key_size(key.get('work_disk_bytes'))}, {key.get('vmm', '?')}"
+        )
+        made = when(boot.get("created_at"), now)
+        line = f"{shape}: {size(boot.get('size_bytes'))}, made {made} ({boot.get('name')})"
+        out.append(("boot snapshot", line))
+    return out
+
+
+def _key_size(text: object) -> str:
+    return size(int(str(text))) if str(text).isdigit() else "?"
+
+
+def _key_mib(text: object) -> str:
+    return mib(int(str(text))) if str(text).isdigit() else "?"
 
 
 def agent_outdated_line(record: Mapping[str, Any]) -> str:
@@ -266,7 +302,7 @@ def vm_row(vm: Vm, now: datetime) -> tuple[str, ...]:
         str(vm.vcpus),
         mib(vm.memory_mib),
         yes_no(vm.nat),
-        vm.snapshot or "-",
+        "boot snapshot" if vm.boot_snapshot else vm.snapshot or "-",
         age(vm.created_at, now),
     )
 

@@ -161,6 +161,14 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
             " its memory, processes and disks, with a name and address of its own.",
         ),
         click.option(
+            "--cold",
+            is_flag=True,
+            help="Boot the image even where it has a boot snapshot this VM could be restored"
+            " from. By default the first create of an image saves one right after the guest"
+            " is up, and later creates of the same shape (image, kernel, vCPUs, memory,"
+            " disks) restore it in a fraction of a boot. Example: --cold",
+        ),
+        click.option(
             "--vmm",
             type=click.Choice(["auto", "firecracker", "qemu"]),
             help="VMM that runs the VM (default: auto, Firecracker where it and KVM work;"
@@ -198,6 +206,7 @@ def _create_body(**kw: Any) -> VmCreate:
         mounts=[_absolute_host_dir(m) for m in kw.get("mounts") or ()],
         forward_ports=kw.get("forward_ports"),
         from_snapshot=kw.get("from_snapshot"),
+        cold=kw.get("cold", False),
     )
 
 
@@ -239,6 +248,7 @@ def _create(conn: Client, body: VmCreate, quiet: bool) -> Vm:
             "banger vm create --name web -p 8080:80  # 127.0.0.1:8080 -> port 80",
             "banger vm create --name app --mount ~/app:/src  # a host dir in it",
             "banger vm create --from-snapshot dev-1  # restored, not booted",
+            "banger vm create --name fresh --cold  # booted, not restored",
         ],
         next_step="`banger vm ssh dev` for a shell, `banger vm stop dev`, `banger vm delete dev`.",
     )
@@ -292,6 +302,7 @@ def _shell_line_hint(name: str, command: tuple[str, ...]) -> None:
             "banger vm run --keep --name try -- true  # then `banger vm ssh try`",
             "banger vm run -q --memory 1024 -- sh -c 'nproc; free -m'",
             "banger vm run --wait-boot -- uptime  # once systemd is up too",
+            "banger vm run --cold -- true  # a real boot, no boot snapshot",
         ]
     )
     + "\n\n"

@@ -43,7 +43,7 @@ def create_app(services: Services, shutdown: asyncio.Event) -> FastAPI:
     s = services
     app.include_router(system_routes(s, shutdown))
     app.include_router(
-        vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops, s.ssh_config, s.snapshots)
+        vm_routes(s.store, s.vms, s.inspector, s.vmm, s.ops, s.ssh_config, s.snapshots, s.warm)
     )
     app.include_router(guest_routes(s.vms, s.agents, s.ops))
     app.include_router(forward_routes(s.vms, s.forwards))

@@ -338,6 +338,13 @@ class ImageService:
                 f"image {name!r} is used by snapshot(s) {', '.join(snapshots)}",
                 hint=f"delete them first with `banger vm snapshot delete {snapshots[0]}`",
             )
+        # Its boot snapshots go with it (they hold its guest, booted).
+        for snap in self.store.boot_snapshots(name):
+            self.store.delete_snapshot(snap.name)
+        boot_dir = self.settings.boot_snapshots_dir(name)
+        shutil.rmtree(boot_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # a registered disk's directory held only them
+            boot_dir.parent.rmdir()
         self.store.delete_image(name)
         if not image.source.startswith("file:"):
             shutil.rmtree(self.settings.images_dir / name, ignore_errors=True)

@@ -17,6 +17,7 @@ from banger.api.models import (
 )
 from banger.daemon.images import ImageService, with_agent_state
 from banger.daemon.operations import Operations, dump
+from banger.daemon.warm import boot_view
 from banger.store import Store
 
 
@@ -37,7 +38,9 @@ def image_routes(store: Store, images: ImageService, ops: Operations) -> APIRout
 
     @router.get("/images/{name}")
     async def show_image(name: str) -> Image:
-        return with_agent_state(store.get_image(name))
+        image = with_agent_state(store.get_image(name))
+        boots = [boot_view(snap) for snap in store.boot_snapshots(image.name)]
+        return image.model_copy(update={"boot_snapshots": boots})
 
     @router.post("/images/pull", status_code=202)
     async def pull_image(req: ImagePull) -> Operation:

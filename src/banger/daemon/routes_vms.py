@@ -30,6 +30,7 @@ from banger.daemon.runtime import parse_signal
 from banger.daemon.snapshots import SnapshotService
 from banger.daemon.sshconfig import SshConfigFiles
 from banger.daemon.vms import VmService
+from banger.daemon.warm import WarmStart
 from banger.store import Store
 from banger.vmm.base import Vmm
 
@@ -60,9 +61,10 @@ def vm_routes(
     ops: Operations,
     ssh_config: SshConfigFiles,
     snapshots: SnapshotService,
+    warm: WarmStart,
 ) -> APIRouter:
     router = APIRouter(tags=["vms"])
-    lifecycle_routes(router, store, vms, ops, ssh_config, snapshots)
+    lifecycle_routes(router, store, vms, ops, ssh_config, snapshots, warm)
     inspect_routes(router, store, vms, inspector, vmm)
     return router
 
@@ -74,6 +76,7 @@ def lifecycle_routes(
     ops: Operations,
     ssh_config: SshConfigFiles,
     snapshots: SnapshotService,
+    warm: WarmStart,
 ) -> None:
     @router.get("/vms")
     async def list_vms() -> list[Vm]:
@@ -94,10 +97,11 @@ def lifecycle_routes(
             )
         checked = vms.validate(req)
         # Its `Host NAME.vm` block goes beside its disks, and with them.
+        # Restored from its image's boot snapshot where one fits (warm.py).
         return ops.start(
             "vm.create",
             checked.vm.name,
-            lambda p: dump(ssh_config.write(vms.create(checked, p))),
+            lambda p: dump(ssh_config.write(warm.create(checked, p))),
         )
 
     @router.post("/vms/{name}/start", status_code=202)

@@ -26,6 +26,7 @@ from banger.daemon.snapshots import SnapshotService
 from banger.daemon.sshconfig import SshConfigFiles
 from banger.daemon.sweep import sweep
 from banger.daemon.vms import VmService
+from banger.daemon.warm import WarmStart
 from banger.guest.ssh import ensure_user_key
 from banger.helper_client.launch import connect_helper
 from banger.net.bridge import BridgeNetwork
@@ -52,6 +53,7 @@ class Services:
     agents: Agents
     vms: VmService
     snapshots: SnapshotService
+    warm: WarmStart
     inspector: Inspector
     kernels: KernelService
     images: ImageService
@@ -124,6 +126,7 @@ def wire(
         agents=agents,
     )
     kernels = KernelService(settings, store)
+    snapshots = SnapshotService(settings, store, vms)
     return Services(
         settings=settings,
         store=store,
@@ -133,7 +136,8 @@ def wire(
         forwards=forwards,
         agents=agents,
         vms=vms,
-        snapshots=SnapshotService(settings, store, vms),
+        snapshots=snapshots,
+        warm=WarmStart(settings, store, vms, snapshots),
         inspector=Inspector(vms, agents),
         kernels=kernels,
         images=ImageService(

@@ -95,31 +95,46 @@ class SnapshotService:
         vm = self.vms.show(vm_name)
         with self.vms.locked(vm.name):
             vm, name = self.check_create(vm.id, name)
-            sources = self.vms.sources(vm.image)
-            plan = self.vms.plan(vm, sources)
-            vmm = self.vms.runtime.vmm(vm)
             snap_dir = self.settings.snapshots_dir / uuid.uuid4().hex[:12]
             with ExitStack() as undo:
                 snap_dir.mkdir(parents=True)
                 undo.callback(shutil.rmtree, snap_dir, True)
-                was_paused = vm.state == VmState.PAUSED
-                progress.stage("memory", f"pausing {vm.name} and saving its memory")
-                try:
-                    vmm.save(plan.dir, snap_dir)
-                    progress.stage(
-                        "disks", "copying its writable disks (sparse; the image is shared)"
-                    )
-                    _copy_disks(plan, snap_dir)
-                finally:
-                    if not was_paused:
-                        vmm.resume(plan.dir)
-                snap = _record(vm, name, plan, sources, snap_dir, vmm.version())
-                _write_record(snap, snap_dir)
-                snap = snap.model_copy(update={"size_bytes": allocated(snap_dir)})
+                snap = self.save_into(vm, name, snap_dir, progress)
                 self.store.add_snapshot(snap)
                 undo.pop_all()
         progress.info(f"{snap.name}: {snap.size_bytes >> 20} MiB in {snap_dir}")
         return snap
+
+    def save_into(
+        self,
+        vm: Vm,
+        name: str,
+        snap_dir: Path,
+        progress: Progress,
+        *,
+        record_dir: Path | None = None,
+    ) -> Snapshot:
+        """Pause ``vm``, save its memory and disks into ``snap_dir``, let it run on.
+
+        The caller holds the VM's lock and owns ``snap_dir``; the record names
+        ``record_dir`` where the files are renamed to after (a boot snapshot's).
+        """
+        sources = self.vms.sources(vm.image)
+        plan = self.vms.plan(vm, sources)
+        vmm = self.vms.runtime.vmm(vm)
+        was_paused = vm.state == VmState.PAUSED
+        progress.stage("memory", f"pausing {vm.name} and saving its memory")
+        try:
+            vmm.save(plan.dir, snap_dir)
+            progress.stage("disks", "copying its writable disks (sparse; the image is shared)")
+            _copy_disks(plan, snap_dir)
+        finally:
+            if not was_paused:
+                vmm.resume(plan.dir)
+        snap = _record(vm, name, plan, sources, snap_dir, vmm.version())
+        snap = snap.model_copy(update={"dir": str(record_dir or snap_dir)})
+        _write_record(snap, snap_dir)
+        return snap.model_copy(update={"size_bytes": allocated(snap_dir)})
 
     def list_all(self) -> list[Snapshot]:
         return self.store.list_snapshots()
@@ -187,7 +202,12 @@ class SnapshotService:
         with vms.locked(req.vm.name):
             progress.stage("lease", "reserving a name and an address")
             vm = vms.net.lease(req.vm, self.store)
-            progress.info(spec_line(vm, vms.host) + f", from snapshot {snap.name}")
+            origin = (
+                f"from image {snap.image}'s boot snapshot"
+                if vm.boot_snapshot
+                else f"from snapshot {snap.name}"
+            )
+            progress.info(f"{spec_line(vm, vms.host)}, {origin}")
             with ExitStack() as undo:
                 undo.callback(self.store.delete_vm, vm.id)
                 plan = _restore_plan(vms.plan(vm, req.sources), snap)

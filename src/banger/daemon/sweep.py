@@ -108,6 +108,8 @@ def sweep(settings: Settings, vm_dirs: Iterable[Path], *, image_names: Iterable[
         leftovers += [p for p in directory.glob("*.tmp") if p.is_file()]
     leftovers += _hidden(cache / "oci" / "blobs" / "sha256")
     leftovers += [d for d in _subdirs(settings.images_dir) if d.name not in images]
+    for name in images:  # boot snapshots being saved are hidden until renamed
+        leftovers += _hidden(settings.boot_snapshots_dir(name))
     for directory in _subdirs(settings.vms_dir):
         if directory.resolve() not in known:
             leftovers.append(directory)  # a create that died before its row, or a delete after

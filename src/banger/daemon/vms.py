@@ -61,6 +61,8 @@ class CreateRequest:
     no_start: bool
     # Done only when the image's own init has finished booting too.
     wait_boot: bool = False
+    # Boot even where the image has a boot snapshot that fits (``warm.py``).
+    cold: bool = False
 
 
 class VmService:
@@ -203,7 +205,9 @@ class VmService:
             self._check_kernel_shares(sources)
         self.forwards.check_free(forwards)
         vm = vm.model_copy(update={"forwards": forwards, "mounts": mounts})
-        return CreateRequest(vm=vm, sources=sources, no_start=req.no_start, wait_boot=req.wait_boot)
+        return CreateRequest(
+            vm=vm, sources=sources, no_start=req.no_start, wait_boot=req.wait_boot, cold=req.cold
+        )
 
     def _check_kernel_shares(self, sources: Sources) -> None:
         kernel = sources.kernel

@@ -65,6 +65,8 @@ class VM:
         wait_boot: return once the image's own init has finished booting
             (its services, sshd among them, are up), not as soon as banger's
             agent answers (commands already work then).
+        cold: boot even where the image has a boot snapshot this VM could be
+            restored from (warm start, the daemon's default).
         on_progress: called with each stage of create, delete, fork and
             snapshot, as `banger vm create` prints them.
         settings: banger's settings; None: read them as the CLI does.
@@ -86,6 +88,7 @@ class VM:
         nat: bool = False,
         from_snapshot: str | None = None,
         wait_boot: bool = False,
+        cold: bool = False,
         on_progress: Progress | None = None,
         settings: Settings | None = None,
     ) -> None:
@@ -99,6 +102,7 @@ class VM:
             nat=nat,
             from_snapshot=from_snapshot,
             wait_boot=wait_boot,
+            cold=cold,
         )
         conn = _client(settings)
         progress = on_progress or _silent

@@ -123,4 +123,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "ALTER TABLE vms ADD COLUMN snapshot TEXT NOT NULL DEFAULT ''",
     ),
+    # 8: images' boot snapshots beside users' snapshots, told apart by kind (warm start).
+    (
+        "ALTER TABLE snapshots ADD COLUMN kind TEXT NOT NULL DEFAULT 'user'",
+        "ALTER TABLE snapshots ADD COLUMN boot_key TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE vms ADD COLUMN boot_snapshot INTEGER NOT NULL DEFAULT 0",
+    ),
 )

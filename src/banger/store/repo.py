@@ -16,6 +16,7 @@ from banger.api.models import (
     OpState,
     PortForward,
     Snapshot,
+    SnapshotKind,
     Vm,
     VmState,
     Workspace,
@@ -214,9 +215,9 @@ class Store:
             conn.execute(
                 "INSERT INTO vms (id, name, image, state, vcpus, memory_mib, overlay_bytes,"
                 " work_disk_bytes, nat, tap, mac, vmm, dir, created_at, forward_ports, mounts,"
-                " snapshot) VALUES (:id, :name, :image, :state, :vcpus, :memory_mib,"
-                " :overlay_bytes, :work_disk_bytes, :nat, :tap, :mac, :vmm, :dir, :created_at,"
-                " :forward_ports, :mounts, :snapshot)",
+                " snapshot, boot_snapshot) VALUES (:id, :name, :image, :state, :vcpus,"
+                " :memory_mib, :overlay_bytes, :work_disk_bytes, :nat, :tap, :mac, :vmm, :dir,"
+                " :created_at, :forward_ports, :mounts, :snapshot, :boot_snapshot)",
                 row,
             )
             for forward in vm.forwards:
@@ -336,6 +337,7 @@ class Store:
 
     def add_snapshot(self, snap: Snapshot) -> None:
         row = snap.model_dump()
+        row["kind"] = str(snap.kind)
         columns = ", ".join(row)
         values = ", ".join(f":{key}" for key in row)
         try:
@@ -345,14 +347,26 @@ class Store:
         except sqlite3.IntegrityError as exc:
             raise Taken("snapshot", snap.name) from exc
 
-    def get_snapshot(self, name: str) -> Snapshot:
-        rows = self.db.query("SELECT * FROM snapshots WHERE name = ?", (name,))
+    def get_snapshot(self, name: str, kind: SnapshotKind = SnapshotKind.USER) -> Snapshot:
+        rows = self.db.query(
+            "SELECT * FROM snapshots WHERE name = ? AND kind = ?", (name, str(kind))
+        )
         if not rows:
-            raise Missing("snapshot", name)
+            raise Missing("snapshot" if kind == SnapshotKind.USER else "boot snapshot", name)
         return Snapshot(**dict(rows[0]))
 
-    def list_snapshots(self) -> list[Snapshot]:
-        rows = self.db.query("SELECT * FROM snapshots ORDER BY created_at, name")
+    def list_snapshots(self, kind: SnapshotKind = SnapshotKind.USER) -> list[Snapshot]:
+        rows = self.db.query(
+            "SELECT * FROM snapshots WHERE kind = ? ORDER BY created_at, name", (str(kind),)
+        )
+        return [Snapshot(**dict(r)) for r in rows]
+
+    def boot_snapshots(self, image: str) -> list[Snapshot]:
+        """The image's boot snapshots, newest first."""
+        rows = self.db.query(
+            "SELECT * FROM snapshots WHERE kind = ? AND image = ? ORDER BY created_at DESC, name",
+            (str(SnapshotKind.BOOT), image),
+        )
         return [Snapshot(**dict(r)) for r in rows]
 
     def delete_snapshot(self, name: str) -> None:
@@ -360,7 +374,11 @@ class Store:
             conn.execute("DELETE FROM snapshots WHERE name = ?", (name,))
 
     def snapshots_of_image(self, image: str) -> list[str]:
-        rows = self.db.query("SELECT name FROM snapshots WHERE image = ? ORDER BY name", (image,))
+        """The users' snapshots of ``image`` (its boot snapshots go with it)."""
+        rows = self.db.query(
+            "SELECT name FROM snapshots WHERE image = ? AND kind = ? ORDER BY name",
+            (image, str(SnapshotKind.USER)),
+        )
         return [r[0] for r in rows]
 
     # workspaces
