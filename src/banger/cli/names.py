@@ -1,0 +1,49 @@
+"""The names of VMs, images and kernels, asked of a running bangerd for a tab.
+
+Click-free, so the entry point's fast path (``banger.cli.fast``) and click's
+own completion (``banger.cli.completion``) share it. bangerd is never started
+for a completion, and a tab prints nothing when it is not there: a tab must
+not print errors or wait.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PATHS = {"vm": "/vms", "image": "/images", "kernel": "/kernels"}
+
+
+def names_from_daemon(path: str, incomplete: str) -> list[str]:
+    """The names of the records under ``path`` (``/vms``) that start with ``incomplete``.
+
+    Nothing, quietly, when bangerd is not there or does not answer.
+    """
+    # One GET on the socket and json, not banger.api.client: a tab pays for every
+    # module it imports. `/names/vms` answers from the store alone.
+    status, answer = _answer(f"/names{path}")
+    names = answer.get("names") if isinstance(answer, dict) else None
+    if status == 404:  # a daemon older than this CLI: only the full listing has them
+        status, answer = _answer(path)
+        records = answer if isinstance(answer, list) else []
+        names = [r.get("name") for r in records if isinstance(r, dict)]
+    if status != 200 or not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and n and n.startswith(incomplete)]
+
+
+def _answer(path: str) -> tuple[int, Any]:
+    """The status and JSON answered to ``GET path``; 0 when there was no answer to read."""
+    import json
+
+    from banger import rundir
+    from banger.api import transport
+    from banger.config import load_settings
+
+    try:
+        settings = load_settings()
+        # As the client does: a socket is only as trustworthy as its directory.
+        rundir.check_private_dir(settings.runtime_dir, rundir.trusted_owners(settings))
+        with transport.request(str(settings.socket), "GET", path, timeout=2.0) as resp:
+            return resp.status, json.loads(resp.read())
+    except Exception:
+        return 0, None
