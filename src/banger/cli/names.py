@@ -8,7 +8,11 @@ not print errors or wait.
 
 from __future__ import annotations
 
-from typing import Any
+# Not typing.TYPE_CHECKING: a tab pays for every module it imports.
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Any
 
 PATHS = {"vm": "/vms", "image": "/images", "kernel": "/kernels"}
 
