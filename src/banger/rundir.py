@@ -14,11 +14,17 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Collection
-from pathlib import Path
 
-from banger.config import Settings
 from banger.errors import UserError
+
+# Not typing.TYPE_CHECKING: a tab checks this directory, and pays for what it imports.
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from pathlib import Path
+
+    from banger.config import Settings
 
 _PIDFILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 

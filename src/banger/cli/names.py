@@ -39,15 +39,29 @@ def _answer(path: str) -> tuple[int, Any]:
     """The status and JSON answered to ``GET path``; 0 when there was no answer to read."""
     import json
 
-    from banger import rundir
     from banger.api import transport
-    from banger.config import load_settings
 
     try:
-        settings = load_settings()
-        # As the client does: a socket is only as trustworthy as its directory.
-        rundir.check_private_dir(settings.runtime_dir, rundir.trusted_owners(settings))
-        with transport.request(str(settings.socket), "GET", path, timeout=2.0) as resp:
+        with transport.request(_socket(), "GET", path, timeout=2.0) as resp:
             return resp.status, json.loads(resp.read())
     except Exception:
         return 0, None
+
+
+def _socket() -> str:
+    """bangerd's socket, once its directory passed the check the client makes."""
+    import os
+
+    from banger import rundir, sockpath
+
+    # As the client does: a socket is only as trustworthy as its directory.
+    found = sockpath.socket_path(os.environ)
+    if found is not None:  # user mode, where nobody else may own the directory
+        # A str, not a Path: pathlib costs a tab more than the rest of the check.
+        rundir.check_private_dir(os.path.dirname(found))  # type: ignore[arg-type]
+        return found
+    from banger.config import load_settings
+
+    settings = load_settings()
+    rundir.check_private_dir(settings.runtime_dir, rundir.trusted_owners(settings))
+    return str(settings.socket)
