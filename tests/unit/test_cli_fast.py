@@ -290,3 +290,17 @@ def test_settings_beyond_the_environment_are_left_to_banger_config(env, tmp_path
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert sockpath.socket_path(os.environ) is None
+
+
+def test_a_reader_gone_before_the_help_is_a_quiet_exit_1_as_with_click(table):
+    def closed_reader(*argv: str) -> tuple[int, bytes]:
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run(argv, stdout=write, stderr=subprocess.PIPE, timeout=60)
+        finally:
+            os.close(write)
+        return done.returncode, done.stderr
+
+    fast_path = closed_reader(str(BIN / "banger"), "vm", "--help")
+    assert fast_path == closed_reader(sys.executable, "-c", CLICK_ONLY, "vm", "--help") == (1, b"")

@@ -38,8 +38,16 @@ def answer(argv: list[str], environ: Mapping[str, str]) -> bool:
     reply = render(argv, environ)
     if reply is None or sys.stdout is None:
         return False
-    sys.stdout.buffer.write(reply)
-    sys.stdout.buffer.flush()
+    # Straight to the descriptor: nothing left in a buffer to fail again at exit.
+    out, view = sys.stdout.fileno(), memoryview(reply)
+    try:
+        while view:
+            view = view[os.write(out, view) :]
+    except BrokenPipeError:
+        # As click does when a reader stops early (`banger --help | head -1`): quietly, 1.
+        if not environ.get("_BANGER_COMPLETE"):
+            raise SystemExit(1) from None
+        raise
     return True
 
 
