@@ -195,7 +195,7 @@ def _leaf_kind(
     rest: list[str],
     arguments: list[tuple[int, str | None]],
     values: Mapping[str, str | None],
-    flags: frozenset[str],
+    flags: tuple[str, ...],
 ) -> str | None:
     """What the word after ``rest`` completes from ("" for nothing), as click resolves it.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import py_compile
 import sys
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ def _leaf(cmd: click.Command) -> tuple[Any, ...]:
             flags.update(p.opts, p.secondary_opts)
         else:
             values.update(dict.fromkeys(p.opts, _kind(p) if p.nargs == 1 else None))
-    return arguments, values, frozenset(flags)
+    return arguments, values, tuple(sorted(flags))  # sorted: the same table every time
 
 
 def build() -> dict[str, Any]:
@@ -186,14 +187,22 @@ def write(directory: Path | None = None) -> Path:
         "",
     ]
     target = directory / (fast.TABLE_MODULE.rpartition(".")[2] + ".py")
-    _replace(target, "\n".join(lines))
+    if _replace(target, "\n".join(lines)):
+        # Compiled now: where Python may not write bytecode (PYTHONDONTWRITEBYTECODE)
+        # every `banger --help` would compile it again.
+        py_compile.compile(str(target), doraise=True)
     return target
 
 
-def _replace(target: Path, text: str) -> None:
+def _replace(target: Path, text: str) -> bool:
+    """Write ``text`` to ``target`` unless it holds it already; say whether it wrote."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if target.read_text(encoding="utf-8") == text:
+            return False  # as it was, its bytecode still valid
     partial = target.with_name(f".{target.name}.{os.getpid()}")
     partial.write_text(text, encoding="utf-8")
     partial.replace(target)  # a `banger` starting meanwhile reads the old file or the new
+    return True
 
 
 if __name__ == "__main__":
