@@ -231,9 +231,15 @@ def loaded(env: Mapping[str, str], *args: str) -> list[str]:
     return result.stderr.split()
 
 
-def test_a_tab_imports_no_click(table, daemon):  # noqa: F811
+def test_a_tab_imports_no_click(table, daemon, tmp_path):  # noqa: F811
     command = shell_env("bash", "banger vm s", daemon)
     assert loaded(command) == HELP_MODULES
+    # No daemon (no runtime directory): nothing to ask, so no json and no socket.
+    nobody = Settings(home=tmp_path / "other", runtime_dir=tmp_path / "other-run")
+    alone = loaded(shell_env("bash", "banger vm show d", nobody))
+    assert alone == sorted(
+        [*HELP_MODULES, "banger.cli.names", "banger.errors", "banger.rundir", "banger.sockpath"]
+    )
     # A VM name: one GET on bangerd's socket, found without banger.config.
     name = loaded(shell_env("bash", "banger vm show d", daemon))
     assert sorted(set(name) - set(HELP_MODULES)) == [

@@ -37,12 +37,14 @@ def names_from_daemon(path: str, incomplete: str) -> list[str]:
 
 def _answer(path: str) -> tuple[int, Any]:
     """The status and JSON answered to ``GET path``; 0 when there was no answer to read."""
-    import json
-
-    from banger.api import transport
-
     try:
-        with transport.request(_socket(), "GET", path, timeout=2.0) as resp:
+        where = _socket()
+        # Only now: with no daemon (its directory missing) a tab imports neither.
+        import json
+
+        from banger.api import transport
+
+        with transport.request(where, "GET", path, timeout=2.0) as resp:
             return resp.status, json.loads(resp.read())
     except Exception:
         return 0, None
