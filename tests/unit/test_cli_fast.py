@@ -310,3 +310,13 @@ def test_a_reader_gone_before_the_help_is_a_quiet_exit_1_as_with_click(table):
 
     fast_path = closed_reader(str(BIN / "banger"), "vm", "--help")
     assert fast_path == closed_reader(sys.executable, "-c", CLICK_ONLY, "vm", "--help") == (1, b"")
+
+
+@pytest.mark.parametrize("source", [None, "FINGERPRINT = (", "raise OSError('no')"])
+def test_a_missing_or_damaged_table_leaves_everything_to_click(source, tmp_path, monkeypatch):
+    if source is not None:
+        (tmp_path / "damaged_fasttable.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(fast, "TABLE_MODULE", "damaged_fasttable")
+    assert fast._table() is None
+    assert fast.render([*ARGV0, "--help"], {}) is None

@@ -38,8 +38,11 @@ def answer(argv: list[str], environ: Mapping[str, str]) -> bool:
     reply = render(argv, environ)
     if reply is None or sys.stdout is None:
         return False
-    # Straight to the descriptor: nothing left in a buffer to fail again at exit.
-    out, view = sys.stdout.fileno(), memoryview(reply)
+    try:
+        # Straight to the descriptor: nothing left in a buffer to fail again at exit.
+        out, view = sys.stdout.fileno(), memoryview(reply)
+    except (AttributeError, OSError, ValueError):  # a stdout with no descriptor: click's
+        return False
     try:
         while view:
             view = view[os.write(out, view) :]
@@ -245,7 +248,7 @@ def _named_banger(argv: list[str]) -> bool:
 def _table() -> Mapping[str, Any] | None:
     try:
         module = __import__(TABLE_MODULE, fromlist=["FINGERPRINT"])
-    except ImportError:  # never made (`python -m banger.cli.fastgen` makes it)
+    except Exception:  # never made (`python -m banger.cli.fastgen` makes it), or damaged
         return None
     table = vars(module)
     return table if table.get("FINGERPRINT") == fingerprint() else None
