@@ -76,17 +76,12 @@ def render(
     return text.encode()
 
 
-def fingerprint() -> tuple[tuple[str, int, int], ...]:
-    """Name, size and modification time of every module the command tree comes from."""
-    skip = TABLE_MODULE.rpartition(".")[2] + ".py"
-    with os.scandir(_HERE) as entries:
-        found = [
-            (e.name, st.st_size, st.st_mtime_ns)
-            for e in entries
-            if e.name.endswith(".py") and e.name != skip
-            for st in (e.stat(),)
-        ]
-    return tuple(sorted(found))
+def fingerprint(sources: tuple[str, ...]) -> tuple[tuple[int, int], ...] | None:
+    """Size and modification time of each file the table was made from; None if one is gone."""
+    try:
+        return tuple((st.st_size, st.st_mtime_ns) for st in map(os.stat, sources))
+    except OSError:
+        return None
 
 
 def help_text(table: Mapping[str, Any], args: list[str], environ: Mapping[str, str]) -> str | None:
@@ -251,4 +246,5 @@ def _table() -> Mapping[str, Any] | None:
     except Exception:  # never made (`python -m banger.cli.fastgen` makes it), or damaged
         return None
     table = vars(module)
-    return table if table.get("FINGERPRINT") == fingerprint() else None
+    made = table.get("FINGERPRINT")
+    return table if made is not None and made == fingerprint(table["SOURCES"]) else None

@@ -6,9 +6,9 @@ Everything in the table is what click itself says: each group's ``--help``
 rendered by click at every width click can choose, each group's command
 completions formatted by click's own bash, zsh and fish classes, and, per
 command, which of its parameters complete names from bangerd. The table
-records the size and modification time of every module in ``banger.cli``;
-when any of them changes, the fast path stops using the table (and click
-answers, a little slower) until this runs again.
+records the size and modification time of every module of banger and click
+loaded while it was made; when any of them changes, the fast path stops
+using the table (and click answers, a little slower) until this runs again.
 """
 
 from __future__ import annotations
@@ -146,9 +146,11 @@ def build() -> dict[str, Any]:
     # (a unit test holds them to it), so the help reads the same either way.
     cli.load_all()
     helps = _helps(max_width)
+    sources = _sources()
     groups = _groups((), cli)
     return {
-        "FINGERPRINT": fast.fingerprint(),
+        "SOURCES": sources,
+        "FINGERPRINT": fast.fingerprint(sources),
         "MAX_WIDTH": max_width,
         "HELP_OPTIONS": tuple(settings.get("help_option_names", ["--help"])),
         "HELP": helps,
@@ -163,6 +165,21 @@ def build() -> dict[str, Any]:
         "COMMANDS": {" ".join(path): _commands(path, group) for path, group in groups},
         "LEAVES": {" ".join(path): _leaf(cmd) for path, cmd in _leaves((), cli)},
     }
+
+
+def _sources() -> tuple[str, ...]:
+    """Every file of banger and click loaded now, the command tree's and its formatting's.
+
+    The fast path uses the table only while each of them is as it was here; a
+    command's help read from a constant elsewhere in banger counts too.
+    """
+    files = {__file__, fast.__file__}
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        path = getattr(module, "__file__", None)
+        if top in ("banger", "click") and path and name != fast.TABLE_MODULE:
+            files.add(path)
+    return tuple(sorted(os.path.abspath(f) for f in files))
 
 
 def write(directory: Path | None = None) -> Path:
