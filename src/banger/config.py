@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from banger import sockpath
 from banger.errors import UserError
 
 # Every host resource banger creates carries this prefix; the helper refuses
@@ -95,10 +96,7 @@ def _default_home() -> Path:
 
 
 def _default_runtime_dir() -> Path:
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and Path(xdg).is_dir():
-        return Path(xdg) / "banger"
-    return Path(f"/tmp/banger-{os.getuid()}")
+    return Path(sockpath.default_runtime_dir(os.environ))
 
 
 # Where a system-wide install (mode = "system", `banger system install`) keeps
@@ -109,7 +107,7 @@ SYSTEM_CACHE_DIR = Path("/var/cache/banger")
 SYSTEM_RUNTIME_DIR = Path("/run/banger/bangerd")
 SYSTEM_HELPER_SOCKET = Path("/run/banger/helper/helper.sock")
 # Written by `banger system install`; its presence makes system mode the default.
-INSTALL_METADATA = Path("/etc/banger/install.json")
+INSTALL_METADATA = Path(sockpath.INSTALL_METADATA)
 
 
 @dataclass(frozen=True)
@@ -164,7 +162,7 @@ class Settings:
     # Derived locations; one definition so every layer agrees.
     @property
     def socket(self) -> Path:
-        return self.runtime_dir / "bangerd.sock"
+        return self.runtime_dir / sockpath.SOCKET_NAME
 
     @property
     def helper_socket_path(self) -> Path:
@@ -250,11 +248,7 @@ class Settings:
 
 
 def config_file() -> Path:
-    explicit = os.environ.get("BANGER_CONFIG")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "banger" / "config.toml"
+    return Path(sockpath.config_file(os.environ))
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -6,7 +6,11 @@ Each error carries a stable ``code`` (the API's wire value), a one-line
 
 from __future__ import annotations
 
-from typing import Any
+# Not typing.TYPE_CHECKING: a tab imports this module, and typing costs it more than the rest.
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class BangerError(Exception):

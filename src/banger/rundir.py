@@ -11,14 +11,19 @@ Pidfiles inside are created fresh and never written through a symlink.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-from collections.abc import Collection
-from pathlib import Path
 
-from banger.config import Settings
 from banger.errors import UserError
+
+# Not typing.TYPE_CHECKING: a tab checks this directory, and pays for what it imports.
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from pathlib import Path
+
+    from banger.config import Settings
 
 _PIDFILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -52,6 +57,8 @@ def check_private_dir(path: Path, trusted: Collection[int] = ()) -> Path:
 
 def ensure_private_dir(path: Path, trusted: Collection[int] = ()) -> Path:
     """Create ``path`` 0700 if it is missing (parents as needed), then check it."""
+    import contextlib  # here, not at the top: a tab checks the directory and pays for imports
+
     if not os.path.lexists(path):
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(FileExistsError):
@@ -62,6 +69,8 @@ def ensure_private_dir(path: Path, trusted: Collection[int] = ()) -> Path:
 
 def write_pidfile(path: Path, pid: int) -> None:
     """Write ``pid`` to a new file at ``path`` (an old file or symlink there is replaced)."""
+    import contextlib
+
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     fd = os.open(path, _PIDFILE_FLAGS, 0o600)

@@ -152,19 +152,27 @@ def test_no_daemon_completes_nothing_quietly(settings, line):
     assert not settings.runtime_dir.exists()  # nothing was started or created for a tab
 
 
+# Click's path (banger.cli.root), which answers whatever the fast path leaves to it
+# (tests/unit/test_cli_fast.py has what the fast path imports).
 LOADED = (
     "import sys\n"
     "sys.argv[0] = 'banger'  # click names the completion variable after the program\n"
-    "from banger.cli.main import main\n"
+    "from banger.cli.root import run\n"
     "try:\n"
-    "    main()\n"
+    "    run()\n"
     "except SystemExit:\n"
     "    pass\n"
     "mods = sorted(m for m in sys.modules if m.startswith(('banger.cli.', 'banger.api.',"
     " 'click.shell_completion')))\n"
     "print(' '.join(mods), file=sys.stderr)\n"
 )
-LIGHT = ["banger.cli.completion", "banger.cli.helptext", "banger.cli.lazy", "banger.cli.main"]
+LIGHT = [
+    "banger.cli.completion",
+    "banger.cli.helptext",
+    "banger.cli.lazy",
+    "banger.cli.names",
+    "banger.cli.root",
+]
 
 
 def loaded_by(env: dict[str, str], *args: str) -> list[str]:

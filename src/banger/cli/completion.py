@@ -8,67 +8,38 @@ errors or wait).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from banger.cli.helptext import epilog
+from banger.cli.names import PATHS as _PATHS
+from banger.cli.names import names_from_daemon
 
 if TYPE_CHECKING:
     # At run time only where a completion happens: `banger --help` does without it.
     from click.shell_completion import CompletionItem
 
-_PATHS = {"vm": "/vms", "image": "/images", "kernel": "/kernels"}
 # The parameters, by group, that name a record of that group's kind.
 _NAME_PARAMS = ("name", "names", "vm")
 
 
-def names_from_daemon(path: str, incomplete: str) -> list[str]:
-    """The names of the records under ``path`` (``/vms``) that start with ``incomplete``.
+class NamesCompleter:
+    """A parameter's completion: the names under ``path`` (``/vms``) from a running bangerd.
 
-    Nothing, quietly, when bangerd is not there or does not answer.
+    An object, not a closure, so the fast path's table (``banger.cli.fastgen``)
+    can read which names a parameter completes.
     """
-    # One GET on the socket and json, not banger.api.client: a tab pays for every
-    # module it imports. `/names/vms` answers from the store alone.
-    status, answer = _answer(f"/names{path}")
-    names = answer.get("names") if isinstance(answer, dict) else None
-    if status == 404:  # a daemon older than this CLI: only the full listing has them
-        status, answer = _answer(path)
-        records = answer if isinstance(answer, list) else []
-        names = [r.get("name") for r in records if isinstance(r, dict)]
-    if status != 200 or not isinstance(names, list):
-        return []
-    return [n for n in names if isinstance(n, str) and n and n.startswith(incomplete)]
 
+    def __init__(self, path: str) -> None:
+        self.path = path
 
-def _answer(path: str) -> tuple[int, Any]:
-    """The status and JSON answered to ``GET path``; 0 when there was no answer to read."""
-    import json
-
-    from banger import rundir
-    from banger.api import transport
-    from banger.config import load_settings
-
-    try:
-        settings = load_settings()
-        # As the client does: a socket is only as trustworthy as its directory.
-        rundir.check_private_dir(settings.runtime_dir, rundir.trusted_owners(settings))
-        with transport.request(str(settings.socket), "GET", path, timeout=2.0) as resp:
-            return resp.status, json.loads(resp.read())
-    except Exception:
-        return 0, None
-
-
-def completer(path: str) -> Callable[[click.Context, click.Parameter, str], list[CompletionItem]]:
-    def complete(
-        ctx: click.Context, param: click.Parameter, incomplete: str
+    def __call__(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
     ) -> list[CompletionItem]:
         from click.shell_completion import CompletionItem
 
-        return [CompletionItem(n) for n in names_from_daemon(path, incomplete)]
-
-    return complete
+        return [CompletionItem(n) for n in names_from_daemon(self.path, incomplete)]
 
 
 def attach(name: str, command: click.Command, kind: str | None = None) -> None:
@@ -92,7 +63,7 @@ def attach(name: str, command: click.Command, kind: str | None = None) -> None:
         elif param.name == "image" and isinstance(param, click.Option):
             path = _PATHS["image"]
         if path is not None:
-            param._custom_shell_complete = completer(path)
+            param._custom_shell_complete = NamesCompleter(path)
 
 
 @click.command(
