@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"log"
 	"net"
 	"os"
 	"os/exec"
@@ -21,7 +22,6 @@ import (
 const (
 	bangerDir  = "/.banger"
 	busybox    = bangerDir + "/bin/busybox"
-	netDevice  = "eth0"
 	hostKey    = "/etc/ssh/ssh_host_ed25519_key"
 	agentState = "/run/banger/agent"
 )
@@ -35,18 +35,6 @@ func refuseOnHost(ch *channel, op string) error {
 	}
 	return &opError{msg: op + " changes the machine; this agent listens on a unix socket " +
 		"(a test on the host), where it is refused", errno: "EPERM"}
-}
-
-func run(argv ...string) error {
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	if err != nil {
-		msg := strings.TrimSpace(string(out))
-		if msg == "" {
-			msg = err.Error()
-		}
-		return &opError{msg: strings.Join(argv, " ") + ": " + msg, errno: "EIO"}
-	}
-	return nil
 }
 
 type identityRequest struct {
@@ -91,48 +79,109 @@ func opIdentity(ch *channel, raw []byte) (map[string]any, error) {
 	if err := req.check(); err != nil {
 		return nil, err
 	}
-	if err := refuseOnHost(ch, "identity"); err != nil {
+	if err := refuseIdentityOnHost(ch, &req); err != nil {
 		return nil, err
+	}
+	took := map[string]int64{}
+	timed := func(what string, step func() error) error {
+		began := time.Now()
+		err := step()
+		took[what] = time.Since(began).Milliseconds()
+		return err
 	}
 	changed := []string{}
 	if req.Hostname != "" {
-		if err := setHostname(req.Hostname); err != nil {
+		if err := timed("hostname", func() error { return setHostname(req.Hostname) }); err != nil {
 			return nil, err
 		}
 		changed = append(changed, "hostname")
 	}
-	ip := func(args ...string) error { return run(append([]string{busybox, "ip"}, args...)...) }
-	if req.MAC != "" {
-		for _, step := range [][]string{{"link", "set", netDevice, "down"},
-			{"link", "set", netDevice, "address", req.MAC}, {"link", "set", netDevice, "up"}} {
-			if err := ip(step...); err != nil {
-				return nil, err
-			}
-		}
-		changed = append(changed, "mac")
-	}
-	if req.IP != "" {
-		for _, step := range [][]string{{"addr", "flush", "dev", netDevice},
-			{"addr", "add", req.IP, "dev", netDevice}, {"link", "set", netDevice, "up"}} {
-			if err := ip(step...); err != nil {
-				return nil, err
-			}
-		}
-		changed = append(changed, "ip")
-	}
-	if req.Gateway != "" {
-		if err := ip("route", "replace", "default", "via", req.Gateway, "dev", netDevice); err != nil {
+	announced := false
+	if req.MAC != "" || req.IP != "" || req.Gateway != "" {
+		var did []string
+		err := timed("network", func() (err error) {
+			did, announced, err = setNetwork(ch.s.a.networkDevice(), &req)
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
-		changed = append(changed, "gateway")
+		changed = append(changed, did...)
 	}
 	if req.HostKey != nil {
-		if err := installHostKey(req.HostKey.Private, req.HostKey.Public); err != nil {
+		if err := timed("host_key", func() error {
+			return installHostKey(req.HostKey.Private, req.HostKey.Public)
+		}); err != nil {
 			return nil, err
 		}
 		changed = append(changed, "host_key")
 	}
-	return map[string]any{"changed": changed}, nil
+	return map[string]any{"changed": changed, "announced": announced, "took_ms": took}, nil
+}
+
+// refuseIdentityOnHost: on a host (tests) only the network part is taken,
+// and only on a device named with --device (the tests run the agent in a
+// network namespace of their own, with a veth pair).
+func refuseIdentityOnHost(ch *channel, req *identityRequest) error {
+	if ch.s.a.guest || (ch.s.a.device != "" && req.Hostname == "" && req.HostKey == nil) {
+		return nil
+	}
+	return refuseOnHost(ch, "identity")
+}
+
+// setNetwork gives the device its MAC, address and default route, then
+// announces the address; what changed, and whether the ARP went out.
+func setNetwork(device string, req *identityRequest) ([]string, bool, error) {
+	link, err := net.InterfaceByName(device)
+	if err != nil {
+		return nil, false, &opError{msg: "identity: no network device " + device, errno: "ENODEV"}
+	}
+	c, err := openRtnl()
+	if err != nil {
+		return nil, false, &opError{msg: "netlink: " + err.Error(), errno: errnoOf(err)}
+	}
+	defer c.close()
+	fail := func(what string, err error) ([]string, bool, error) {
+		return nil, false, &opError{msg: "identity: " + what + " of " + device + ": " + err.Error(),
+			errno: errnoOf(err)}
+	}
+	changed := []string{}
+	mac := link.HardwareAddr
+	if req.MAC != "" {
+		mac, _ = net.ParseMAC(req.MAC)
+		if err := c.setMAC(link.Index, mac); err != nil {
+			return fail("setting the MAC", err)
+		}
+		changed = append(changed, "mac")
+	}
+	var ip net.IP
+	if req.IP != "" {
+		var network *net.IPNet
+		ip, network, _ = net.ParseCIDR(req.IP)
+		prefix, _ := network.Mask.Size()
+		if err := c.setAddress(link.Index, ip, prefix); err != nil {
+			return fail("setting the address", err)
+		}
+		if err := c.linkUp(link.Index); err != nil {
+			return fail("bringing up", err)
+		}
+		changed = append(changed, "ip")
+	}
+	if req.Gateway != "" {
+		if err := c.setGateway(link.Index, net.ParseIP(req.Gateway)); err != nil {
+			return fail("setting the default route", err)
+		}
+		changed = append(changed, "gateway")
+	}
+	announced := false
+	if ip != nil && len(mac) == 6 {
+		if err := announceARP(link.Index, mac, ip); err != nil {
+			log.Printf("identity: no unsolicited ARP on %s: %v", device, err)
+		} else {
+			announced = true
+		}
+	}
+	return changed, announced, nil
 }
 
 func setHostname(name string) error {
