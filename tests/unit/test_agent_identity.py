@@ -1,9 +1,9 @@
 """banger-agent's identity op sets MAC, address and route through rtnetlink (issue 12).
 
-The agent runs in a network namespace of its own with a veth pair (this
-host has no dummy driver; veth takes no MAC change while up, so the
-agent's down-change-up path runs too), the one place on a host where it takes identity's network part: the kernel's
-own answers (``ip -j``) are what is checked.
+The agent runs in a network namespace of its own on a veth pair (this host
+has no dummy driver), told with ``--device`` which device it may configure:
+the only way a host's agent takes identity's network part. The kernel's own
+answers (``ip -j``) are what is checked.
 """
 
 from __future__ import annotations
