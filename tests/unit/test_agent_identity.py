@@ -63,7 +63,7 @@ def test_identity_sets_mac_address_and_route_and_announces_it(
         "identity", mac="52:54:00:12:34:56", ip="10.77.0.5/24", gateway="10.77.0.1"
     )
     assert result["ok"], result
-    assert result["changed"] == ["mac", "ip", "gateway"]
+    assert result["changed"] == ["gateway", "ip", "mac"]  # sorted
     assert result["announced"] is True
     assert set(result["took_ms"]) == {"network"}
     link = json.loads(ip(netns, "-j", "addr", "show", "dev", "d0"))[0]
