@@ -6,9 +6,12 @@ then restores it ``--runs`` times with ``vm create --from-snapshot`` (the
 restore stage's own time from its progress line, and the whole create) and
 deletes each restored VM. Then ``vm run -- true`` cold against ``vm run
 --from-snapshot SNAP -- true`` on the default memory size: the ratio the
-issue asks for (<= 0.1x). Medians are printed, and every number as JSON.
+issue asks for (<= 0.1x). Then ``vm fork --count 4`` of a running VM with
+``vm exec -- true`` in each fork against ``--count 1`` and one exec (the
+issue asks for <= 2x). Medians are printed, and every number as JSON.
 
     flock /tmp/banger-vm.lock .venv/bin/python bench/snapshot.py [--runs 5] [--memory 512 2048]
+    ... bench/snapshot.py --memory 2048 --skip-sizes     only the two ratios
 
 It uses banger's environment (BANGER_HOME, BANGER_BRIDGE, ... as the e2e
 tests set them) and an image that exists (debian-bookworm by default).
@@ -88,15 +91,44 @@ def run_vs_cold(runs: int, image: str, memory: int) -> dict[str, object]:
         banger("vm", "snapshot", "delete", snap, check=False)
 
 
+def fork_vs_one(runs: int, image: str, memory: int, count: int) -> dict[str, object]:
+    base = "snb-fork"
+    banger("vm", "create", "--name", base, "--image", image, "--vcpus", "1",
+           "--memory", str(memory), "--work-disk-size", "1G", "-q")  # fmt: skip
+    try:
+        one, many = [], []
+        for n in range(runs):
+            for copies, into in ((1, one), (count, many)):
+                names = [f"snb-f{n}-{copies}-{i}" for i in range(copies)]
+                start = time.monotonic()
+                banger("vm", "fork", base, "-q", *(a for nm in names for a in ("--name", nm)))
+                execs = [
+                    subprocess.Popen([str(BIN / "banger"), "vm", "exec", nm, "--", "true"])
+                    for nm in names
+                ]
+                if any(e.wait(timeout=600) != 0 for e in execs):
+                    raise RuntimeError(f"vm exec failed in one of {names}")
+                into.append(round(time.monotonic() - start, 2))
+                banger("vm", "delete", *names, "-q")
+        return {"fork_1_seconds": one, f"fork_{count}_seconds": many}
+    finally:
+        listed = json.loads(banger("vm", "list", "--json").stdout)
+        stale = [vm["name"] for vm in listed if vm["name"].startswith("snb-f")]
+        banger("vm", "delete", base, *stale, "-q", check=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--memory", type=int, nargs="+", default=[512, 2048, 4096])
     parser.add_argument("--image", default="debian-bookworm")
     parser.add_argument("--skip-run", action="store_true", help="no cold vs restored vm run")
+    parser.add_argument("--skip-sizes", action="store_true", help="no per-memory-size restores")
+    parser.add_argument("--skip-fork", action="store_true", help="no fork x4 against one")
+    parser.add_argument("--fork-count", type=int, default=4)
     args = parser.parse_args()
     results: dict[str, object] = {"sizes": []}
-    for memory in args.memory:
+    for memory in [] if args.skip_sizes else args.memory:
         size = one_size(memory, args.runs, args.image)
         results["sizes"].append(size)  # type: ignore[attr-defined]
         restore = statistics.median(size["restore_seconds"])  # type: ignore[arg-type]
@@ -111,6 +143,15 @@ def main() -> int:
         cold = statistics.median(runs["cold_run_seconds"])  # type: ignore[arg-type]
         warm = statistics.median(runs["restored_run_seconds"])  # type: ignore[arg-type]
         print(f"vm run -- true: cold {cold:.2f} s, restored {warm:.2f} s ({warm / cold:.2f}x)")
+    if not args.skip_fork:
+        forks = fork_vs_one(args.runs, args.image, args.memory[0], args.fork_count)
+        results["fork"] = forks
+        one = statistics.median(forks["fork_1_seconds"])  # type: ignore[arg-type]
+        many = statistics.median(forks[f"fork_{args.fork_count}_seconds"])  # type: ignore[arg-type]
+        print(
+            f"vm fork --count {args.fork_count} + exec in each: {many:.2f} s, one fork + exec"
+            f" {one:.2f} s ({many / one:.2f}x)"
+        )
     print(json.dumps(results))
     return 0
 

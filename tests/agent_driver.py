@@ -224,12 +224,18 @@ def build_agent() -> Path:
 
 
 @contextmanager
-def running_agent(binary: Path, workdir: Path) -> Iterator[Path]:
-    """banger-agent listening on a unix socket in ``workdir``; yields the socket's path."""
+def running_agent(
+    binary: Path, workdir: Path, *, prefix: tuple[str, ...] = (), args: tuple[str, ...] = ()
+) -> Iterator[Path]:
+    """banger-agent listening on a unix socket in ``workdir``; yields the socket's path.
+
+    ``prefix`` runs it under another program (``ip netns exec NS``)."""
     sock = workdir / "agent.sock"
     log = (workdir / "agent.log").open("wb")
     proc = subprocess.Popen(
-        [str(binary), "--listen", f"unix:{sock}"], stdout=log, stderr=subprocess.STDOUT
+        [*prefix, str(binary), "--listen", f"unix:{sock}", *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 10

@@ -107,6 +107,11 @@ def test_a_snapshot_forked_twice_keeps_files_and_processes_with_new_identities(
     banger.created += ["snp-a", "snp-b"]
     forked = banger.run("vm", "fork", "snp-src", "--name", "snp-a", "--name", "snp-b")
     assert forked.returncode == 0, forked.stderr
+    # Restored side by side: both VMMs start before either copy has its identity.
+    said = forked.stderr
+    started = [said.find(f"{n}: starting qemu from the snapshot") for n in ("snp-a", "snp-b")]
+    assert min(started) >= 0, said
+    assert max(started) < said.find("has its own name, address"), said
     vms = {vm["name"]: vm for vm in banger.json("vm", "list")}  # type: ignore[union-attr,index]
     assert {vms["snp-a"]["state"], vms["snp-b"]["state"]} == {"running"}
     random_bytes = set()

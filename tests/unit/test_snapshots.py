@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 import banger
 from banger.api.models import Snapshot, VmCreate, VmState
+from banger.daemon.operations import Progress
 from banger.daemon.reconcile import reconcile
 from banger.daemon.routes_snapshots import fork_names
 from banger.daemon.services import wire
@@ -182,3 +184,67 @@ def test_reconcile_removes_a_restore_cut_short_and_keeps_a_boot(services, settin
     assert store.get_vm("boot").state == VmState.ERROR
     assert not Path(restored.dir).exists()
     assert services.vmm.get("fake").killed == [Path(restored.dir)]
+
+
+class Said(Progress):
+    """Every line a restore reports, from any thread."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+
+    def stage(self, stage: str, message: str = "") -> None:
+        with self._lock:
+            self.lines.append(message)
+
+    def info(self, message: str) -> None:
+        self.stage("", message)
+
+
+def _forks(services, tmp_path: Path, names: list[str]) -> list:
+    snap = snapshot(tmp_path)
+    _files(snap)
+    services.store.add_snapshot(snap)
+    return [
+        services.snapshots.check_restore(VmCreate(from_snapshot="dev-1", name=n)) for n in names
+    ]
+
+
+def test_a_forks_copies_are_restored_side_by_side_each_as_itself(
+    services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = _forks(services, tmp_path, ["f-1", "f-2", "f-3"])
+    # Each restore waits until all three are in theirs: one after another never gets past.
+    together = threading.Barrier(3, timeout=10)
+
+    def restore(one, progress):
+        progress.stage("restore", "starting the VMM")
+        together.wait()
+        return one.vm
+
+    monkeypatch.setattr(services.snapshots, "restore", restore)
+    said = Said()
+    made = services.snapshots._restore_all(checked, said)
+    assert [vm.name for vm in made] == ["f-1", "f-2", "f-3"]
+    assert len({vm.mac for vm in made}) == 3 and len({vm.id for vm in made}) == 3
+    assert sorted(said.lines) == [f"f-{n}: starting the VMM" for n in (1, 2, 3)]
+
+
+def test_a_fork_whose_copy_fails_deletes_the_copies_made(
+    services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = _forks(services, tmp_path, ["g-1", "g-2", "g-3"])
+
+    def restore(one, progress):
+        if one.vm.name == "g-2":
+            raise UserError("g-2 could not be restored", hint="`banger vm list`")
+        return one.vm
+
+    deleted: list[str] = []
+    monkeypatch.setattr(services.snapshots, "restore", restore)
+    monkeypatch.setattr(services.vms, "delete", lambda name, progress: deleted.append(name))
+    said = Said()
+    with pytest.raises(UserError, match="g-2 could not be restored"):
+        services.snapshots._restore_all(checked, said)
+    assert sorted(deleted) == sorted(c.vm.id for c in checked if c.vm.name != "g-2")
+    assert any("deleting g-1 again" in line for line in said.lines)

@@ -19,6 +19,7 @@ import logging
 import re
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -221,17 +222,58 @@ class SnapshotService:
             return vms.show(vm.id)
 
     def fork(self, vm_name: str, names: list[str], progress: Progress) -> list[Vm]:
-        """Snapshot ``vm_name``, restore it as each of ``names``, drop the snapshot."""
+        """Snapshot ``vm_name`` once, restore it as each of ``names``, drop the snapshot.
+
+        The copies are restored side by side, each with its own lease, tap and
+        disks under its own name's lock. All or nothing: when one fails, the
+        others are deleted again and the first failure is raised.
+        """
         vm, snap_name = self.check_create(vm_name, None)
         snap = self.create(vm.id, snap_name, progress)
-        made: list[Vm] = []
         try:
-            for name in names:
-                checked = self.check_restore(VmCreate(name=name, from_snapshot=snap.name))
-                made.append(self.restore(checked, progress))
+            checked = [
+                self.check_restore(VmCreate(name=name, from_snapshot=snap.name)) for name in names
+            ]
+            return self._restore_all(checked, progress)
         finally:
             self.delete(snap.name)
+
+    def _restore_all(self, checked: list[Restore], progress: Progress) -> list[Vm]:
+        if len(checked) == 1:
+            return [self.restore(checked[0], progress)]
+        with ThreadPoolExecutor(len(checked), thread_name_prefix="restore") as pool:
+            futures = [
+                pool.submit(self.restore, one, NamedProgress(progress, one.vm.name))
+                for one in checked
+            ]
+            wait(futures)
+        failed = [e for f in futures if (e := f.exception()) is not None]
+        made = [f.result() for f in futures if f.exception() is None]
+        if failed:
+            for vm in made:
+                progress.info(f"deleting {vm.name} again: another copy could not be restored")
+                self.vms.delete(vm.id, NamedProgress(progress, vm.name))
+            raise failed[0]
         return made
+
+
+class NamedProgress(Progress):
+    """One copy's progress among several running at once: each line names its VM."""
+
+    def __init__(self, progress: Progress, name: str) -> None:
+        self._inner, self._name = progress, name
+
+    def stage(self, stage: str, message: str = "") -> None:
+        self._inner.stage(stage, f"{self._name}: {message}")
+
+    def info(self, message: str) -> None:
+        self._inner.info(message if message.startswith(self._name) else f"{self._name}: {message}")
+
+    def output(self, stream: int, data: bytes) -> None:
+        self._inner.output(stream, data)
+
+    def exit(self, message: str) -> None:
+        self._inner.exit(message)
 
 
 def check_snapshot_name(name: str) -> str:

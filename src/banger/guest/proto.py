@@ -89,6 +89,10 @@ Decisions the agent (``guest/agent/*.go``) implements where the above is silent:
 - identity changes ``eth0``; CLOSE has ``changed`` (the fields applied). A
   new host key is written to /etc/ssh/ssh_host_ed25519_key{,.pub}; a
   running OpenSSH gets SIGHUP, banger's dropbear is restarted with it.
+  Newer agents set the network through rtnetlink and broadcast an
+  unsolicited ARP for the new address themselves: their CLOSE says
+  ``announced: true`` (an older agent's has no ``announced``; the host
+  then sends the ARP with busybox) and ``took_ms`` (milliseconds per step).
 - entropy's CLOSE has ``bytes`` and ``reseeded`` (the kernel's CRNG now
   draws from the pool: RNDRESEEDCRNG; false before Linux 4.17). ports'
   ``proto`` is "tcp" or "tcp6".
@@ -109,7 +113,9 @@ Decisions the agent (``guest/agent/*.go``) implements where the above is silent:
   connection (``ECANCELED``). An agent without ``connect`` in its HELLO
   caps is older than this op.
 - An agent started with ``--listen unix:PATH`` (tests on a host) refuses
-  identity, clock and poweroff with ``errno: "EPERM"``.
+  identity, clock and poweroff with ``errno: "EPERM"``; identity's network
+  part (``mac``, ``ip``, ``gateway`` on ``--device``) is taken when the agent
+  runs in a network namespace of its own.
 """
 
 from __future__ import annotations

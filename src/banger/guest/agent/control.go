@@ -7,13 +7,16 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"log"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -21,7 +24,6 @@ import (
 const (
 	bangerDir  = "/.banger"
 	busybox    = bangerDir + "/bin/busybox"
-	netDevice  = "eth0"
 	hostKey    = "/etc/ssh/ssh_host_ed25519_key"
 	agentState = "/run/banger/agent"
 )
@@ -35,18 +37,6 @@ func refuseOnHost(ch *channel, op string) error {
 	}
 	return &opError{msg: op + " changes the machine; this agent listens on a unix socket " +
 		"(a test on the host), where it is refused", errno: "EPERM"}
-}
-
-func run(argv ...string) error {
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	if err != nil {
-		msg := strings.TrimSpace(string(out))
-		if msg == "" {
-			msg = err.Error()
-		}
-		return &opError{msg: strings.Join(argv, " ") + ": " + msg, errno: "EIO"}
-	}
-	return nil
 }
 
 type identityRequest struct {
@@ -91,48 +81,122 @@ func opIdentity(ch *channel, raw []byte) (map[string]any, error) {
 	if err := req.check(); err != nil {
 		return nil, err
 	}
-	if err := refuseOnHost(ch, "identity"); err != nil {
+	if err := refuseIdentityOnHost(ch, &req); err != nil {
 		return nil, err
 	}
+	// The three parts touch different things (the UTS name and /etc, the
+	// network device, /etc/ssh and the SSH server): run side by side, the
+	// op takes as long as the slowest under emulation, not their sum.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	took := map[string]int64{}
+	errs := map[string]error{}
 	changed := []string{}
-	if req.Hostname != "" {
-		if err := setHostname(req.Hostname); err != nil {
-			return nil, err
-		}
-		changed = append(changed, "hostname")
-	}
-	ip := func(args ...string) error { return run(append([]string{busybox, "ip"}, args...)...) }
-	if req.MAC != "" {
-		for _, step := range [][]string{{"link", "set", netDevice, "down"},
-			{"link", "set", netDevice, "address", req.MAC}, {"link", "set", netDevice, "up"}} {
-			if err := ip(step...); err != nil {
-				return nil, err
+	announced := false
+	part := func(what string, step func() ([]string, error)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			began := time.Now()
+			did, err := step()
+			mu.Lock()
+			defer mu.Unlock()
+			took[what] = time.Since(began).Milliseconds()
+			errs[what] = err
+			if err == nil {
+				changed = append(changed, did...)
 			}
+		}()
+	}
+	if req.Hostname != "" {
+		part("hostname", func() ([]string, error) {
+			return []string{"hostname"}, setHostname(req.Hostname)
+		})
+	}
+	if req.MAC != "" || req.IP != "" || req.Gateway != "" {
+		part("network", func() (did []string, err error) {
+			did, announced, err = setNetwork(ch.s.a.networkDevice(), &req)
+			return did, err
+		})
+	}
+	if req.HostKey != nil {
+		part("host_key", func() ([]string, error) {
+			return []string{"host_key"}, installHostKey(req.HostKey.Private, req.HostKey.Public)
+		})
+	}
+	wg.Wait()
+	for _, what := range []string{"hostname", "network", "host_key"} {
+		if errs[what] != nil {
+			return nil, errs[what]
+		}
+	}
+	sort.Strings(changed)
+	return map[string]any{"changed": changed, "announced": announced, "took_ms": took}, nil
+}
+
+// refuseIdentityOnHost: on a host (tests) only the network part is taken,
+// and only on a device named with --device (the tests run the agent in a
+// network namespace of their own, with a veth pair).
+func refuseIdentityOnHost(ch *channel, req *identityRequest) error {
+	if ch.s.a.guest || (ch.s.a.device != "" && req.Hostname == "" && req.HostKey == nil) {
+		return nil
+	}
+	return refuseOnHost(ch, "identity")
+}
+
+// setNetwork gives the device its MAC, address and default route, then
+// announces the address; what changed, and whether the ARP went out.
+func setNetwork(device string, req *identityRequest) ([]string, bool, error) {
+	link, err := net.InterfaceByName(device)
+	if err != nil {
+		return nil, false, &opError{msg: "identity: no network device " + device, errno: "ENODEV"}
+	}
+	c, err := openRtnl()
+	if err != nil {
+		return nil, false, &opError{msg: "netlink: " + err.Error(), errno: errnoOf(err)}
+	}
+	defer c.close()
+	fail := func(what string, err error) ([]string, bool, error) {
+		return nil, false, &opError{msg: "identity: " + what + " of " + device + ": " + err.Error(),
+			errno: errnoOf(err)}
+	}
+	changed := []string{}
+	mac := link.HardwareAddr
+	if req.MAC != "" {
+		mac, _ = net.ParseMAC(req.MAC)
+		if err := c.setMAC(link.Index, mac); err != nil {
+			return fail("setting the MAC", err)
 		}
 		changed = append(changed, "mac")
 	}
+	var ip net.IP
 	if req.IP != "" {
-		for _, step := range [][]string{{"addr", "flush", "dev", netDevice},
-			{"addr", "add", req.IP, "dev", netDevice}, {"link", "set", netDevice, "up"}} {
-			if err := ip(step...); err != nil {
-				return nil, err
-			}
+		var network *net.IPNet
+		ip, network, _ = net.ParseCIDR(req.IP)
+		prefix, _ := network.Mask.Size()
+		if err := c.setAddress(link.Index, ip, prefix); err != nil {
+			return fail("setting the address", err)
+		}
+		if err := c.linkUp(link.Index); err != nil {
+			return fail("bringing up", err)
 		}
 		changed = append(changed, "ip")
 	}
 	if req.Gateway != "" {
-		if err := ip("route", "replace", "default", "via", req.Gateway, "dev", netDevice); err != nil {
-			return nil, err
+		if err := c.setGateway(link.Index, net.ParseIP(req.Gateway)); err != nil {
+			return fail("setting the default route", err)
 		}
 		changed = append(changed, "gateway")
 	}
-	if req.HostKey != nil {
-		if err := installHostKey(req.HostKey.Private, req.HostKey.Public); err != nil {
-			return nil, err
+	announced := false
+	if ip != nil && len(mac) == 6 {
+		if err := announceARP(link.Index, mac, ip); err != nil {
+			log.Printf("identity: no unsolicited ARP on %s: %v", device, err)
+		} else {
+			announced = true
 		}
-		changed = append(changed, "host_key")
 	}
-	return map[string]any{"changed": changed}, nil
+	return changed, announced, nil
 }
 
 func setHostname(name string) error {

@@ -36,6 +36,8 @@ func main() {
 	serial := flag.String("serial", "", "virtio-serial port: auto (the one named banger.agent) or a /dev path")
 	vsock := flag.Uint("vsock", 0, "listen on this AF_VSOCK port (0: no vsock)")
 	listen := flag.String("listen", "", "listen on unix:PATH (tests on a host)")
+	device := flag.String("device", "", "the network device identity configures (default eth0; "+
+		"on a host, with --listen, only a device named here is configured)")
 	flag.Usage = func() {
 		fmt.Fprint(os.Stderr, usage)
 		flag.PrintDefaults()
@@ -51,7 +53,7 @@ func main() {
 	// the default disposition of a caught signal.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGINT, syscall.SIGQUIT)
 
-	a := &agent{guest: *listen == ""}
+	a := &agent{guest: *listen == "", device: *device}
 	up := []string{}
 	if *serial != "" {
 		path := *serial

@@ -39,7 +39,10 @@ type link struct {
 
 type agent struct {
 	// guest: ops that change the machine (identity, clock, poweroff) are allowed.
-	guest   bool
+	guest bool
+	// device: the network device identity configures; none given is eth0
+	// in a guest and none at all on a host.
+	device  string
 	mu      sync.Mutex
 	current *session
 	serial  uint64
@@ -54,6 +57,13 @@ type session struct {
 	chans map[uint32]*channel
 	last  uint32
 	hello bool // touched only by the reading goroutine
+}
+
+func (a *agent) networkDevice() string {
+	if a.device == "" {
+		return "eth0"
+	}
+	return a.device
 }
 
 // begin starts a new session on l and ends the current one.

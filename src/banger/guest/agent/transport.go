@@ -106,14 +106,17 @@ func (c *serialConn) writeAll(p []byte) error {
 }
 
 // waitHost sleeps until a host end is connected. The port polls POLLHUP at
-// once while none is, so poll alone would spin.
+// once while none is, so poll alone would spin. A restored guest sees its
+// port closed until bangerd connects to the new VMM's socket, and every
+// restore waits on this: a short nap, so the wait ends soon after the host
+// comes (it was 100 ms, half of it on every restore on average).
 func (c *serialConn) waitHost() {
 	for {
 		rev, err := poll1(c.fd, pollIn, 0)
 		if err == nil && (rev&pollHup == 0 || rev&pollIn != 0) {
 			return
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
