@@ -10,7 +10,11 @@ median of --runs:
 - 100 MB through `banger vm cp` into the guest and out of it, against `scp` with
   the ssh options `banger vm ssh` uses (target: 0.8x scp's throughput or more).
 
-    flock /tmp/banger-vm.lock .venv/bin/python bench/guest_exec.py [--runs 5] [--json FILE]
+    flock /tmp/banger-vm.lock .venv/bin/python bench/guest_exec.py [--runs 5] [--json FILE] \
+        [--parts exec in out]
+
+Under software emulation all of it takes longer than one hold of the shared VM
+lock: ``--parts`` measures some and keeps the others' figures from FILE.
 
 It uses banger's environment (BANGER_HOME, BANGER_BRIDGE, ... as the e2e tests
 set them).
@@ -19,6 +23,7 @@ set them).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -124,9 +129,14 @@ def read_small(channel: object) -> None:
     sink.wait()
 
 
-def copy_numbers(vm: str, runs: int) -> tuple[list[Case], list[Ratio]]:
+WAYS = {"in": "into the guest", "out": "out of the guest"}
+
+
+def copy_numbers(vm: str, runs: int, ways: list[str]) -> tuple[list[Case], list[Ratio]]:
     opts, dest = ssh_options(vm)
     mib = SIZE / (1 << 20)
+    cases: list[Case] = []
+    ratios: list[Ratio] = []
     with tempfile.TemporaryDirectory(prefix="banger-bench-") as tmp_name:
         tmp = Path(tmp_name)
         big = tmp / "big"
@@ -134,74 +144,127 @@ def copy_numbers(vm: str, runs: int) -> tuple[list[Case], list[Ratio]]:
             for _ in range(SIZE // (1 << 20)):
                 out.write(os.urandom(1 << 20))
         print(f"copies of {mib:.0f} MiB ({runs} runs each)")
-        cp_in = samples_of(
-            runs,
-            "banger vm cp FILE NAME:/root/",
-            lambda: banger("vm", "cp", str(big), f"{vm}:/root/"),
-        )
-        scp_in = samples_of(
-            runs,
-            "scp FILE root@VM:/root/big-scp",
-            lambda: subprocess.run(
-                ["scp", "-q", *opts, str(big), f"{dest}:/root/big-scp"], check=True
-            ),
-        )
-        cp_out = samples_of(
-            runs,
-            "banger vm cp NAME:/root/big DIR/",
-            lambda: banger("vm", "cp", f"{vm}:/root/big", str(tmp / "out")),
-        )
-        scp_out = samples_of(
-            runs,
-            "scp root@VM:/root/big-scp DIR/",
-            lambda: subprocess.run(
-                ["scp", "-q", *opts, f"{dest}:/root/big-scp", str(tmp / "out-scp")], check=True
-            ),
-        )
-        assert (tmp / "out").read_bytes() == big.read_bytes()
+        if "in" not in ways:  # what the copies out read, put there untimed
+            banger("vm", "cp", str(big), f"{vm}:/root/")
+            banger("vm", "exec", vm, "--", "cp", "/root/big", "/root/big-scp")
+        for way in ways:
+            cp, scp = copy_way(vm, runs, way, big, opts, dest)
+            rate_cp, rate_scp = [mib / t for t in cp], [mib / t for t in scp]
+            cases += [
+                Case(f"vm cp {WAYS[way]}", rate_cp, "MiB/s"),
+                Case(f"scp {WAYS[way]}", rate_scp, "MiB/s"),
+            ]
+            ratio = statistics.median(rate_cp) / statistics.median(rate_scp)
+            ratios.append(Ratio(f"vm cp / scp throughput, {WAYS[way]}", ratio, 0.8, True))
+        if "out" in ways:
+            assert (tmp / "out").read_bytes() == big.read_bytes()
     banger("vm", "exec", vm, "--", "rm", "-f", "/root/big", "/root/big-scp")
-    timed = {"cp in": cp_in, "scp in": scp_in, "cp out": cp_out, "scp out": scp_out}
-    rate = {way: [mib / t for t in times] for way, times in timed.items()}
-    cases = [
-        Case("vm cp into the guest", rate["cp in"], "MiB/s"),
-        Case("scp into the guest", rate["scp in"], "MiB/s"),
-        Case("vm cp out of the guest", rate["cp out"], "MiB/s"),
-        Case("scp out of the guest", rate["scp out"], "MiB/s"),
-    ]
-    med = statistics.median
-    ratios = [
-        Ratio(f"vm cp / scp throughput, {way}", med(rate[f"cp {key}"]) / med(rate[f"scp {key}"]),
-              0.8, at_least=True)
-        for way, key in (("into the guest", "in"), ("out of it", "out"))
-    ]  # fmt: skip
     return cases, ratios
+
+
+def copy_way(
+    vm: str, runs: int, way: str, big: Path, opts: list[str], dest: str
+) -> tuple[list[float], list[float]]:
+    """Seconds of each `vm cp` and each `scp` of ``big`` one way."""
+    here = big.parent
+    if way == "in":
+        cp_said, cp = "banger vm cp FILE NAME:/root/", ["vm", "cp", str(big), f"{vm}:/root/"]
+        scp_said, scp = "scp FILE root@VM:/root/big-scp", [str(big), f"{dest}:/root/big-scp"]
+    else:
+        cp_said, cp = (
+            "banger vm cp NAME:/root/big DIR/",
+            ["vm", "cp", f"{vm}:/root/big", str(here / "out")],
+        )
+        scp_said, scp = (
+            "scp root@VM:/root/big-scp DIR/",
+            [f"{dest}:/root/big-scp", str(here / "out-scp")],
+        )
+    cp_times = samples_of(runs, cp_said, lambda: banger(*cp))
+    scp_times = samples_of(
+        runs, scp_said, lambda: subprocess.run(["scp", "-q", *opts, *scp], check=True)
+    )
+    return cp_times, scp_times
+
+
+def part_of(name: str) -> str:
+    """Which part of the benchmark a case or ratio comes from: exec, in or out."""
+    for way, said in WAYS.items():
+        if name.endswith(said):
+            return way
+    return "exec"
+
+
+def carried(json_path: Path | None, part: str) -> tuple[list[Case], list[Ratio], list[str]]:
+    """The ``part`` (exec, in or out) of an earlier run's figures in json_path, if any.
+
+    All of it takes longer than one hold of the shared VM lock under
+    software emulation, so each part may run on its own; every ratio compares
+    two things measured in the same part, so each ratio is still from one run.
+    """
+    if json_path is None or not json_path.exists():
+        return [], [], []
+    earlier = json.loads(json_path.read_text())
+    cases = [
+        Case(c["name"], c["samples"], c["unit"])
+        for c in earlier["cases"]
+        if part_of(c["name"]) == part
+    ]
+    ratios = [
+        Ratio(r["name"], r["value"], r["target"], r["at_least"])
+        for r in earlier["ratios"]
+        if part_of(r["name"]) == part
+    ]
+    if not cases:
+        return [], [], []
+    loads = [n for n in earlier["notes"] if n.startswith("load average")]
+    said = f"the {part} figures from an earlier run ({earlier['when']}"
+    return cases, ratios, [f"{said}; {loads[-1]})" if loads else f"{said})"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--vm", help="Use this running VM instead of creating one.")
-    parser.add_argument("--skip-copy", action="store_true", help="Only the exec numbers.")
-    parser.add_argument("--skip-exec", action="store_true", help="Only the copy numbers.")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["exec", "in", "out"],
+        default=["exec", "in", "out"],
+        help="Measure only these (execs, copies in, copies out); with --json, the other"
+        " parts' figures already in the file are kept.",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     vm = args.vm or VM
+    cases: list[Case] = []
+    ratios: list[Ratio] = []
+    notes: list[str] = []
+    for part in sorted({"exec", "in", "out"} - set(args.parts)):
+        kept_cases, kept_ratios, kept_notes = carried(args.json, part)
+        cases += kept_cases
+        ratios += kept_ratios
+        notes += kept_notes
     if args.vm is None:
         banger("vm", "delete", VM, check=False)
         start = time.monotonic()
         banger("vm", "create", "--name", VM)
         print(f"created {VM} in {time.monotonic() - start:.1f} s")
-    cases: list[Case] = []
-    ratios: list[Ratio] = []
     try:
-        for skip, numbers in ((args.skip_exec, exec_numbers), (args.skip_copy, copy_numbers)):
-            if not skip:
-                more_cases, more_ratios = numbers(vm, args.runs)
-                cases += more_cases
-                ratios += more_ratios
+        if "exec" in args.parts:
+            more_cases, more_ratios = exec_numbers(vm, args.runs)
+            cases += more_cases
+            ratios += more_ratios
+        ways = [way for way in WAYS if way in args.parts]
+        if ways:
+            more_cases, more_ratios = copy_numbers(vm, args.runs, ways)
+            cases += more_cases
+            ratios += more_ratios
     finally:
         if args.vm is None:
             banger("vm", "delete", VM, check=False)
+    order = ["exec", "in", "out"]  # on the page in this order whichever parts ran now
+    cases.sort(key=lambda case: order.index(part_of(case.name)))
+    ratios.sort(key=lambda ratio: order.index(part_of(ratio.name)))
     emit(
         Figures(
             bench="guest_exec",
@@ -211,6 +274,7 @@ def main() -> None:
             notes=[
                 f"copies of {SIZE >> 20} MiB of random bytes; scp with banger's ssh options",
                 "the websocket read starts no guest process: the rest of an exec is fork+exec",
+                *notes,
             ],
         ),
         args.json,

@@ -10,7 +10,8 @@ demand, like the CLI) and the default image, pulled first when missing.
 BANGER_RUNTIME_DIR, so the socket is not the user's), the way the e2e tests
 do; that daemon is stopped and its bridge removed at the end. Run on an
 otherwise idle machine: every figure is wall time. ``--quick`` takes fewer
-runs (for trying the harness, not for figures to publish).
+runs (for trying the harness, not for figures to publish: give it ``--out``
+a scratch directory, the page there lists only what it ran).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-OUT = ROOT / "docs" / "bench"
+DOCS = ROOT / "docs"
 
 # (name, script arguments for a full run, for a quick one, boots VMs)
 BENCHES: list[tuple[str, list[str], list[str], bool]] = [
@@ -82,6 +83,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="run these benchmarks only")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--out", type=Path, default=DOCS, help="the page's directory (scratch for --quick)"
+    )
     parser.add_argument("--home", type=Path, help="a daemon of the benchmarks' own: its home")
     parser.add_argument("--bridge", help="with --home: its bridge (BANGER_BRIDGE)")
     parser.add_argument("--subnet", help="with --home: its subnet (BANGER_SUBNET)")
@@ -99,17 +103,16 @@ def main() -> None:
         for name, full, quick, _vm in chosen:
             print(f"== {name}", flush=True)
             started = time.monotonic()
+            result = args.out / "bench" / f"{name}.json"
             argv: list[str | Path] = [sys.executable, ROOT / "bench" / f"{name}.py",
-                    *(quick if args.quick else full), "--json", OUT / f"{name}.json"]  # fmt: skip
+                                      *(quick if args.quick else full), "--json", result]  # fmt: skip
             if subprocess.run(argv, cwd=ROOT).returncode != 0:
                 failed.append(name)
             print(f"== {name}: {time.monotonic() - started:.0f} s", flush=True)
     finally:
         if own:
             stop_own_daemon()
-    subprocess.run(
-        [sys.executable, ROOT / "bench" / "report.py", "--out", ROOT / "docs"], check=True
-    )
+    subprocess.run([sys.executable, ROOT / "bench" / "report.py", "--out", args.out], check=True)
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
 
