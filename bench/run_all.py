@@ -104,8 +104,8 @@ def main() -> None:
             print(f"== {name}", flush=True)
             started = time.monotonic()
             result = args.out / "bench" / f"{name}.json"
-            argv: list[str | Path] = [sys.executable, ROOT / "bench" / f"{name}.py",
-                                      *(quick if args.quick else full), "--json", result]  # fmt: skip
+            script = ROOT / "bench" / f"{name}.py"
+            argv = [sys.executable, script, *(quick if args.quick else full), "--json", result]
             if subprocess.run(argv, cwd=ROOT).returncode != 0:
                 failed.append(name)
             print(f"== {name}: {time.monotonic() - started:.0f} s", flush=True)
