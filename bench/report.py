@@ -91,7 +91,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
             ax.hlines(case["median"], i - 0.3, i + 0.3, color="C1", linewidth=2)
         ax.set_xticks(range(len(mine)), [c["name"] for c in mine], rotation=20, ha="right")
         ax.set_ylabel(unit)
-        ax.set_ylim(bottom=0)
+        every = [s for c in mine for s in c["samples"]]
+        if min(every) > 0 and max(every) / min(every) > 50:
+            # Milliseconds beside seconds: on a linear axis the small ones are a flat line.
+            ax.set_yscale("log")
+            ax.set_ylabel(f"{unit} (log scale)")
+        else:
+            ax.set_ylim(bottom=0)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(result["title"], fontsize=10)
     fig.tight_layout()
