@@ -232,8 +232,12 @@ def carried(json_path: Path | None, part: str) -> tuple[list[Case], list[Ratio],
     ]
     if not cases:
         return [], [], []
+    said = f"the {part} figures from an earlier run ("
+    already = [n for n in earlier["notes"] if n.startswith(said)]
+    if already:  # carried more than once: still that run's time and load
+        return cases, ratios, already[:1]
     loads = [n for n in earlier["notes"] if n.startswith("load average")]
-    said = f"the {part} figures from an earlier run ({earlier['when']}"
+    said += earlier["when"]
     return cases, ratios, [f"{said}; {loads[-1]})" if loads else f"{said})"]
 
 
