@@ -128,3 +128,35 @@ def test_no_results_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "bench").mkdir()
     with pytest.raises(report.Malformed, match="run `make bench` first"):
         report.render(tmp_path)
+
+
+def test_guest_exec_keeps_the_parts_it_did_not_measure_with_their_run(tmp_path: Path) -> None:
+    guest_exec = _module("guest_exec")
+    out = tmp_path / "guest_exec.json"
+    figures.emit(
+        figures.Figures(
+            bench="guest_exec",
+            title="t",
+            cases=[
+                figures.Case("banger vm exec NAME -- true", [500.0], "ms"),
+                figures.Case("vm cp into the guest", [8.0], "MiB/s"),
+                figures.Case("scp into the guest", [4.0], "MiB/s"),
+            ],
+            ratios=[
+                figures.Ratio("vm exec / vm ssh", 0.4, 0.25),
+                figures.Ratio("vm cp / scp throughput, into the guest", 2.0, 0.8, True),
+            ],
+        ),
+        out,
+    )
+    cases, ratios, notes = guest_exec.carried(out, "in")
+    assert [c.name for c in cases] == ["vm cp into the guest", "scp into the guest"]
+    assert [(r.name, r.value, r.met) for r in ratios] == [
+        ("vm cp / scp throughput, into the guest", 2.0, True)
+    ]
+    when = json.loads(out.read_text())["when"]
+    assert notes[0].startswith(f"the in figures from an earlier run ({when}; load average")
+    # Carried again by a later run: still the note of the run that measured them.
+    figures.emit(figures.Figures("guest_exec", "t", cases, ratios, list(notes)), out)
+    assert guest_exec.carried(out, "in")[2] == notes
+    assert guest_exec.carried(out, "out") == ([], [], [])
