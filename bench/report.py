@@ -131,6 +131,7 @@ def render(out: Path) -> list[str]:
         raise Malformed(f"no results in {data}: run `make bench` first")
     names = [n for n in ORDER if n in results] + sorted(set(results) - set(ORDER))
     first = results[names[0]]["machine"]
+    whens = [result["when"] for result in results.values()]
     page = [
         "# Benchmarks",
         "",
@@ -142,6 +143,9 @@ def render(out: Path) -> list[str]:
         f"Machine: {first['cpus']} CPUs ({first['cpu'] or 'unknown model'}),"
         f" {first['memory_mib']} MiB, Linux {first['kernel']}, Python {first['python']};"
         " guests run under QEMU with software emulation (TCG) on this kind of host.",
+        "",
+        f"Measured between {min(whens)} and {max(whens)}; each section says when its own"
+        " benchmark ran.",
         "",
     ]
     missing = [n for n in ORDER if n not in results]
