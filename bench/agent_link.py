@@ -5,9 +5,10 @@ and listens on a unix socket, so the numbers are the protocol's and the
 two programs' own, without a VM or a virtio-serial ring in the way: an
 upper bound on what a VM's channel can do. Prints the median (and p90) of
 ``exec true`` and of a ``load`` request (no process started), then MB/s of
-``read_file`` and ``write_file`` of one file, median of the runs.
+``read_file`` and ``write_file`` of one file, median of the runs, and with
+``--json FILE`` writes them for docs/benchmarks.md (bench/figures.py).
 
-    .venv/bin/python bench/agent_link.py [--execs 50] [--mb 100] [--runs 3]
+    .venv/bin/python bench/agent_link.py [--execs 50] [--mb 100] [--runs 5] [--json FILE]
 """
 
 from __future__ import annotations
@@ -22,14 +23,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import Case, Figures, Ratio, emit
+
 from banger.guest import agentbin
 from banger.guest.link import AgentLink
 
 
-def ms(samples: list[float]) -> str:
+def p90(samples: list[float]) -> float:
     ordered = sorted(samples)
-    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
-    return f"median {statistics.median(ordered) * 1000:.2f} ms, p90 {p90 * 1000:.2f} ms"
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+
+
+def ms(samples: list[float]) -> str:
+    return f"median {statistics.median(samples) * 1000:.2f} ms, p90 {p90(samples) * 1000:.2f} ms"
 
 
 async def timed_round_trips(link: AgentLink, count: int) -> tuple[list[float], list[float]]:
@@ -47,8 +53,11 @@ async def timed_round_trips(link: AgentLink, count: int) -> tuple[list[float], l
     return execs, calls
 
 
-async def throughput(link: AgentLink, path: Path, size: int, runs: int) -> tuple[float, float]:
-    reads, writes = [], []
+async def throughput(
+    link: AgentLink, path: Path, size: int, runs: int
+) -> tuple[list[float], list[float]]:
+    reads: list[float] = []
+    writes: list[float] = []
     data = os.urandom(size)
     for _ in range(runs):
         began = time.perf_counter()
@@ -60,24 +69,43 @@ async def throughput(link: AgentLink, path: Path, size: int, runs: int) -> tuple
             got += len(chunk)
         reads.append(size / (time.perf_counter() - began) / 1e6)
         assert got == size
-    return statistics.median(reads), statistics.median(writes)
+    return reads, writes
 
 
-async def measure(socket: Path, work: Path, args: argparse.Namespace) -> None:
+async def measure(socket: Path, work: Path, args: argparse.Namespace) -> Figures:
     async with await AgentLink.connect(socket, timeout=5) as link:
         execs, calls = await timed_round_trips(link, args.execs)
         print(f"exec true round trip ({args.execs} runs): {ms(execs)}")
         print(f"load request round trip ({args.execs} runs): {ms(calls)}")
-        read, write = await throughput(link, work / "blob", args.mb << 20, args.runs)
-        print(f"read_file {args.mb} MiB: {read:.0f} MB/s (median of {args.runs})")
-        print(f"write_file {args.mb} MiB: {write:.0f} MB/s (median of {args.runs})")
+        reads, writes = await throughput(link, work / "blob", args.mb << 20, args.runs)
+    exec_ms = [t * 1000 for t in execs]
+    load_ms = [t * 1000 for t in calls]
+    return Figures(
+        bench="agent_link",
+        title="The guest agent's wire, banger-agent on this host (no VM)",
+        cases=[
+            Case("exec true round trip", exec_ms, "ms"),
+            Case("load request round trip", load_ms, "ms"),
+            Case(f"read_file {args.mb} MiB", reads, "MB/s"),
+            Case(f"write_file {args.mb} MiB", writes, "MB/s"),
+        ],
+        ratios=[
+            # A request that starts no process is the wire's own floor.
+            Ratio("exec true / load request", statistics.median(execs) / statistics.median(calls))
+        ],
+        notes=[
+            "an upper bound for a VM's channel: no guest CPU, no virtio-serial ring",
+            f"p90: exec true {p90(exec_ms):.2f} ms, load request {p90(load_ms):.2f} ms",
+        ],
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--execs", type=int, default=50)
     parser.add_argument("--mb", type=int, default=100)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     cache = Path(tempfile.gettempdir()) / f"banger-bench-agent-{os.getuid()}"
     binary = agentbin.build_agent(cache)
@@ -98,11 +126,12 @@ def main() -> None:
                 if agent.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("banger-agent did not come up")
                 time.sleep(0.01)
-            asyncio.run(measure(socket, work, args))
+            figures = asyncio.run(measure(socket, work, args))
         finally:
             os.killpg(agent.pid, signal.SIGKILL)
             agent.wait()
             log.close()
+    emit(figures, args.json)
 
 
 if __name__ == "__main__":

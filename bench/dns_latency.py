@@ -20,7 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dns.message
-from bench.figures import Case, Figures, emit
+from figures import Case, Figures, emit
 from tests.dns_upstream import NAME, FakeUpstream
 
 from banger.net.dns import DnsResponder

@@ -16,6 +16,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+# The machine is shared: what else ran beside a benchmark is said with its figures.
+# Taken when the script imports this module, i.e. as the benchmark starts.
+_LOAD_AT_START = os.getloadavg()
+
 
 @dataclass
 class Case:
@@ -77,11 +81,24 @@ def machine() -> dict[str, object]:
     }
 
 
+def load_note() -> str:
+    """The load averages (1, 5, 15 min) as the benchmark started and as it ended."""
+
+    def said(load: tuple[float, float, float]) -> str:
+        return "/".join(f"{x:.2f}" for x in load)
+
+    return (
+        f"load average (1/5/15 min) at start {said(_LOAD_AT_START)},"
+        f" at the end {said(os.getloadavg())} on {os.cpu_count()} CPUs"
+    )
+
+
 def _fmt(value: float, unit: str) -> str:
     return f"{value:.0f} {unit}" if abs(value) >= 100 else f"{value:.3g} {unit}"
 
 
 def emit(figures: Figures, json_path: Path | None) -> None:
+    figures.notes.append(load_note())
     print(figures.title)
     width = max(len(c.name) for c in figures.cases)
     for case in figures.cases:

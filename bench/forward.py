@@ -1,4 +1,4 @@
-"""A forwarded connection's throughput against a direct one to the VM (one run).
+"""A forwarded connection's throughput against a direct one to the VM, in one run.
 
 Creates a VM with ``-p HOST_PORT:9000`` and ``-p HOST_PORT2:9001``, starts
 guest servers (core perl: the default image has no python) that send SIZE
@@ -6,12 +6,14 @@ MiB to each connection, one on every address (9000) and one on the guest's
 loopback only (9001), then reads once straight from the VM's address, once
 through bangerd's relay on the direct path, and once through the relay's
 agent path (the guest agent's connect op, which a loopback-only server
-needs), and prints the three rates and their ratios.
+needs), ``--runs`` times in turn, and prints the three rates' medians and
+their ratios (with ``--json FILE``, written for docs/benchmarks.md).
 Under TCG the guest's network device is the bottleneck, so the ratio says
 what the relay costs on top of it. Run it with the environment of the
 banger whose daemon should be used (BANGER_HOME and friends).
 
-    .venv/bin/python bench/forward.py [--size 64]
+    flock /tmp/banger-vm.lock .venv/bin/python bench/forward.py [--size 64] [--runs 5] \
+        [--json FILE]
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from figures import Case, Figures, Ratio, emit
 
 BIN = Path(sys.executable).parent
 GUEST_PORT = 9000
@@ -63,10 +68,30 @@ def read_all(host: str, port: int) -> tuple[int, float]:
     return total, time.perf_counter() - start
 
 
+def measure(ip: str, port: int, agent_port: int, size: int, runs: int) -> dict[str, list[float]]:
+    """MiB/s of each path, the paths taken in turn so drift hits them alike."""
+    paths = (
+        ("direct", ip, GUEST_PORT),
+        ("forwarded", "127.0.0.1", port),
+        ("agent", "127.0.0.1", agent_port),
+    )
+    rates: dict[str, list[float]] = {label: [] for label, _, _ in paths}
+    for _ in range(runs):
+        for label, host, at in paths:
+            total, took = read_all(host, at)
+            if total != size << 20:
+                raise SystemExit(f"{label}: got {total} bytes, expected {size << 20}")
+            rates[label].append(total / took / (1 << 20))
+            print(f"{label:<10} {size} MiB in {took:6.2f} s = {rates[label][-1]:7.1f} MiB/s")
+    return rates
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64, help="MiB per connection")
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--image", default=None)
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     name, port, agent_port = "bench-forward", free_port(), free_port()
     image = ["--image", args.image] if args.image else []
@@ -76,23 +101,28 @@ def main() -> None:
         ip = json.loads(banger("vm", "show", name, "--json"))["ip"]
         banger("vm", "ssh", name, "--", "sh", "-c", server(args.size, GUEST_PORT, "0.0.0.0"))  # noqa: S104
         banger("vm", "ssh", name, "--", "sh", "-c", server(args.size, LOOPBACK_PORT, "127.0.0.1"))
-        rates = {}
-        paths = (
-            ("direct", ip, GUEST_PORT),
-            ("forwarded", "127.0.0.1", port),
-            ("agent", "127.0.0.1", agent_port),
-        )
-        for label, host, at in paths:
-            total, took = read_all(host, at)
-            if total != args.size << 20:
-                raise SystemExit(f"{label}: got {total} bytes, expected {args.size << 20}")
-            rates[label] = total / took / (1 << 20)
-            print(f"{label:<10} {args.size} MiB in {took:6.2f} s = {rates[label]:7.1f} MiB/s")
-        print(f"forwarded/direct = {rates['forwarded'] / rates['direct']:.2f}")
-        print(f"agent/direct     = {rates['agent'] / rates['direct']:.2f}")
-        print(f"agent/forwarded  = {rates['agent'] / rates['forwarded']:.2f}")
+        rates = measure(ip, port, agent_port, args.size, args.runs)
     finally:
         banger("vm", "delete", name)
+    med = {label: statistics.median(r) for label, r in rates.items()}
+    emit(
+        Figures(
+            bench="forward",
+            title=f"A published port's throughput against a direct connection ({args.size} MiB)",
+            cases=[
+                Case("direct to the VM's address", rates["direct"], "MiB/s"),
+                Case("forwarded (bangerd relay, direct path)", rates["forwarded"], "MiB/s"),
+                Case("forwarded (agent path, loopback server)", rates["agent"], "MiB/s"),
+            ],
+            ratios=[
+                Ratio("forwarded / direct", med["forwarded"] / med["direct"]),
+                Ratio("agent path / direct", med["agent"] / med["direct"]),
+                Ratio("agent path / forwarded", med["agent"] / med["forwarded"]),
+            ],
+            notes=["under TCG the guest's network device is the bottleneck of every path"],
+        ),
+        args.json,
+    )
 
 
 if __name__ == "__main__":

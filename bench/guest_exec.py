@@ -10,7 +10,11 @@ median of --runs:
 - 100 MB through `banger vm cp` into the guest and out of it, against `scp` with
   the ssh options `banger vm ssh` uses (target: 0.8x scp's throughput or more).
 
-    flock /tmp/banger-vm.lock .venv/bin/python bench/guest_exec.py [--runs 5]
+    flock /tmp/banger-vm.lock .venv/bin/python bench/guest_exec.py [--runs 5] [--json FILE] \
+        [--parts exec in out]
+
+Under software emulation all of it takes longer than one hold of the shared VM
+lock: ``--parts`` measures some and keeps the others' figures from FILE.
 
 It uses banger's environment (BANGER_HOME, BANGER_BRIDGE, ... as the e2e tests
 set them).
@@ -19,6 +23,7 @@ set them).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -27,6 +32,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from figures import Case, Figures, Ratio, emit
 
 BIN = Path(sys.executable).parent
 VM = "exec-bench"
@@ -39,7 +46,8 @@ def banger(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]
     )
 
 
-def median_of(runs: int, what: str, step: Callable[[], object]) -> float:
+def samples_of(runs: int, what: str, step: Callable[[], object]) -> list[float]:
+    """Seconds of each of ``runs`` calls of ``step``; the median printed as they end."""
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -47,7 +55,7 @@ def median_of(runs: int, what: str, step: Callable[[], object]) -> float:
         times.append(time.perf_counter() - start)
     took = statistics.median(times)
     print(f"  {what:<44} median {took * 1000:8.1f} ms  (min {min(times) * 1000:.1f})", flush=True)
-    return took
+    return times
 
 
 def ssh_options(vm: str) -> tuple[list[str], str]:
@@ -61,7 +69,7 @@ def ssh_options(vm: str) -> tuple[list[str], str]:
     return argv[1 : argv.index("--")], f"{target.user}@{target.host}"
 
 
-def exec_numbers(vm: str, runs: int) -> None:
+def exec_numbers(vm: str, runs: int) -> tuple[list[Case], list[Ratio]]:
     from banger.api.client import connect
     from banger.api.shapes import ExecRequest
     from banger.config import load_settings
@@ -69,17 +77,16 @@ def exec_numbers(vm: str, runs: int) -> None:
 
     settings = load_settings()
     print(f"exec in {vm} ({runs} runs each)")
-    cli = median_of(
-        runs, "banger vm exec NAME -- true", lambda: banger("vm", "exec", vm, "--", "true")
-    )
-    ssh = median_of(
-        runs, "banger vm ssh NAME -- true", lambda: banger("vm", "ssh", vm, "--", "true")
+    cli, ssh = alternating(
+        runs,
+        ("banger vm exec NAME -- true", lambda: banger("vm", "exec", vm, "--", "true")),
+        ("banger vm ssh NAME -- true", lambda: banger("vm", "ssh", vm, "--", "true")),
     )
     channel = AgentChannel(str(settings.socket), vm)
-    api = median_of(
+    api = samples_of(
         max(runs, 20), "API websocket exec of true (no CLI)", lambda: channel.run(["true"])
     )
-    read = median_of(
+    read = samples_of(
         max(runs, 20), "API websocket read of /etc/hostname", lambda: read_small(channel)
     )
     client = connect(settings)
@@ -88,12 +95,42 @@ def exec_numbers(vm: str, runs: int) -> None:
         op = client.start("POST", f"/vms/{vm}/exec", ExecRequest(argv=["true"]))
         client.follow(op, lambda _: None)
 
-    op = median_of(max(runs, 20), "API exec operation of true, followed", operation)
-    print(f"  vm exec / vm ssh = {cli / ssh:.2f}x (target <= 0.25x)")
-    print(
-        f"  API round trip {api * 1000:.1f} ms, as an operation {op * 1000:.1f} ms (target <= 30)"
-    )
-    print(f"  a read with no process in the guest: {read * 1000:.1f} ms (the rest is fork+exec)")
+    op = samples_of(max(runs, 20), "API exec operation of true, followed", operation)
+    cases = [
+        Case("banger vm exec NAME -- true", as_ms(cli), "ms"),
+        Case("banger vm ssh NAME -- true", as_ms(ssh), "ms"),
+        Case("API websocket exec of true", as_ms(api), "ms"),
+        Case("API websocket read of a small file", as_ms(read), "ms"),
+        Case("API exec operation, followed", as_ms(op), "ms"),
+    ]
+    med = statistics.median
+    ratios = [
+        Ratio("vm exec / vm ssh", med(cli) / med(ssh), 0.25),
+        Ratio("API websocket exec round trip, median ms", med(api) * 1000, 30),
+        Ratio("API exec operation round trip, median ms", med(op) * 1000, 30),
+    ]
+    return cases, ratios
+
+
+def alternating(
+    runs: int, first: tuple[str, Callable[[], object]], second: tuple[str, Callable[[], object]]
+) -> tuple[list[float], list[float]]:
+    """Both steps in turn, after one untimed call each: a guest still busy starting its
+    services right after boot slows both alike, not whichever came first."""
+    first[1]()
+    second[1]()
+    one: list[float] = []
+    two: list[float] = []
+    for _ in range(runs):
+        one += samples_of(1, first[0], first[1])
+        two += samples_of(1, second[0], second[1])
+    for said, times in ((first[0], one), (second[0], two)):
+        print(f"  {said:<44} median {statistics.median(times) * 1000:8.1f} ms", flush=True)
+    return one, two
+
+
+def as_ms(seconds: list[float]) -> list[float]:
+    return [s * 1000 for s in seconds]
 
 
 def read_small(channel: object) -> None:
@@ -108,9 +145,14 @@ def read_small(channel: object) -> None:
     sink.wait()
 
 
-def copy_numbers(vm: str, runs: int) -> None:
+WAYS = {"in": "into the guest", "out": "out of the guest"}
+
+
+def copy_numbers(vm: str, runs: int, ways: list[str]) -> tuple[list[Case], list[Ratio]]:
     opts, dest = ssh_options(vm)
     mib = SIZE / (1 << 20)
+    cases: list[Case] = []
+    ratios: list[Ratio] = []
     with tempfile.TemporaryDirectory(prefix="banger-bench-") as tmp_name:
         tmp = Path(tmp_name)
         big = tmp / "big"
@@ -118,60 +160,145 @@ def copy_numbers(vm: str, runs: int) -> None:
             for _ in range(SIZE // (1 << 20)):
                 out.write(os.urandom(1 << 20))
         print(f"copies of {mib:.0f} MiB ({runs} runs each)")
-        cp_in = median_of(
-            runs,
-            "banger vm cp FILE NAME:/root/",
-            lambda: banger("vm", "cp", str(big), f"{vm}:/root/"),
-        )
-        scp_in = median_of(
-            runs,
-            "scp FILE root@VM:/root/big-scp",
-            lambda: subprocess.run(
-                ["scp", "-q", *opts, str(big), f"{dest}:/root/big-scp"], check=True
-            ),
-        )
-        cp_out = median_of(
-            runs,
-            "banger vm cp NAME:/root/big DIR/",
-            lambda: banger("vm", "cp", f"{vm}:/root/big", str(tmp / "out")),
-        )
-        scp_out = median_of(
-            runs,
-            "scp root@VM:/root/big-scp DIR/",
-            lambda: subprocess.run(
-                ["scp", "-q", *opts, f"{dest}:/root/big-scp", str(tmp / "out-scp")], check=True
-            ),
-        )
-        assert (tmp / "out").read_bytes() == big.read_bytes()
-    for way, cp, scp in (("into the guest", cp_in, scp_in), ("out of it", cp_out, scp_out)):
-        print(
-            f"  {way:<15} vm cp {mib / cp:6.1f} MiB/s, scp {mib / scp:6.1f} MiB/s:"
-            f" {scp / cp:.2f}x scp's throughput (target >= 0.8x)"
-        )
+        if "in" not in ways:  # what the copies out read, put there untimed
+            banger("vm", "cp", str(big), f"{vm}:/root/")
+            banger("vm", "exec", vm, "--", "cp", "/root/big", "/root/big-scp")
+        for way in ways:
+            cp, scp = copy_way(vm, runs, way, big, opts, dest)
+            rate_cp, rate_scp = [mib / t for t in cp], [mib / t for t in scp]
+            cases += [
+                Case(f"vm cp {WAYS[way]}", rate_cp, "MiB/s"),
+                Case(f"scp {WAYS[way]}", rate_scp, "MiB/s"),
+            ]
+            ratio = statistics.median(rate_cp) / statistics.median(rate_scp)
+            ratios.append(Ratio(f"vm cp / scp throughput, {WAYS[way]}", ratio, 0.8, True))
+        if "out" in ways:
+            assert (tmp / "out").read_bytes() == big.read_bytes()
     banger("vm", "exec", vm, "--", "rm", "-f", "/root/big", "/root/big-scp")
+    return cases, ratios
+
+
+def copy_way(
+    vm: str, runs: int, way: str, big: Path, opts: list[str], dest: str
+) -> tuple[list[float], list[float]]:
+    """Seconds of each `vm cp` and each `scp` of ``big`` one way."""
+    here = big.parent
+    if way == "in":
+        cp_said, cp = "banger vm cp FILE NAME:/root/", ["vm", "cp", str(big), f"{vm}:/root/"]
+        scp_said, scp = "scp FILE root@VM:/root/big-scp", [str(big), f"{dest}:/root/big-scp"]
+    else:
+        cp_said, cp = (
+            "banger vm cp NAME:/root/big DIR/",
+            ["vm", "cp", f"{vm}:/root/big", str(here / "out")],
+        )
+        scp_said, scp = (
+            "scp root@VM:/root/big-scp DIR/",
+            [f"{dest}:/root/big-scp", str(here / "out-scp")],
+        )
+    cp_times = samples_of(runs, cp_said, lambda: banger(*cp))
+    scp_times = samples_of(
+        runs, scp_said, lambda: subprocess.run(["scp", "-q", *opts, *scp], check=True)
+    )
+    return cp_times, scp_times
+
+
+def part_of(name: str) -> str:
+    """Which part of the benchmark a case or ratio comes from: exec, in or out."""
+    for way, said in WAYS.items():
+        if name.endswith(said):
+            return way
+    return "exec"
+
+
+def carried(json_path: Path | None, part: str) -> tuple[list[Case], list[Ratio], list[str]]:
+    """The ``part`` (exec, in or out) of an earlier run's figures in json_path, if any.
+
+    All of it takes longer than one hold of the shared VM lock under
+    software emulation, so each part may run on its own; every ratio compares
+    two things measured in the same part, so each ratio is still from one run.
+    """
+    if json_path is None or not json_path.exists():
+        return [], [], []
+    earlier = json.loads(json_path.read_text())
+    cases = [
+        Case(c["name"], c["samples"], c["unit"])
+        for c in earlier["cases"]
+        if part_of(c["name"]) == part
+    ]
+    ratios = [
+        Ratio(r["name"], r["value"], r["target"], r["at_least"])
+        for r in earlier["ratios"]
+        if part_of(r["name"]) == part
+    ]
+    if not cases:
+        return [], [], []
+    said = f"the {part} figures from an earlier run ("
+    already = [n for n in earlier["notes"] if n.startswith(said)]
+    if already:  # carried more than once: still that run's time and load
+        return cases, ratios, already[:1]
+    loads = [n for n in earlier["notes"] if n.startswith("load average")]
+    said += earlier["when"]
+    return cases, ratios, [f"{said}; {loads[-1]})" if loads else f"{said})"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--vm", help="Use this running VM instead of creating one.")
-    parser.add_argument("--skip-copy", action="store_true", help="Only the exec numbers.")
-    parser.add_argument("--skip-exec", action="store_true", help="Only the copy numbers.")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["exec", "in", "out"],
+        default=["exec", "in", "out"],
+        help="Measure only these (execs, copies in, copies out); with --json, the other"
+        " parts' figures already in the file are kept.",
+    )
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     vm = args.vm or VM
+    cases: list[Case] = []
+    ratios: list[Ratio] = []
+    notes: list[str] = []
+    for part in sorted({"exec", "in", "out"} - set(args.parts)):
+        kept_cases, kept_ratios, kept_notes = carried(args.json, part)
+        cases += kept_cases
+        ratios += kept_ratios
+        notes += kept_notes
     if args.vm is None:
         banger("vm", "delete", VM, check=False)
         start = time.monotonic()
         banger("vm", "create", "--name", VM)
         print(f"created {VM} in {time.monotonic() - start:.1f} s")
     try:
-        if not args.skip_exec:
-            exec_numbers(vm, args.runs)
-        if not args.skip_copy:
-            copy_numbers(vm, args.runs)
+        if "exec" in args.parts:
+            more_cases, more_ratios = exec_numbers(vm, args.runs)
+            cases += more_cases
+            ratios += more_ratios
+        ways = [way for way in WAYS if way in args.parts]
+        if ways:
+            more_cases, more_ratios = copy_numbers(vm, args.runs, ways)
+            cases += more_cases
+            ratios += more_ratios
     finally:
         if args.vm is None:
             banger("vm", "delete", VM, check=False)
+    order = ["exec", "in", "out"]  # on the page in this order whichever parts ran now
+    cases.sort(key=lambda case: order.index(part_of(case.name)))
+    ratios.sort(key=lambda ratio: order.index(part_of(ratio.name)))
+    emit(
+        Figures(
+            bench="guest_exec",
+            title="Commands and copies through the guest channel against SSH and scp, one VM",
+            cases=cases,
+            ratios=ratios,
+            notes=[
+                f"copies of {SIZE >> 20} MiB of random bytes; scp with banger's ssh options",
+                "the websocket read starts no guest process: the rest of an exec is fork+exec",
+                *notes,
+            ],
+        ),
+        args.json,
+    )
 
 
 if __name__ == "__main__":

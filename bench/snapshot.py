@@ -8,9 +8,11 @@ deletes each restored VM. Then ``vm run -- true`` cold against ``vm run
 --from-snapshot SNAP -- true`` on the default memory size: the ratio the
 issue asks for (<= 0.1x). Then ``vm fork --count 4`` of a running VM with
 ``vm exec -- true`` in each fork against ``--count 1`` and one exec (the
-issue asks for <= 2x). Medians are printed, and every number as JSON.
+issue asks for <= 2x). Medians are printed, and with ``--json FILE`` written
+for docs/benchmarks.md (bench/figures.py).
 
-    flock /tmp/banger-vm.lock .venv/bin/python bench/snapshot.py [--runs 5] [--memory 512 2048]
+    flock /tmp/banger-vm.lock .venv/bin/python bench/snapshot.py [--runs 5] [--memory 512 2048] \
+        [--json FILE]
     ... bench/snapshot.py --memory 2048 --skip-sizes     only the two ratios
 
 It uses banger's environment (BANGER_HOME, BANGER_BRIDGE, ... as the e2e
@@ -27,6 +29,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from figures import Case, Figures, Ratio, emit
 
 BIN = Path(sys.executable).parent
 RESTORED = re.compile(r"restored in ([0-9.]+)s")
@@ -44,7 +49,7 @@ def timed(*args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     return time.monotonic() - start, result
 
 
-def one_size(memory: int, runs: int, image: str) -> dict[str, object]:
+def one_size(memory: int, runs: int, image: str) -> dict[str, Any]:
     name, snap = f"snb-{memory}", f"snb-{memory}-boot"
     banger("vm", "create", "--name", name, "--image", image, "--vcpus", "1",
            "--memory", str(memory), "--work-disk-size", "1G", "-q")  # fmt: skip
@@ -58,7 +63,9 @@ def one_size(memory: int, runs: int, image: str) -> dict[str, object]:
             whole, result = timed("vm", "create", "--name", copy, "--from-snapshot", snap)
             banger("vm", "delete", copy, "-q")
             match = RESTORED.search(result.stderr)
-            restores.append(float(match.group(1)) if match else float("nan"))
+            if match is None:
+                sys.exit(f"{copy}: no 'restored in' line in vm create's progress:\n{result.stderr}")
+            restores.append(float(match.group(1)))
             creates.append(whole)
         return {
             "memory_mib": memory,
@@ -72,7 +79,7 @@ def one_size(memory: int, runs: int, image: str) -> dict[str, object]:
         banger("vm", "snapshot", "delete", snap, check=False)
 
 
-def run_vs_cold(runs: int, image: str, memory: int) -> dict[str, object]:
+def run_vs_cold(runs: int, image: str, memory: int) -> dict[str, list[float]]:
     base, snap = "snb-run", "snb-run-boot"
     banger("vm", "create", "--name", base, "--image", image, "--vcpus", "1",
            "--memory", str(memory), "--work-disk-size", "1G", "-q")  # fmt: skip
@@ -91,12 +98,13 @@ def run_vs_cold(runs: int, image: str, memory: int) -> dict[str, object]:
         banger("vm", "snapshot", "delete", snap, check=False)
 
 
-def fork_vs_one(runs: int, image: str, memory: int, count: int) -> dict[str, object]:
+def fork_vs_one(runs: int, image: str, memory: int, count: int) -> dict[str, list[float]]:
     base = "snb-fork"
     banger("vm", "create", "--name", base, "--image", image, "--vcpus", "1",
            "--memory", str(memory), "--work-disk-size", "1G", "-q")  # fmt: skip
     try:
-        one, many = [], []
+        one: list[float] = []
+        many: list[float] = []
         for n in range(runs):
             for copies, into in ((1, one), (count, many)):
                 names = [f"snb-f{n}-{copies}-{i}" for i in range(copies)]
@@ -117,6 +125,15 @@ def fork_vs_one(runs: int, image: str, memory: int, count: int) -> dict[str, obj
         banger("vm", "delete", base, *stale, "-q", check=False)
 
 
+def size_cases(size: dict[str, Any]) -> list[Case]:
+    memory = size["memory_mib"]
+    return [
+        Case(f"snapshot size, {memory} MiB VM", [size["snapshot_mib"]], "MiB"),
+        Case(f"restore stage, {memory} MiB", size["restore_seconds"], "s"),
+        Case(f"create --from-snapshot, {memory} MiB", size["create_from_snapshot_seconds"], "s"),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -126,33 +143,66 @@ def main() -> int:
     parser.add_argument("--skip-sizes", action="store_true", help="no per-memory-size restores")
     parser.add_argument("--skip-fork", action="store_true", help="no fork x4 against one")
     parser.add_argument("--fork-count", type=int, default=4)
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results: dict[str, object] = {"sizes": []}
+    cases: list[Case] = []
+    ratios: list[Ratio] = []
+    sizes = []
     for memory in [] if args.skip_sizes else args.memory:
         size = one_size(memory, args.runs, args.image)
-        results["sizes"].append(size)  # type: ignore[attr-defined]
-        restore = statistics.median(size["restore_seconds"])  # type: ignore[arg-type]
-        whole = statistics.median(size["create_from_snapshot_seconds"])  # type: ignore[arg-type]
-        print(
-            f"{memory} MiB: snapshot {size['snapshot_mib']} MiB in {size['snapshot_seconds']} s;"
-            f" restore median {restore:.2f} s (create --from-snapshot {whole:.2f} s)"
+        sizes.append(size)
+        cases += size_cases(size)
+        ratios.append(Ratio(f"snapshot size / memory, {memory} MiB", size["snapshot_mib"] / memory))
+        print(f"{memory} MiB: snapshot {size['snapshot_mib']} MiB in {size['snapshot_seconds']} s")
+    if len(sizes) > 1:
+        small, large = sizes[0], sizes[-1]
+        ratios.append(
+            Ratio(
+                f"restore {large['memory_mib']} MiB / {small['memory_mib']} MiB",
+                statistics.median(large["restore_seconds"])
+                / statistics.median(small["restore_seconds"]),
+            )
         )
     if not args.skip_run:
         runs = run_vs_cold(args.runs, args.image, args.memory[0])
-        results["run"] = runs
-        cold = statistics.median(runs["cold_run_seconds"])  # type: ignore[arg-type]
-        warm = statistics.median(runs["restored_run_seconds"])  # type: ignore[arg-type]
-        print(f"vm run -- true: cold {cold:.2f} s, restored {warm:.2f} s ({warm / cold:.2f}x)")
+        cold, warm = runs["cold_run_seconds"], runs["restored_run_seconds"]
+        cases += [
+            Case("vm run -- true, cold", cold, "s"),
+            Case("vm run --from-snapshot -- true", warm, "s"),
+        ]
+        ratios.append(
+            Ratio("restored / cold vm run", statistics.median(warm) / statistics.median(cold), 0.1)
+        )
     if not args.skip_fork:
         forks = fork_vs_one(args.runs, args.image, args.memory[0], args.fork_count)
-        results["fork"] = forks
-        one = statistics.median(forks["fork_1_seconds"])  # type: ignore[arg-type]
-        many = statistics.median(forks[f"fork_{args.fork_count}_seconds"])  # type: ignore[arg-type]
-        print(
-            f"vm fork --count {args.fork_count} + exec in each: {many:.2f} s, one fork + exec"
-            f" {one:.2f} s ({many / one:.2f}x)"
+        one, many = forks["fork_1_seconds"], forks[f"fork_{args.fork_count}_seconds"]
+        cases += [
+            Case("vm fork --count 1 + exec true", one, "s"),
+            Case(f"vm fork --count {args.fork_count} + exec true in each", many, "s"),
+        ]
+        ratios.append(
+            Ratio(
+                f"fork x{args.fork_count} / one fork",
+                statistics.median(many) / statistics.median(one),
+                2.0,
+            )
         )
-    print(json.dumps(results))
+    emit(
+        Figures(
+            bench="snapshot",
+            title="Snapshots: size, restore against memory, restored against cold vm run, forks",
+            cases=cases,
+            ratios=ratios,
+            notes=[
+                "each snapshot taken right after boot; "
+                + ", ".join(
+                    f"{s['memory_mib']} MiB taken in {s['snapshot_seconds']} s" for s in sizes
+                ),
+                f"vm run pairs alternate cold and restored, at {args.memory[0]} MiB",
+            ],
+        ),
+        args.json,
+    )
     return 0
 
 

@@ -7,7 +7,9 @@ command through the guest agent's virtio-serial socket with banger's
 protocol client (no daemon, no CLI, no operation). The banger run is the
 whole user-facing command: create (disks, tap, lease), boot, the first
 command, delete. Pairs alternate, so drift on a shared machine hits both.
-Root, and the default image. Boots VMs: run it under the shared VM lock.
+Root, and the default image. Boots VMs: run it under the shared VM lock. It
+uses banger's environment (BANGER_HOME, BANGER_RUNTIME_DIR, BANGER_BRIDGE, ...
+as the e2e tests set them): the daemon and bridge those name.
 
     .venv/bin/python bench/vm_boot_overhead.py [--runs 5] [--json FILE]
 """
@@ -32,7 +34,8 @@ from banger.guest.link import wait_ready
 
 BIN = Path(sys.executable).parent
 NAME = "bench-boot-hand"
-HAND_TAP = "bgbenchtap0"
+# Ours alone, so two runs on one host (on their own bridges) never share a tap.
+HAND_TAP = f"bgbh{os.getpid()}"[:15]
 
 
 def banger(*args: str) -> subprocess.CompletedProcess[str]:
