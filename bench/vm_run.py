@@ -69,9 +69,7 @@ def warm_vs_cold(runs: int, image: list[str], out: Path | None) -> None:
                 Case("warm vm run -- true (restored, true, delete)", warm, "s"),
                 Case("cold vm run --cold -- true (boot, true, delete)", cold, "s"),
             ],
-            ratios=[
-                Ratio("warm / cold", statistics.median(warm) / statistics.median(cold), 0.1)
-            ],
+            ratios=[Ratio("warm / cold", statistics.median(warm) / statistics.median(cold), 0.1)],
             notes=["warm and cold runs interleaved; the first run (it saves) is not counted"],
         ),
         out,
