@@ -416,7 +416,12 @@ def test_the_agent_answers_on_its_virtio_serial_port(boot_tree, bundle: Path, tm
         hostname="renamed",
         host_key={"private": private.decode(), "public": public},
     )
-    assert result == {"ok": True, "changed": ["hostname", "host_key"]}
+    assert (result["ok"], result["changed"], result["announced"]) == (
+        True,
+        ["host_key", "hostname"],  # sorted
+        False,
+    )
+    assert set(result["took_ms"]) == {"hostname", "host_key"}, result
     ssh.write_known_hosts(guest.known_hosts, guest.ip, public)
     deadline = time.monotonic() + 20
     answer = guest.ssh("hostname")
