@@ -168,3 +168,21 @@ def running_loop() -> Iterator[asyncio.AbstractEventLoop]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+@contextlib.contextmanager
+def wired_services(settings: Any, store: Any, user_key: Path) -> Iterator[Any]:
+    """The daemon's services as ``wire`` builds them, with a fake VMM and helper, on a loop."""
+    from banger.daemon.services import wire
+    from banger.vmm.accel import AccelChoice
+
+    with running_loop() as loop:
+        yield wire(
+            settings,
+            store=store,
+            vmm=FakeVmm(),
+            accel=AccelChoice("tcg", "t"),
+            helper=RecordingHelper(),
+            user_key=user_key,
+            loop=loop,
+        )

@@ -15,12 +15,11 @@ import pytest
 
 from banger.api.models import ForwardSource, PortForward, Vm, VmCreate
 from banger.daemon.forwards import ForwardService
-from banger.daemon.services import Services, wire
+from banger.daemon.services import Services
 from banger.errors import BangerError, Conflict, UserError
 from banger.net.forward import Forwarder, ForwardKey, port_holder, tcp
 from banger.net.portspec import parse_host_address, parse_publish, parse_publishes
-from banger.vmm.accel import AccelChoice
-from tests.unit.fakes import FakeVmm, RecordingHelper, running_loop
+from tests.unit.fakes import running_loop, wired_services
 from tests.unit.test_vm_undo import SilentProgress
 
 
@@ -174,16 +173,8 @@ def test_a_port_nothing_listens_on_has_no_holder():
 def services(settings, store, tmp_path) -> Iterator[Services]:
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    with running_loop() as loop:
-        yield wire(
-            settings,
-            store=store,
-            vmm=FakeVmm(),
-            accel=AccelChoice("tcg", "t"),
-            helper=RecordingHelper(),
-            user_key=key,
-            loop=loop,
-        )
+    with wired_services(settings, store, key) as services:
+        yield services
 
 
 def test_create_listens_on_its_ports_and_delete_frees_them(services, store):

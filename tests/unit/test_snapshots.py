@@ -16,12 +16,10 @@ from banger.api.models import Snapshot, VmCreate, VmState
 from banger.daemon.operations import Progress
 from banger.daemon.reconcile import reconcile
 from banger.daemon.routes_snapshots import fork_names
-from banger.daemon.services import wire
 from banger.daemon.snapshots import RECORD, _write_record, check_compatible, check_snapshot_name
 from banger.errors import UserError
 from banger.store.repo import Missing, Taken
-from banger.vmm.accel import AccelChoice
-from tests.unit.fakes import FakeVmm, RecordingHelper, running_loop
+from tests.unit.fakes import wired_services
 
 
 @pytest.fixture
@@ -33,16 +31,8 @@ def services(settings, store, tmp_path):
     with store.db.transaction() as conn:
         # An image with banger's agent: restored VMs get their identity through it.
         conn.execute("UPDATE images SET rootfs = ?, channel = 1", (str(rootfs),))
-    with running_loop() as loop:
-        yield wire(
-            settings,
-            store=store,
-            vmm=FakeVmm(),
-            accel=AccelChoice("tcg", "t"),
-            helper=RecordingHelper(),
-            user_key=key,
-            loop=loop,
-        )
+    with wired_services(settings, store, key) as services:
+        yield services
 
 
 def snapshot(tmp_path: Path, **kw: object) -> Snapshot:

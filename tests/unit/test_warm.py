@@ -17,7 +17,6 @@ from banger.api.models import Mount, Snapshot, SnapshotKind, VmCreate
 from banger.config import load_settings
 from banger.daemon.bootkey import Action, boot_key, decide, describe, is_stale, why_not_warm
 from banger.daemon.operations import Progress
-from banger.daemon.services import wire
 from banger.daemon.snapshots import RECORD
 from banger.daemon.sweep import sweep
 from banger.daemon.vms import CreateRequest
@@ -25,8 +24,7 @@ from banger.errors import UserError
 from banger.store import Database, Store
 from banger.store.migrations import MIGRATIONS
 from banger.store.repo import Missing
-from banger.vmm.accel import AccelChoice
-from tests.unit.fakes import FakeVmm, RecordingHelper, running_loop
+from tests.unit.fakes import wired_services
 
 
 class Said(Progress):
@@ -53,16 +51,8 @@ def services(settings, store, tmp_path):
     with store.db.transaction() as conn:
         conn.execute("UPDATE images SET rootfs = ?, channel = 1", (str(rootfs),))
         conn.execute("UPDATE kernels SET vmlinuz = ?, initrd = ?", (str(kernel), str(initrd)))
-    with running_loop() as loop:
-        yield wire(
-            settings,
-            store=store,
-            vmm=FakeVmm(),
-            accel=AccelChoice("tcg", "t"),
-            helper=RecordingHelper(),
-            user_key=key,
-            loop=loop,
-        )
+    with wired_services(settings, store, key) as services:
+        yield services
 
 
 def request(services, **kw: object) -> CreateRequest:
