@@ -88,7 +88,7 @@ def run_vs_cold(runs: int, image: str, memory: int) -> dict[str, list[float]]:
         banger("vm", "delete", base, "-q")
         cold, warm = [], []
         for _ in range(runs):
-            cold.append(timed("vm", "run", "-q", "--image", image, "--vcpus", "1",
+            cold.append(timed("vm", "run", "-q", "--cold", "--image", image, "--vcpus", "1",
                               "--memory", str(memory), "--work-disk-size", "1G",
                               "--", "true")[0])  # fmt: skip
             warm.append(timed("vm", "run", "-q", "--from-snapshot", snap, "--", "true")[0])

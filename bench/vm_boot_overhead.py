@@ -44,7 +44,7 @@ def banger(*args: str) -> subprocess.CompletedProcess[str]:
 
 def banger_run(i: int) -> float:
     started = time.perf_counter()
-    banger("vm", "run", "-q", "--name", f"bench-boot-{i}", "--", "true")
+    banger("vm", "run", "-q", "--cold", "--name", f"bench-boot-{i}", "--", "true")
     return time.perf_counter() - started
 
 
