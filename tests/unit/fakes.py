@@ -171,11 +171,18 @@ def running_loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 @contextlib.contextmanager
-def wired_services(settings: Any, store: Any, user_key: Path) -> Iterator[Any]:
-    """The daemon's services as ``wire`` builds them, with a fake VMM and helper, on a loop."""
+def wired_services(settings: Any, store: Any, tmp_path: Path) -> Iterator[Any]:
+    """The daemon's services as ``wire`` builds them, with a fake VMM and helper, on a loop.
+
+    The user's SSH key is made under ``tmp_path``, as ``wire`` needs one.
+    """
+    import subprocess
+
     from banger.daemon.services import wire
     from banger.vmm.accel import AccelChoice
 
+    user_key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(user_key)], check=True)
     with running_loop() as loop:
         yield wire(
             settings,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -171,9 +170,7 @@ def test_a_port_nothing_listens_on_has_no_holder():
 
 @pytest.fixture
 def services(settings, store, tmp_path) -> Iterator[Services]:
-    key = tmp_path / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    with wired_services(settings, store, key) as services:
+    with wired_services(settings, store, tmp_path) as services:
         yield services
 
 

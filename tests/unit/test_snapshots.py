@@ -5,7 +5,6 @@ restores: test_qmp, test_fc_snapshot and tests/e2e/test_snapshot_e2e.py.)"""
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from pathlib import Path
 
@@ -24,14 +23,12 @@ from tests.unit.fakes import wired_services
 
 @pytest.fixture
 def services(settings, store, tmp_path):
-    key = tmp_path / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     rootfs = tmp_path / "root.ext4"
     rootfs.write_bytes(b"\0" * 4096)
     with store.db.transaction() as conn:
         # An image with banger's agent: restored VMs get their identity through it.
         conn.execute("UPDATE images SET rootfs = ?, channel = 1", (str(rootfs),))
-    with wired_services(settings, store, key) as services:
+    with wired_services(settings, store, tmp_path) as services:
         yield services
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,8 +39,6 @@ class Said(Progress):
 
 @pytest.fixture
 def services(settings, store, tmp_path):
-    key = tmp_path / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"k" * 64)
     initrd = tmp_path / "initrd"
@@ -51,7 +48,7 @@ def services(settings, store, tmp_path):
     with store.db.transaction() as conn:
         conn.execute("UPDATE images SET rootfs = ?, channel = 1", (str(rootfs),))
         conn.execute("UPDATE kernels SET vmlinuz = ?, initrd = ?", (str(kernel), str(initrd)))
-    with wired_services(settings, store, key) as services:
+    with wired_services(settings, store, tmp_path) as services:
         yield services
 
 
