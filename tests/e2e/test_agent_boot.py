@@ -315,7 +315,6 @@ def test_an_image_with_no_shell_and_no_passwd_still_answers(
     assert result.stdout.splitlines() == ["ok", "root:x:0:0:root:/root:/.banger/bin/sh", "ran"]
 
 
-@pytest.mark.slow  # ~13 s; the Debian sidecar case runs in make test
 def test_busybox_image_with_its_own_init_gets_a_sidecar(boot_tree, bundle: Path, tmp_path: Path):
     tree = busybox_tree(tmp_path / "busybox-init", bundle, with_init=True)
     plan = agent.boot_plan(tree)
@@ -333,6 +332,7 @@ def test_busybox_image_with_its_own_init_gets_a_sidecar(boot_tree, bundle: Path,
     assert _wait_exit(guest.pid, 30), "QEMU still runs 30s after poweroff"
 
 
+@pytest.mark.slow  # ~56 s; the busybox image with the agent as init covers the mode in make test
 def test_debian_without_systemd_or_sshd_boots_and_answers(boot_tree, bundle: Path, tmp_path: Path):
     tree = debian_tree(tmp_path / "debian")
     assert not (tree / "usr" / "sbin" / "sshd").exists()
@@ -375,6 +375,7 @@ def test_debian_without_systemd_or_sshd_boots_and_answers(boot_tree, bundle: Pat
     assert _wait_exit(guest.pid, 30), "QEMU still runs 30s after /.banger/agent poweroff"
 
 
+@pytest.mark.slow  # ~66 s under emulation; the busybox sidecar case covers the mode in make test
 def test_debian_with_systemd_but_no_sshd_gets_a_sidecar(boot_tree, bundle: Path, tmp_path: Path):
     tree = debian_tree(tmp_path / "debian-systemd", include="systemd-sysv")
     plan = agent.boot_plan(tree)

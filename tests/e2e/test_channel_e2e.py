@@ -83,6 +83,7 @@ def test_wait_boot_waits_for_the_images_init_after_the_agent(banger: Banger) -> 
     )
 
 
+@pytest.mark.slow  # ~40 s; tests/unit/test_agents.py covers an agent gone
 def test_a_killed_agent_is_a_clear_error_and_ssh_still_works(banger: Banger) -> None:
     create(banger, "e2e-ka")
     ssh(banger, "e2e-ka", KILL_AGENT)

@@ -102,6 +102,7 @@ def test_vms_find_each_other_by_name(banger: Banger):
     assert missing.returncode == 2  # getent: key not found (NXDOMAIN)
 
 
+@pytest.mark.slow  # ~44 s; tests/e2e/test_nat_netns.py checks the same rules in a network namespace
 def test_nat_masquerades_and_isolation_blocks_the_rest(banger: Banger, outside: str):
     forward = Path("/proc/sys/net/ipv4/ip_forward")
     before = forward.read_text()
