@@ -1,10 +1,11 @@
 """A boot snapshot's key, and the pure decision a create makes with it.
 
-A boot snapshot is the guest as it was the moment banger's agent first
-answered. A create may restore one instead of booting only if it would have
-booted the very same guest: the same image content and guest agent, kernel,
-initramfs and kernel command line (less the name and address, which the
-identity step sets), the same VMM and version, vCPUs, memory and disk sizes.
+A boot snapshot is the guest as it was once its own init had finished
+booting (``warm.py`` says why not earlier). A create may restore one instead
+of booting only if it would have booted the very same guest: the same image
+content and guest agent, kernel, initramfs and kernel command line (less the
+name and address, which the identity step sets), the same VMM and version,
+vCPUs, memory and disk sizes.
 The key spells each of those out, so a create that does not match can say
 what changed; anything the key cannot express (shared directories, a jailed
 Firecracker) never takes part.
@@ -27,7 +28,7 @@ from banger.net import plan as netplan
 from banger.units import format_size
 
 # Bumped when the key's fields change: every older boot snapshot is then stale.
-KEY_VERSION = "1"
+KEY_VERSION = "2"  # 2: saved once init has finished booting, not when the agent answers
 # Fields that tell boot snapshots of one image apart; they may coexist. A
 # difference anywhere else makes the older one stale: it is replaced.
 SHAPE = ("vmm", "vcpus", "memory_mib", "overlay_bytes", "work_disk_bytes")
@@ -123,8 +124,6 @@ def why_not_warm(req: CreateRequest, *, enabled: bool, jailed: bool) -> str | No
         return "--cold"
     if req.no_start:
         return "--no-start"
-    if req.wait_boot:
-        return "--wait-boot waits for the image's own init"
     if req.sources.image.channel == 0:
         return f"image {req.sources.image.name} has no banger agent"
     if req.vm.mounts:

@@ -1,8 +1,12 @@
 """Warm start: a create restores its image's boot snapshot instead of booting.
 
-The first create of an image (with a given key, ``bootkey.py``) boots, and
-right after its agent answered saves a boot snapshot of the guest: paused,
-memory and writable disks saved as `vm snapshot create` does, resumed. Later
+The first create of an image (with a given key, ``bootkey.py``) boots, waits
+for the image's own init to finish booting, and saves a boot snapshot of the
+guest: paused, memory and writable disks saved as `vm snapshot create` does,
+resumed. Not at the moment the agent first answers: under emulation systemd
+boots on for seconds after that, and every VM restored from such a snapshot
+would boot on too, its first commands queued behind the rest of the boot
+(measured: an exec 0.4-0.7 s instead of 0.15 s). Later
 creates with the same key go through the snapshot restore path instead (own
 disks, tap, lease, MAC, hostname, host key, clock and entropy). A boot
 snapshot is written under a hidden name and renamed into place after its
@@ -32,6 +36,9 @@ from banger.errors import BangerError, Conflict, HelperError, HostError
 from banger.store import Store
 
 log = logging.getLogger("banger.daemon")
+
+# Seconds the first create of a key waits for the image's init before saving.
+INIT_TIMEOUT = 180.0
 
 
 def boot_view(snap: Snapshot) -> BootSnapshot:
@@ -130,6 +137,11 @@ class WarmStart:
                 f"{', '.join(decision.changed)}: booting, and saving a new one"
             )
         vm = self.vms.create(req, progress)
+        unfinished = None if req.wait_boot else self._wait_init(vm, progress)
+        if unfinished is not None:
+            progress.info(f"image {image}'s boot snapshot was not saved: {unfinished}")
+            log.warning("%s: boot snapshot not saved: %s", vm.name, unfinished)
+            return self.vms.show(vm.id)
         try:
             snap = self._save(vm, key, progress)
         except (BangerError, OSError) as exc:
@@ -144,6 +156,28 @@ class WarmStart:
             progress.info(f"removed {name}, a boot snapshot of image {image} made before")
         log.info("%s: saved %s", vm.name, snap.name)
         return self.vms.show(vm.id)
+
+    def _wait_init(self, vm: Vm, progress: Progress) -> str | None:
+        """Until the guest's own init has finished booting; why not, when it did not."""
+        progress.stage(
+            "init",
+            "waiting for the image's own init to finish booting (once: VMs restored from"
+            " its boot snapshot then start with nothing left to boot)",
+        )
+        started = time.monotonic()
+        try:
+            answer = self.vms.agents.call_sync(
+                vm, "boot", {"wait": INIT_TIMEOUT}, timeout=INIT_TIMEOUT + 10
+            )
+        except BangerError as exc:
+            return exc.message
+        init, state = answer.get("init", "?"), answer.get("state", "?")
+        if state not in ("running", "degraded"):
+            return f"its init ({init}) was still {state} after {INIT_TIMEOUT:.0f}s"
+        progress.info(
+            f"{vm.name}'s init ({init}) is {state} after {time.monotonic() - started:.1f}s"
+        )
+        return None
 
     def _save(self, vm: Vm, key: BootKey, progress: Progress) -> Snapshot:
         boot_dir = self.settings.boot_snapshots_dir(key.image)

@@ -228,9 +228,13 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	return fileError(os.Rename(tmp, path))
 }
 
-// installHostKey writes the key and makes the running SSH server use it:
-// OpenSSH's listener re-executes itself on SIGHUP; dropbear (banger's own)
-// takes its key converted and is restarted.
+// installHostKey writes the key and makes the running SSH server use it.
+// OpenSSH before 9.8 re-executes itself for every connection, and that
+// process reads the host keys from disk: the files are all it takes (a
+// SIGHUP would make the listener re-execute too, costing a restored guest
+// under emulation a few hundred milliseconds of its only vCPU). From 9.8 the
+// listener keeps the keys for its sshd-session children: it is told with a
+// SIGHUP. dropbear (banger's own) takes its key converted and is restarted.
 func installHostKey(private, public string) error {
 	if err := os.MkdirAll(filepath.Dir(hostKey), 0o755); err != nil {
 		return fileError(err)
@@ -241,9 +245,11 @@ func installHostKey(private, public string) error {
 	if err := writeAtomic(hostKey+".pub", []byte(public), 0o644); err != nil {
 		return err
 	}
-	for _, pid := range processes() {
-		if comm(pid) == "sshd" && comm(parentOf(pid)) != "sshd" {
-			_ = syscall.Kill(pid, syscall.SIGHUP)
+	if sshdKeepsKeys() {
+		for _, pid := range processes() {
+			if comm(pid) == "sshd" && comm(parentOf(pid)) != "sshd" {
+				_ = syscall.Kill(pid, syscall.SIGHUP)
+			}
 		}
 	}
 	pidText, err := os.ReadFile(agentState + "/dropbear.pid")
@@ -251,6 +257,23 @@ func installHostKey(private, public string) error {
 		return nil // banger's dropbear is not running here
 	}
 	return restartDropbear(strings.TrimSpace(string(pidText)))
+}
+
+// Where distributions put OpenSSH's per-session binary (9.8 and later).
+var sshdSession = []string{
+	"/usr/lib/openssh/sshd-session", "/usr/libexec/openssh/sshd-session",
+	"/usr/libexec/sshd-session", "/usr/lib/ssh/sshd-session",
+}
+
+// sshdKeepsKeys: whether the installed OpenSSH hands its listener's host
+// keys to each session rather than reading them again per connection.
+func sshdKeepsKeys() bool {
+	for _, path := range sshdSession {
+		if _, err := os.Stat(path); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func restartDropbear(pidText string) error {
