@@ -45,6 +45,8 @@ DAEMON_ONLY = {
     "BANGER_SUBNET": "10.99.0.0/24",
     "BANGER_DNS_PORT": "10099",
 }
+# The same settings in a config file (written as {tmp}/daemon.toml), as most set them.
+DAEMON_TOML = 'bridge = "bgbench0"\nsubnet = "10.99.0.0/24"\ndns_port = 10099\n'
 CASES: list[tuple[str, list[str], dict[str, str], float]] = [
     ("banger --help", ["--help"], {}, 60),
     ("banger vm list", ["vm", "list"], {}, 150),
@@ -53,6 +55,12 @@ CASES: list[tuple[str, list[str], dict[str, str], float]] = [
     # The same tab where the daemon's own settings (bridge, subnet, DNS port) are
     # in the environment too: the fast path then resolves settings in full.
     ("tab completion, daemon settings in env", [], COMPLETE | DAEMON_ONLY, 100),
+    (
+        "tab completion, daemon settings in a config file",
+        [],
+        COMPLETE | {"BANGER_CONFIG": "{tmp}/daemon.toml"},
+        100,
+    ),
 ]
 
 
@@ -139,7 +147,7 @@ def sample_ms(argv: list[str], env: dict[str, str]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def measure(env: dict[str, str], runs: int, baseline: Path | None) -> list[Case]:
+def measure(env: dict[str, str], runs: int, baseline: Path | None, tmp: str) -> list[Case]:
     """Every case once per round, round after round.
 
     On a shared machine the load comes and goes; taking the cases in turn puts
@@ -151,12 +159,16 @@ def measure(env: dict[str, str], runs: int, baseline: Path | None) -> list[Case]
         ("python -c pass", [sys.executable, "-c", "pass"], env),
         ("import click", [sys.executable, "-c", "import click"], env),
     ]
-    plan += [(label, [str(BIN / "banger"), *argv], env | extra) for label, argv, extra, _ in CASES]
+    cases = [
+        (label, argv, {k: v.format(tmp=tmp) for k, v in extra.items()})
+        for label, argv, extra, _ in CASES
+    ]
+    plan += [(label, [str(BIN / "banger"), *argv], env | extra) for label, argv, extra in cases]
     if baseline is not None:
         old = env | {"PYTHONPATH": str(baseline)}
         plan += [
             (f"{label} (baseline)", [str(BIN / "banger"), *argv], old | extra)
-            for label, argv, extra, _ in CASES
+            for label, argv, extra in cases
         ]
     samples: dict[str, list[float]] = {label: [] for label, _, _ in plan}
     for _ in range(runs):
@@ -194,10 +206,11 @@ def main() -> None:
             "BANGER_RUNTIME_DIR": str(runtime),
             "BANGER_CONFIG": str(Path(tmp) / "none.toml"),
         }
+        (Path(tmp) / "daemon.toml").write_text(DAEMON_TOML)
         os.environ.update(env | DAEMON_ONLY)
         seed_store(home, args.vms)
         with daemon(env | DAEMON_ONLY, runtime):
-            cases = measure(env, args.runs, args.baseline)
+            cases = measure(env, args.runs, args.baseline, tmp)
     medians = {case.name: case.median for case in cases}
     ratios = [Ratio(f"{label} median ms", medians[label], target) for label, _, _, target in CASES]
     emit(

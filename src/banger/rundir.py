@@ -86,7 +86,12 @@ def trusted_owners(settings: Settings) -> set[int]:
     """
     if settings.mode != "system":
         return set()
+    return home_owner(settings.home)
+
+
+def home_owner(home: str | Path) -> set[int]:
+    """The uid that owns the state directory ``home``; nobody when it is not there."""
     try:
-        return {settings.home.lstat().st_uid}
+        return {os.lstat(home).st_uid}
     except OSError:
         return set()

@@ -86,7 +86,9 @@ def env_of(settings: Settings, **extra: str) -> dict[str, str]:
     }
 
 
-def tab(settings: Settings, line: str, shell: str = "bash") -> subprocess.CompletedProcess[str]:
+def tab(
+    settings: Settings, line: str, shell: str = "bash", **extra: str
+) -> subprocess.CompletedProcess[str]:
     """What ``banger`` prints for a tab at the end of ``line``, as ``shell`` asks for it."""
     words = line.split()
     incomplete = "" if line.endswith(" ") else words[-1]
@@ -96,6 +98,7 @@ def tab(settings: Settings, line: str, shell: str = "bash") -> subprocess.Comple
         _BANGER_COMPLETE=f"{shell}_complete",
         COMP_WORDS=line,
         COMP_CWORD=incomplete if shell == "fish" else str(cword),
+        **extra,
     )
     return subprocess.run(
         [str(BIN / "banger")], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -122,6 +125,33 @@ def bash_values(result: subprocess.CompletedProcess[str]) -> list[str]:
 )
 def test_a_tab_completes_names_from_the_running_daemon(daemon, line, names):
     assert bash_values(tab(daemon, line)) == names
+
+
+# Settings only bangerd uses, as a user running a non-default daemon has them.
+DAEMON_SETTINGS = {"BANGER_BRIDGE": "bgother0", "BANGER_SUBNET": "10.99.0.0/24"}
+
+
+def test_the_daemons_own_settings_in_the_environment_leave_a_tab_its_names(daemon):
+    for extra in (DAEMON_SETTINGS, {"BANGER_DNS_PORT": "10099", "BANGER_WARM_START": "off"}):
+        assert bash_values(tab(daemon, "banger vm show d", **extra)) == ["dev", "dev2"]
+
+
+def test_a_tab_finds_the_daemon_a_config_file_places(daemon):
+    config = daemon.home / "config.toml"
+    config.write_text(f'runtime_dir = "{daemon.runtime_dir}"\nbridge = "bgother0"\n')
+    # BANGER_RUNTIME_DIR empty is unset: only the file says where bangerd is.
+    where = {"BANGER_CONFIG": str(config), "BANGER_RUNTIME_DIR": ""}
+    assert bash_values(tab(daemon, "banger vm show d", **where)) == ["dev", "dev2"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"BANGER_SUBNET": "nonsense"}, {"BANGER_MODE": "cluster"}, {"BANGER_DNS_PORT": "53"}],
+)
+def test_settings_the_cli_would_refuse_complete_nothing_quietly(daemon, extra):
+    # `banger vm show` itself would stop at them, so a tab offers nothing either.
+    result = tab(daemon, "banger vm show d", **extra)
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "", "")
 
 
 def test_zsh_and_fish_get_the_names_in_their_own_formats(daemon):

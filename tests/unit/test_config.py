@@ -67,3 +67,22 @@ def test_banger_and_its_helper_agree_on_the_name_prefix():
     from banger.helper import validate
 
     assert config.NAME_PREFIX == validate.NAME_PREFIX
+
+
+def test_every_setting_is_read_as_the_kind_its_field_holds():
+    from dataclasses import fields
+
+    from banger import configvalues
+    from banger.config import Settings
+
+    as_field = {
+        "str": ("str",),
+        "int": ("int",),
+        "bool": ("bool",),
+        "list": ("tuple[str, ...]",),
+        "path": ("Path", "Path | None"),
+    }
+    assert set(configvalues.KINDS) == {f.name for f in fields(Settings)}
+    for f in fields(Settings):
+        assert f.type in as_field[configvalues.KINDS[f.name]], f.name
+    assert set(configvalues.ENV) <= set(configvalues.KINDS)

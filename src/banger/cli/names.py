@@ -56,14 +56,11 @@ def _socket() -> str:
 
     from banger import rundir, sockpath
 
-    # As the client does: a socket is only as trustworthy as its directory.
-    found = sockpath.socket_path(os.environ)
-    if found is not None:  # user mode, where nobody else may own the directory
-        # A str, not a Path: pathlib costs a tab more than the rest of the check.
-        rundir.check_private_dir(os.path.dirname(found))  # type: ignore[arg-type]
-        return found
-    from banger.config import load_settings
-
-    settings = load_settings()
-    rundir.check_private_dir(settings.runtime_dir, rundir.trusted_owners(settings))
-    return str(settings.socket)
+    # The socket load_settings() names, from the same values, without banger.config.
+    found, system_home = sockpath.locate(os.environ)
+    # As the client does: a socket is only as trustworthy as its directory, which
+    # in system mode may be the installed owner's (rundir.trusted_owners).
+    trusted = rundir.home_owner(system_home) if system_home is not None else set()
+    # A str, not a Path: pathlib costs a tab more than the rest of the check.
+    rundir.check_private_dir(os.path.dirname(found), trusted)  # type: ignore[arg-type]
+    return found
