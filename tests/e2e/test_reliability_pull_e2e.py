@@ -11,8 +11,8 @@ and the same pull then succeeds.
 A re-pull of a manifest flattened before spends its time in one step of its
 own, the ``reuse`` stage: hard-linking the cached image directory into the new
 image's staging directory, one link per file. Its image keeps a checkout's
-worth of small files in /root (the work seed), so that step lasts a few
-tenths of a second and the kill lands while its ``cp`` runs (seen running,
+worth of small files in /root (the work seed), so that step lasts over a
+tenth of a second and the kill lands while its ``cp`` runs (seen running,
 not assumed). After it the flat cache's entry is as it was, file for file,
 and the next re-pull links it again.
 """
