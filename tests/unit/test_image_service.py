@@ -6,6 +6,8 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from banger.daemon.operations import Progress
 from banger.errors import Conflict, UserError
 from banger.guest import bundle as bundle_module
 from banger.image import debian
+from tests.e2e import registry as reg
 from tests.unit.fakes import FakeVmm
 from tests.unit.test_agent import fake_bundle
 from tests.unit.test_image_build import FAKE_DEBOOTSTRAP
@@ -103,3 +106,46 @@ def test_register_refuses_a_file_that_is_not_ext4(images: ImageService, tmp_path
     with pytest.raises(UserError, match="not an ext2/3/4"):
         images.register(ImageRegister(name="junk", rootfs=str(junk), kernel="k"))
     assert images.store.list_images() == before
+
+
+@pytest.fixture(scope="module")
+def tiny_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    reason = reg.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("tiny")
+
+    def edit(rootfs: Path) -> None:
+        (rootfs / "root").mkdir(exist_ok=True)
+        (rootfs / "root" / ".profile").write_text("export TINY=1\n")
+
+    reg.umoci_image(work / "layout", "1", [edit])
+    with reg.registry(work / "registry") as registry:
+        yield registry.push(work / "layout", "1", "unit/tiny")
+
+
+@needs_mkfs
+def test_a_re_pull_links_the_disk_made_before_as_a_stage_of_its_own(
+    images: ImageService, tiny_image: str, tmp_path: Path
+) -> None:
+    first, second = Quiet(), Quiet()
+    one = images.pull(ImagePull(ref=tiny_image, name="one", kernel="k"), first)
+    two = images.pull(ImagePull(ref=tiny_image, name="two", kernel="k"), second)
+    assert first.stages == ["pull"]
+    assert second.stages == ["pull", "reuse"]
+    assert os.stat(one.rootfs).st_ino == os.stat(two.rootfs).st_ino
+    assert (one.source, one.init, one.config) == (two.source, two.init, two.config)
+    # The cache moved to another filesystem cannot be linked from: flattened again.
+    flat = images.settings.cache_dir / "flat"
+    elsewhere = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        shutil.move(flat, elsewhere / "flat")
+        flat.symlink_to(elsewhere / "flat")
+        third = Quiet()
+        three = images.pull(ImagePull(ref=tiny_image, name="three", kernel="k"), third)
+        assert third.stages == ["pull", "reuse", "pull"]
+        assert os.stat(three.rootfs).st_ino != os.stat(one.rootfs).st_ino
+        assert Path(three.work_seed, ".profile").read_text() == "export TINY=1\n"
+    finally:
+        shutil.rmtree(elsewhere)
+    assert sorted(p.name for p in images.settings.images_dir.iterdir()) == ["one", "three", "two"]

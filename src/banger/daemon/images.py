@@ -27,6 +27,7 @@ from banger.units import format_size, parse_size
 from banger.vmm.base import Vmm
 
 if TYPE_CHECKING:
+    from banger.image.flatcache import Flat, FlatCache
     from banger.image.pipeline import Finished, MadeTree, Staging
 
 log = logging.getLogger("banger.daemon")
@@ -144,12 +145,8 @@ class ImageService:
     ) -> Image:
         """An OCI pull; a manifest flattened before with the same options is linked, not redone."""
         from banger.guest.agent import agent_script
-        from banger.image.blobcache import short
         from banger.image.flatcache import FlatCache, flat_key
         from banger.image.oci import resolve_oci_sync
-        from banger.image.pipeline import ROOTFS_NAME, Finished, publish
-        from banger.image.reference import parse_reference
-        from banger.image.tree import WORK_SEED_NAME
 
         size = parse_size(req.size) if req.size else None
         bundle = self._bundle(progress)
@@ -163,17 +160,10 @@ class ImageService:
             req.ref, insecure_registries=self.settings.insecure_registries, progress=progress.info
         )
         flat = cache.lookup(key(digest))
-        if flat is not None and cache.link_into(flat, stage.image):
-            progress.info(f"{short(digest)} was flattened before with these options: reusing it")
-            done = Finished(
-                rootfs=stage.dest / ROOTFS_NAME,
-                work_seed=stage.dest / WORK_SEED_NAME,
-                size_bytes=flat.size_bytes,
-                source=f"oci:{parse_reference(req.ref).with_digest(digest).canonical()}",
-                init=flat.init,
-                config=flat.config,
-            )
-            return publish(stage, done, lambda d: self._record(name, kernel, d))
+        if flat is not None:
+            reused = self._reuse(flat, cache, stage, req.ref, digest, name, kernel, progress)
+            if reused is not None:
+                return reused
 
         made = self._oci_tree(req.ref, stage.tree, progress)
 
@@ -183,6 +173,43 @@ class ImageService:
                        config=done.config)  # fmt: skip
 
         return self._finish(stage, made, name, kernel, req.size, progress, keep=keep, bundle=bundle)
+
+    def _reuse(
+        self,
+        flat: Flat,
+        cache: FlatCache,
+        stage: Staging,
+        ref: str,
+        digest: str,
+        name: str,
+        kernel: str,
+        progress: Progress,
+    ) -> Image | None:
+        """The disk flattened before, linked into place and registered; None if it cannot be."""
+        from banger.image.blobcache import short
+        from banger.image.pipeline import ROOTFS_NAME, Finished, publish
+        from banger.image.reference import parse_reference
+        from banger.image.tree import WORK_SEED_NAME
+
+        # A stage of its own: linking the cached disk into place is the whole of
+        # a re-pull, and the stage is what the CLI names if the daemon dies in it.
+        progress.stage(
+            "reuse",
+            f"{short(digest)} was flattened before with these options:"
+            " reusing it (linking its disk into the new image)",
+        )
+        if not cache.link_into(flat, stage.image):
+            progress.stage("pull", "the disk made before cannot be linked here: flattening again")
+            return None
+        done = Finished(
+            rootfs=stage.dest / ROOTFS_NAME,
+            work_seed=stage.dest / WORK_SEED_NAME,
+            size_bytes=flat.size_bytes,
+            source=f"oci:{parse_reference(ref).with_digest(digest).canonical()}",
+            init=flat.init,
+            config=flat.config,
+        )
+        return publish(stage, done, lambda d: self._record(name, kernel, d))
 
     def _bundle(self, progress: Progress) -> Path:
         from banger.guest.bundle import build_agent_bundle

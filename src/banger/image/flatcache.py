@@ -11,7 +11,8 @@ An entry is keyed by everything that shapes the disk: the platform
 manifest's digest, the guest agent bundle and script, the requested size and
 this module's format. ``<cache>/flat/<key>/`` holds ``image/`` (as the
 pipeline staged it) and ``meta.json`` (what registering needs), written
-beside its final name and renamed, so an entry is whole or absent.
+beside its final name and renamed, and removed by renaming it to a hidden
+name first, so an entry is whole or absent whenever the daemon is killed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -37,6 +39,7 @@ log = logging.getLogger("banger.image")
 FORMAT = 1
 _IMAGE = "image"
 _META = "meta.json"
+_ROOTFS = "rootfs.ext4"
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ class FlatCache:
             meta = json.loads((entry / _META).read_text())
         except (OSError, ValueError):
             return None
-        if not (entry / _IMAGE).is_dir():
+        # An entry half removed by an older banger killed in a prune still has its meta.
+        if not (entry / _IMAGE / _ROOTFS).is_file():
             return None
         init = meta.get("init")
         return Flat(
@@ -125,7 +129,9 @@ class FlatCache:
         if not self.root.is_dir():
             return 0, 0
         for entry in sorted(self.root.iterdir()):
-            rootfs = entry / _IMAGE / "rootfs.ext4"
+            if entry.name.startswith("."):
+                continue  # a pull keeping its image right now, or a removal under way
+            rootfs = entry / _IMAGE / _ROOTFS
             with contextlib.suppress(OSError):
                 st = rootfs.stat()
                 if st.st_nlink > 1:
@@ -133,8 +139,21 @@ class FlatCache:
                 freed += st.st_blocks * 512
             count += 1
             if not dry_run:
-                shutil.rmtree(entry, ignore_errors=True)
+                _remove(entry)
         return freed, count
+
+
+def _remove(entry: Path) -> None:
+    # Out of its name in one rename first: removing a tree of thousands of files
+    # takes a while, and a daemon killed during it must leave a hidden name (the
+    # start-up sweep removes those), never an entry whose meta outlived its files.
+    doomed = entry.with_name(f".{entry.name[:12]}-removing-{secrets.token_hex(4)}")
+    try:
+        os.rename(entry, doomed)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", entry, exc)
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _link_tree(src: Path, dest: Path) -> None:
