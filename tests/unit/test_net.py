@@ -104,6 +104,25 @@ def test_detach_keeps_the_rules_while_another_vm_runs(net):
     assert helper.verbs() == ["tap_delete"]
 
 
+def test_a_vm_booting_beside_running_ones_asks_only_for_its_tap(net):
+    network, helper, directory = net
+    first, second = vm("a"), vm("b")
+    directory.vms = [first, second]
+    network.attach(first)
+    helper.calls.clear()
+    network.attach(second)
+    # DNS for VMs is tried again while it does not run (here: no such address to bind).
+    assert [v for v in helper.verbs() if v != "resolver_link"] == ["tap_create"]
+    # Once the last VM has gone the rules are down, and the next boot brings them up.
+    network.detach(second)
+    directory.vms = [first]
+    network.detach(first)
+    directory.vms = [second]
+    helper.calls.clear()
+    network.attach(second)
+    assert helper.verbs()[:3] == ["bridge_ensure", "net_isolate", "dns_redirect"]
+
+
 def test_set_nat_changes_a_running_vm_at_once(net):
     network, helper, _ = net
     network.set_nat(vm(), True)

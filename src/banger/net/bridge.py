@@ -38,6 +38,10 @@ class BridgeNetwork:
         self._lock = threading.Lock()
         self._dns: DnsResponder | None = None
         self.resolver_linked = False
+        # The bridge, its rules and DNS are in place and stay until release_if_idle
+        # takes them down (under the same lock): a VM booting beside running ones
+        # need not ask the helper for them again, one after another.
+        self._up = False
 
     @property
     def gateway(self) -> str:
@@ -54,14 +58,21 @@ class BridgeNetwork:
         """Whether the DNS client at ``source`` may resolve outside names: a VM with NAT."""
         return any(vm.ip == source and vm.nat for vm in self.vms.list_vms())
 
-    def ensure(self) -> None:
-        """The bridge with its address, rules and DNS; idempotent, called before each boot."""
+    def ensure(self, *, check: bool = False) -> None:
+        """The bridge with its address, rules and DNS; idempotent, called before each boot.
+
+        Once in place the bridge and rules are not asked for again until torn
+        down, unless ``check`` (a daemon starting beside VMs that kept running:
+        the host may have lost them meanwhile); DNS is tried again until it runs.
+        """
         bridge = self.settings.bridge
         helper = self.helper
         with self._lock:
-            helper.ensure_bridge(bridge, netplan.bridge_address(self.settings.network))
-            helper.net_isolate(bridge)
-            helper.dns_redirect(bridge, self.gateway, self.settings.dns_port)
+            if check or not self._up:
+                helper.ensure_bridge(bridge, netplan.bridge_address(self.settings.network))
+                helper.net_isolate(bridge)
+                helper.dns_redirect(bridge, self.gateway, self.settings.dns_port)
+                self._up = True
             if self._dns is None:
                 resolver = helper.resolver_link(bridge, self.gateway)
                 self.resolver_linked = bool(resolver.get("linked"))
@@ -89,6 +100,7 @@ class BridgeNetwork:
         with self._lock:
             if self.in_use(leaving):
                 return False
+            self._up = False
             if self.helper.net_teardown(self.settings.bridge):
                 log.info("no VM runs: removed banger's nftables table")
             self.helper.resolver_unlink(self.settings.bridge)

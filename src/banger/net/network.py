@@ -144,7 +144,7 @@ class VmNetwork:
                 fixes.append(f"removed NAT for {source}, which no running VM uses")
         if live_taps:
             # VMs kept running while no daemon did: give them DNS and their rules back.
-            self.bridge.ensure()
+            self.bridge.ensure(check=True)
             for source in sorted(nat_sources - has_nat):
                 self._nat_on(source)
                 fixes.append(f"restored NAT for {source}")
