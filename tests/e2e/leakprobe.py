@@ -37,18 +37,21 @@ def stored_vms(home: Path) -> list[StoredVm]:
     return [StoredVm(*row) for row in rows]
 
 
-def processes() -> dict[int, str]:
-    """Every process on the host: pid -> its command line, words joined by spaces."""
+def argvs() -> dict[int, list[bytes]]:
+    """Every process on the host: pid -> its argv (a process gone meanwhile is left out)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                found[int(entry.name)] = (
-                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                )
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
     return found
+
+
+def processes() -> dict[int, str]:
+    """Every process on the host: pid -> its command line, words joined by spaces."""
+    return {pid: b" ".join(argv).decode() for pid, argv in argvs().items()}
 
 
 def _run(*argv: str) -> str:

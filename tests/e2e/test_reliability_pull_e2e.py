@@ -32,7 +32,7 @@ import pytest
 
 from .conftest import BRIDGE, Banger
 from .killer import at_stage, daemon_pid, dead, kill_during
-from .leakprobe import leaks
+from .leakprobe import argvs, leaks, processes
 from .registry import add_layer, registry, skip_reason, umoci_image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
@@ -82,16 +82,12 @@ def _ancestors() -> set[int]:
 def _workers_in(home: Path) -> list[str]:
     """Processes working on files under banger's home other than its own (mkfs, cp...)."""
     found, mine = [], _ancestors()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in mine:
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
+    for pid, cmdline in processes().items():
+        if pid in mine:
             continue
         ours = any(p in cmdline for p in ("qemu-system", "bangerd", "banger-helper"))
         if f"{home}/" in cmdline and not ours:
-            found.append(f"pid {entry.name}: {cmdline[:160]}")
+            found.append(f"pid {pid}: {cmdline[:160]}")
     return found
 
 
@@ -218,15 +214,9 @@ def _linker(staging: str, timeout: float = 5) -> int:
     """The pid of the `cp --link` placing the cached image in ``staging``, once it runs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
+        for pid, argv in argvs().items():
             if argv[0] == b"cp" and b"--link" in argv and any(staging.encode() in a for a in argv):
-                return int(entry.name)
+                return pid
         time.sleep(0.005)
     raise AssertionError(f"no cp linking into {staging}* ran")
 

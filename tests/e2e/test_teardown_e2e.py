@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import BIN, BRIDGE, Banger
+from .leakprobe import argvs
 
 pytestmark = pytest.mark.e2e
 
@@ -19,17 +20,11 @@ def link_exists(name: str) -> bool:
 
 
 def helpers_serving(socket: Path) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(arg.endswith(b"banger-helper") for arg in argv[:2]) and str(socket).encode() in argv:
-            pids.append(int(entry.name))
-    return pids
+    return [
+        pid
+        for pid, argv in argvs().items()
+        if any(arg.endswith(b"banger-helper") for arg in argv[:2]) and str(socket).encode() in argv
+    ]
 
 
 @pytest.mark.slow  # boots and stops a VM around two daemon stops
