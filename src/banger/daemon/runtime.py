@@ -34,6 +34,8 @@ from banger.vmm.base import Vmm, VmmConfig
 log = logging.getLogger("banger.daemon")
 
 BOOT_TIMEOUT = 300.0
+# What the agent's `boot` op answers once the image's init has finished booting.
+INIT_FINISHED = ("running", "degraded")
 # Asks the guest to shut down over SSH, where the image has no agent channel:
 # banger's agent script where the image has it (an image without systemd may
 # have no poweroff at all), else the image's own init.
@@ -123,13 +125,24 @@ class VmRuntime:
             vm, timeout=BOOT_TIMEOUT, alive=lambda: vmm.pid(plan.dir) is not None
         )
         progress.info(f"{vm.name}'s agent answered after {took:.1f}s")
-        if not wait_boot:
-            return
-        progress.stage("init", "waiting for the image's own init to finish booting")
+        if wait_boot:
+            self.wait_init(vm, progress, timeout=BOOT_TIMEOUT)
+
+    def wait_init(
+        self, vm: Vm, progress: Progress, *, timeout: float, why: str = ""
+    ) -> tuple[str, str]:
+        """Until the image's own init has finished booting or ``timeout`` passed: (init, state).
+
+        The agent's `boot` op answers with the state once init is done
+        (``INIT_FINISHED``) or its wait is up; the call allows it a little
+        longer, so the answer at the deadline says which instead of timing out.
+        """
+        progress.stage("init", f"waiting for the image's own init to finish booting{why}")
         start = time.monotonic()
-        result = self.agents.call_sync(vm, "boot", {"wait": BOOT_TIMEOUT}, timeout=BOOT_TIMEOUT)
-        init, state = result.get("init", "?"), result.get("state", "?")
+        result = self.agents.call_sync(vm, "boot", {"wait": timeout}, timeout=timeout + 10)
+        init, state = str(result.get("init", "?")), str(result.get("state", "?"))
         progress.info(f"{vm.name}'s init ({init}) is {state} after {time.monotonic() - start:.1f}s")
+        return init, state
 
     def _wait_ssh(self, plan: VmPlan, vmm: Vmm, progress: Progress) -> None:
         vm = plan.vm

@@ -30,6 +30,7 @@ from banger.api.models import BootSnapshot, Snapshot, SnapshotKind, Vm
 from banger.config import Settings
 from banger.daemon.bootkey import Action, BootKey, Decision, boot_key, decide, why_not_warm
 from banger.daemon.operations import Progress
+from banger.daemon.runtime import INIT_FINISHED
 from banger.daemon.snapshots import Restore, SnapshotService, check_compatible
 from banger.daemon.vms import CreateRequest, VmService
 from banger.errors import BangerError, Conflict, HelperError, HostError
@@ -159,24 +160,18 @@ class WarmStart:
 
     def _wait_init(self, vm: Vm, progress: Progress) -> str | None:
         """Until the guest's own init has finished booting; why not, when it did not."""
-        progress.stage(
-            "init",
-            "waiting for the image's own init to finish booting (once: VMs restored from"
-            " its boot snapshot then start with nothing left to boot)",
-        )
-        started = time.monotonic()
         try:
-            answer = self.vms.agents.call_sync(
-                vm, "boot", {"wait": INIT_TIMEOUT}, timeout=INIT_TIMEOUT + 10
+            init, state = self.vms.runtime.wait_init(
+                vm,
+                progress,
+                timeout=INIT_TIMEOUT,
+                why=" (once: VMs restored from its boot snapshot then start with nothing"
+                " left to boot)",
             )
         except BangerError as exc:
             return exc.message
-        init, state = answer.get("init", "?"), answer.get("state", "?")
-        if state not in ("running", "degraded"):
+        if state not in INIT_FINISHED:
             return f"its init ({init}) was still {state} after {INIT_TIMEOUT:.0f}s"
-        progress.info(
-            f"{vm.name}'s init ({init}) is {state} after {time.monotonic() - started:.1f}s"
-        )
         return None
 
     def _save(self, vm: Vm, key: BootKey, progress: Progress) -> Snapshot:
